@@ -1,0 +1,43 @@
+//! `zonocert`: certified bounds on how much an EfficientNet's class probabilities can change
+//! when the least significant bit of one pixel flips. See `zonocert --help`.
+
+mod common;
+mod info;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Certified LSB-flip sensitivity of MNIST EfficientNets, by zonotope abstract interpretation.
+#[derive(Parser)]
+#[command(name = "zonocert", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a model: layers, shapes, parameters, neurons per layer.
+    Info(info::InfoArgs),
+    /// Accuracy on the MNIST test set (IDX files).
+    Eval(run::EvalArgs),
+    /// Logits and probabilities for one image.
+    Predict(run::PredictArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Eval(a) => run::eval(a),
+        Command::Predict(a) => run::predict(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

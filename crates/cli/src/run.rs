@@ -1,0 +1,105 @@
+//! `zonocert eval` and `zonocert predict`: the concrete executor from the terminal.
+
+use crate::common::{check_classifier, load_mnist, ImageArg, ModelArg};
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+use zonocert_network::data::{to_unit, PIXELS};
+use zonocert_network::exec::argmax;
+use zonocert_network::kernels::{softmax, Real};
+use zonocert_network::Executor;
+
+/// Arithmetic used by the concrete executor.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Precision {
+    /// Single precision, as the model runs in deployment.
+    F32,
+    /// Double precision.
+    F64,
+}
+
+/// Arguments of `zonocert eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long)]
+    mnist: PathBuf,
+    /// Evaluate only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `zonocert predict`.
+#[derive(Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    image: ImageArg,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn logits<T: Real>(exec: &Executor<T>, bytes: &[u8], n: usize) -> Vec<f64> {
+    exec.forward(&to_unit::<T>(bytes), n).into_iter().map(|v| v.widen()).collect()
+}
+
+/// Runs `eval`.
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let net = args.model.load()?;
+    let classes = check_classifier(&net)?;
+    let set = load_mnist(&args.mnist)?;
+    let n = args.limit.unwrap_or(set.len()).min(set.len());
+    let t0 = Instant::now();
+    let bytes = &set.images[..n * PIXELS];
+    let out = match args.precision {
+        Precision::F32 => logits(&Executor::<f32>::new(&net), bytes, n),
+        Precision::F64 => logits(&Executor::<f64>::new(&net), bytes, n),
+    };
+    let correct = out.chunks(classes).zip(&set.labels[..n]).filter(|(l, &y)| argmax(l) == y as usize).count();
+    let secs = t0.elapsed().as_secs_f64();
+    let accuracy = if n > 0 { correct as f64 / n as f64 } else { 0.0 };
+    if args.json {
+        println!("{}", json!({"accuracy": accuracy, "n": n, "correct": correct, "time_s": secs}));
+    } else {
+        println!("accuracy {accuracy:.4} ({correct}/{n}) in {secs:.1} s");
+    }
+    Ok(())
+}
+
+/// Runs `predict`.
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let net = args.model.load()?;
+    let classes = check_classifier(&net)?;
+    let img = args.image.load()?;
+    let z = match args.precision {
+        Precision::F32 => logits(&Executor::<f32>::new(&net), &img.pixels, 1),
+        Precision::F64 => logits(&Executor::<f64>::new(&net), &img.pixels, 1),
+    };
+    let p = softmax(&z, classes);
+    let k = argmax(&z);
+    if args.json {
+        println!("{}", json!({"logits": z, "probabilities": p, "predicted": k, "label": img.label, "image": img.origin}));
+    } else {
+        println!("image      {}", img.origin);
+        println!("predicted  {k} (p = {:.6}){}", p[k], img.label.map(|l| format!(", label {l}")).unwrap_or_default());
+        for c in 0..classes {
+            println!("  class {c}: logit {:>10.5}  p {:.6}", z[c], p[c]);
+        }
+    }
+    Ok(())
+}

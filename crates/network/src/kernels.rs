@@ -1,0 +1,293 @@
+//! Batched forward kernels shared by the concrete executor and the abstract domains.
+//!
+//! Every kernel maps a batch of `n` per-sample tensors (contiguous, row-major, NCHW) to a batch
+//! of outputs. Affine kernels take `with_bias`: the abstract domains apply a layer to a
+//! zonotope's centre with the bias and to each generator without it, as one batched call.
+
+use crate::ir::{ChannelAffine, Conv, Linear};
+use nalgebra::{DMatrixView, DMatrixViewMut};
+use rayon::prelude::*;
+
+/// The scalar types the kernels run in (`f32` and `f64`).
+pub trait Real: nalgebra::RealField + Copy + Send + Sync + Default + std::fmt::Debug + 'static {
+    /// Conversion from `f64` (rounding to nearest for `f32`).
+    fn cast(x: f64) -> Self;
+    /// Exact conversion to `f64`.
+    fn widen(self) -> f64;
+}
+
+impl Real for f32 {
+    fn cast(x: f64) -> Self {
+        x as f32
+    }
+    fn widen(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    fn cast(x: f64) -> Self {
+        x
+    }
+    fn widen(self) -> f64 {
+        self
+    }
+}
+
+/// `out[m×n] = a[m×k] · b[k×n]` for row-major slices, through nalgebra's tuned GEMM.
+pub fn matmul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize, out: &mut [T]) {
+    debug_assert_eq!(a.len(), m * k);
+    debug_assert_eq!(b.len(), k * n);
+    debug_assert_eq!(out.len(), m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.iter_mut().for_each(|o| *o = T::zero());
+        return;
+    }
+    // A row-major m×k matrix is the column-major k×m matrix Aᵀ, so Cᵀ = Bᵀ·Aᵀ.
+    let a_cm = DMatrixView::from_slice(a, k, m);
+    let b_cm = DMatrixView::from_slice(b, n, k);
+    let mut c_cm = DMatrixViewMut::from_slice(out, n, m);
+    c_cm.gemm(T::one(), &b_cm, &a_cm, T::zero());
+}
+
+/// Conv weights converted to the kernel's scalar type.
+#[derive(Debug, Clone)]
+pub struct ConvKernel<T> {
+    /// The layer's geometry and the `f64` weights.
+    pub conv: Conv,
+    /// `conv.weight` in `T`.
+    pub weight: Vec<T>,
+    /// `conv.bias` in `T`.
+    pub bias: Vec<T>,
+}
+
+impl<T: Real> ConvKernel<T> {
+    /// Converts the weights of `conv` to `T`.
+    pub fn new(conv: &Conv) -> Self {
+        ConvKernel {
+            conv: conv.clone(),
+            weight: conv.weight.iter().map(|&w| T::cast(w)).collect(),
+            bias: conv.bias.iter().map(|&b| T::cast(b)).collect(),
+        }
+    }
+
+    /// Applies the conv to `n` samples of shape `[in_channels, h, w]`.
+    pub fn forward(&self, x: &[T], n: usize, h: usize, w: usize, with_bias: bool) -> Vec<T> {
+        let c = &self.conv;
+        let (oh, ow) = c.output_hw(h, w).expect("conv shape validated at import");
+        let in_len = c.in_channels * h * w;
+        let out_len = c.out_channels * oh * ow;
+        let mut out = vec![T::zero(); n * out_len];
+        let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
+        if pointwise && h * w == 1 {
+            // One GEMM over the whole batch: [n, in] · Wᵀ.
+            let wt = transpose(&self.weight, c.out_channels, c.in_channels);
+            matmul(x, &wt, n, c.in_channels, c.out_channels, &mut out);
+        } else {
+            out.par_chunks_mut(out_len.max(1)).zip(x.par_chunks(in_len.max(1))).for_each(|(o, xi)| {
+                if pointwise {
+                    matmul(&self.weight, xi, c.out_channels, c.in_channels, h * w, o);
+                } else if c.is_depthwise() {
+                    depthwise(c, &self.weight, xi, h, w, oh, ow, o);
+                } else {
+                    im2col_conv(c, &self.weight, xi, h, w, oh, ow, o);
+                }
+            });
+        }
+        if with_bias {
+            let plane = oh * ow;
+            for sample in out.chunks_mut(out_len.max(1)) {
+                for (ch, b) in self.bias.iter().enumerate() {
+                    sample[ch * plane..(ch + 1) * plane].iter_mut().for_each(|v| *v += *b);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn transpose<T: Copy>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = Vec::with_capacity(a.len());
+    for j in 0..cols {
+        for i in 0..rows {
+            t.push(a[i * cols + j]);
+        }
+    }
+    t
+}
+
+#[allow(clippy::too_many_arguments)]
+fn depthwise<T: Real>(c: &Conv, weight: &[T], x: &[T], h: usize, w: usize, oh: usize, ow: usize, out: &mut [T]) {
+    let [kh, kw] = c.kernel;
+    for ch in 0..c.out_channels {
+        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        let xin = &x[ch * h * w..(ch + 1) * h * w];
+        let o = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = T::zero();
+                for ky in 0..kh {
+                    let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        acc += wk[ky * kw + kx] * xin[iy as usize * w + ix as usize];
+                    }
+                }
+                o[oy * ow + ox] = acc;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn im2col_conv<T: Real>(c: &Conv, weight: &[T], x: &[T], h: usize, w: usize, oh: usize, ow: usize, out: &mut [T]) {
+    let [kh, kw] = c.kernel;
+    let ig = c.in_channels / c.groups;
+    let og = c.out_channels / c.groups;
+    let k = ig * kh * kw;
+    let p = oh * ow;
+    let mut cols = vec![T::zero(); k * p];
+    for g in 0..c.groups {
+        for ci in 0..ig {
+            let xin = &x[(g * ig + ci) * h * w..(g * ig + ci + 1) * h * w];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = &mut cols[((ci * kh + ky) * kw + kx) * p..((ci * kh + ky) * kw + kx + 1) * p];
+                    for oy in 0..oh {
+                        let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                        for ox in 0..ow {
+                            let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                            row[oy * ow + ox] = if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
+                                T::zero()
+                            } else {
+                                xin[iy as usize * w + ix as usize]
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let wg = &weight[g * og * k..(g + 1) * og * k];
+        matmul(wg, &cols, og, k, p, &mut out[g * og * p..(g + 1) * og * p]);
+    }
+}
+
+/// Linear weights converted to the kernel's scalar type (stored transposed for the GEMM).
+#[derive(Debug, Clone)]
+pub struct LinearKernel<T> {
+    /// The layer.
+    pub linear: Linear,
+    /// Wᵀ, `[in, out]` row-major, in `T`.
+    pub weight_t: Vec<T>,
+    /// Bias in `T`.
+    pub bias: Vec<T>,
+}
+
+impl<T: Real> LinearKernel<T> {
+    /// Converts the weights of `linear` to `T`.
+    pub fn new(linear: &Linear) -> Self {
+        let w: Vec<T> = linear.weight.iter().map(|&v| T::cast(v)).collect();
+        LinearKernel {
+            linear: linear.clone(),
+            weight_t: transpose(&w, linear.out_features, linear.in_features),
+            bias: linear.bias.iter().map(|&b| T::cast(b)).collect(),
+        }
+    }
+
+    /// Applies the layer to `n` samples of `in_features` values.
+    pub fn forward(&self, x: &[T], n: usize, with_bias: bool) -> Vec<T> {
+        let l = &self.linear;
+        let mut out = vec![T::zero(); n * l.out_features];
+        matmul(x, &self.weight_t, n, l.in_features, l.out_features, &mut out);
+        if with_bias {
+            for row in out.chunks_mut(l.out_features.max(1)) {
+                row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += *b);
+            }
+        }
+        out
+    }
+}
+
+/// Per-channel affine map on `n` samples of shape `[channels, plane]`.
+pub fn channel_affine<T: Real>(a: &ChannelAffine, x: &[T], channels: usize, plane: usize, with_shift: bool) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for sample in x.chunks(channels * plane) {
+        for ch in 0..channels {
+            let (s, b) = a.at(ch);
+            let (s, b) = (T::cast(s), if with_shift { T::cast(b) } else { T::zero() });
+            for &v in &sample[ch * plane..(ch + 1) * plane] {
+                out.push(if a.divide { v / s + b } else { v * s + b });
+            }
+        }
+    }
+    out
+}
+
+/// Spatial mean: `[channels, plane] → [channels]` per sample.
+pub fn global_avg_pool<T: Real>(x: &[T], plane: usize) -> Vec<T> {
+    let denom = T::cast(plane as f64);
+    x.chunks(plane.max(1)).map(|c| c.iter().fold(T::zero(), |a, &v| a + v) / denom).collect()
+}
+
+/// Zero padding of `[channels, h, w]` samples by (top, left, bottom, right).
+pub fn pad<T: Real>(x: &[T], channels: usize, h: usize, w: usize, pads: [usize; 4]) -> Vec<T> {
+    let (nh, nw) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+    let n = x.len() / (channels * h * w).max(1);
+    let mut out = vec![T::zero(); n * channels * nh * nw];
+    for s in 0..n {
+        for c in 0..channels {
+            for y in 0..h {
+                let src = &x[((s * channels + c) * h + y) * w..((s * channels + c) * h + y + 1) * w];
+                let dst0 = ((s * channels + c) * nh + y + pads[0]) * nw + pads[1];
+                out[dst0..dst0 + w].copy_from_slice(src);
+            }
+        }
+    }
+    out
+}
+
+/// The logistic function in `T`.
+pub fn sigmoid<T: Real>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp())
+}
+
+/// `x · sigmoid(x)` in `T`.
+pub fn swish<T: Real>(x: T) -> T {
+    x * sigmoid(x)
+}
+
+/// Softmax over rows of length `classes`.
+pub fn softmax<T: Real>(x: &[T], classes: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(classes.max(1)) {
+        let m = row.iter().skip(1).fold(row[0], |a, &v| if v > a { v } else { a });
+        let e: Vec<T> = row.iter().map(|&v| (v - m).exp()).collect();
+        let s = e.iter().fold(T::zero(), |a, &v| a + v);
+        out.extend(e.into_iter().map(|v| v / s));
+    }
+    out
+}
+
+/// `x ⊙ s` where `s` is either the same shape as `x` or `[channels]` broadcast over each plane.
+pub fn mul_broadcast<T: Real>(x: &[T], s: &[T], x_len: usize, s_len: usize) -> Vec<T> {
+    let n = x.len() / x_len.max(1);
+    let plane = x_len / s_len.max(1);
+    let mut out = Vec::with_capacity(x.len());
+    for i in 0..n {
+        let xs = &x[i * x_len..(i + 1) * x_len];
+        let ss = &s[i * s_len..(i + 1) * s_len];
+        for (j, &v) in xs.iter().enumerate() {
+            out.push(v * ss[j / plane]);
+        }
+    }
+    out
+}

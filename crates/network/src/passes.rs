@@ -1,0 +1,146 @@
+//! Rewrites on the IR: Swish fusion, BatchNorm folding, dead-layer removal, and recognition of
+//! squeeze-excite blocks.
+
+use crate::ir::{Layer, Network, Op, SqueezeExcite, ValueId};
+
+/// The standard pipeline run after import.
+pub fn optimize(net: Network) -> Network {
+    let net = fold_batchnorm(net);
+    let net = fuse_swish(net);
+    let mut net = eliminate_dead(net);
+    net.squeeze_excite = find_squeeze_excite(&net);
+    net
+}
+
+/// Rewrites `Mul(x, Sigmoid(x))` (either operand order) into `Swish(x)`.
+///
+/// Exact: both compute x·σ(x). The Swish transformer is tighter than a product of two abstract
+/// values because it knows both factors come from the same x.
+pub fn fuse_swish(mut net: Network) -> Network {
+    for k in 0..net.layers.len() {
+        if net.layers[k].op != Op::Mul {
+            continue;
+        }
+        let (a, b) = (net.layers[k].inputs[0], net.layers[k].inputs[1]);
+        let sigmoid_of = |v: ValueId| -> Option<ValueId> {
+            let l = net.layers.get(v.0.checked_sub(1)?)?;
+            (l.op == Op::Sigmoid).then(|| l.inputs[0])
+        };
+        let x = if sigmoid_of(b) == Some(a) {
+            Some(a)
+        } else if sigmoid_of(a) == Some(b) {
+            Some(b)
+        } else {
+            None
+        };
+        if let Some(x) = x {
+            net.layers[k].op = Op::Swish;
+            net.layers[k].inputs = vec![x];
+        }
+    }
+    net
+}
+
+/// Folds a per-channel multiply-add that directly follows a conv (and is that conv's only
+/// reader) into the conv's weights and bias.
+///
+/// In real arithmetic the rewrite is an identity. The folded weights are computed in `f64`, so
+/// they differ from the real products by at most one rounding (relative 2⁻⁵³) each; analyses of
+/// a folded model certify the network with those `f64` weights. PyTorch's exporter already
+/// folds BatchNorm, so the shipped model never goes through this pass.
+pub fn fold_batchnorm(mut net: Network) -> Network {
+    let uses = net.use_counts();
+    for k in 0..net.layers.len() {
+        let Op::ChannelAffine(aff) = &net.layers[k].op else { continue };
+        if aff.divide {
+            continue;
+        }
+        let src = net.layers[k].inputs[0];
+        if src.0 == 0 || uses[src.0] != 1 {
+            continue;
+        }
+        let aff = aff.clone();
+        let Op::Conv(conv) = &mut net.layers[src.0 - 1].op else { continue };
+        let per_out = conv.weight.len() / conv.out_channels;
+        for oc in 0..conv.out_channels {
+            let (s, t) = aff.at(oc);
+            conv.weight[oc * per_out..(oc + 1) * per_out].iter_mut().for_each(|w| *w *= s);
+            conv.bias[oc] = conv.bias[oc] * s + t;
+        }
+        // The affine layer becomes an alias of the conv output.
+        net.layers[k].op = Op::Reshape;
+    }
+    remove_identity_reshapes(net)
+}
+
+/// Replaces reads of shape-preserving `Reshape` layers by reads of their input.
+fn remove_identity_reshapes(mut net: Network) -> Network {
+    let n = net.layers.len();
+    let mut alias: Vec<ValueId> = (0..=n).map(ValueId).collect();
+    for k in 0..n {
+        let l = &net.layers[k];
+        if l.op == Op::Reshape && net.shape_of(l.inputs[0]) == &l.shape {
+            alias[k + 1] = alias[l.inputs[0].0];
+        }
+    }
+    for l in &mut net.layers {
+        for v in &mut l.inputs {
+            *v = alias[v.0];
+        }
+    }
+    net.output = alias[net.output.0];
+    net
+}
+
+/// Drops layers whose results are never used and renumbers values.
+pub fn eliminate_dead(net: Network) -> Network {
+    let n = net.layers.len();
+    let mut live = vec![false; n + 1];
+    live[net.output.0] = true;
+    for k in (0..n).rev() {
+        if live[k + 1] {
+            for v in &net.layers[k].inputs {
+                live[v.0] = true;
+            }
+        }
+    }
+    let mut new_id = vec![ValueId(0); n + 1];
+    let mut layers: Vec<Layer> = Vec::new();
+    for (k, layer) in net.layers.into_iter().enumerate() {
+        if !live[k + 1] {
+            continue;
+        }
+        let mut layer = layer;
+        for v in &mut layer.inputs {
+            *v = new_id[v.0];
+        }
+        layers.push(layer);
+        new_id[k + 1] = ValueId(layers.len());
+    }
+    Network { output: new_id[net.output.0], layers, ..net }
+}
+
+/// Finds `Mul(x, Sigmoid(Conv(Swish|Relu(Conv(GlobalAvgPool(x))))))` blocks.
+pub fn find_squeeze_excite(net: &Network) -> Vec<SqueezeExcite> {
+    let producer = |v: ValueId| -> Option<(usize, &Layer)> { v.0.checked_sub(1).map(|k| (k, &net.layers[k])) };
+    let mut found = Vec::new();
+    for (k, l) in net.layers.iter().enumerate() {
+        if l.op != Op::Mul {
+            continue;
+        }
+        let gate_chain = |x: ValueId, gate: ValueId| -> Option<usize> {
+            let (_, sig) = producer(gate).filter(|(_, s)| s.op == Op::Sigmoid)?;
+            let (_, c2) = producer(sig.inputs[0]).filter(|(_, c)| matches!(c.op, Op::Conv(_)))?;
+            let (_, act) = producer(c2.inputs[0]).filter(|(_, a)| matches!(a.op, Op::Swish | Op::Relu))?;
+            let (_, c1) = producer(act.inputs[0]).filter(|(_, c)| matches!(c.op, Op::Conv(_)))?;
+            let (pk, pool) = producer(c1.inputs[0]).filter(|(_, p)| p.op == Op::GlobalAvgPool)?;
+            (pool.inputs[0] == x).then_some(pk)
+        };
+        // With 1×1 spatial maps both operands have the same shape, so either order can occur.
+        let chain = gate_chain(l.inputs[0], l.inputs[1]).or_else(|| gate_chain(l.inputs[1], l.inputs[0]));
+        if let Some(pool) = chain {
+            found.push(SqueezeExcite { pool, mul: k });
+        }
+    }
+    found
+}
