@@ -438,8 +438,12 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
             broadcast_binary(ctx, x, y, move |p, q| if int { (p / q).trunc() } else { p / q })?
         }
         "Clip" => {
-            let lo = a.get(1).copied().flatten().map(|t| t.data[0]).unwrap_or(f64::NEG_INFINITY);
-            let hi = a.get(2).copied().flatten().map(|t| t.data[0]).unwrap_or(f64::INFINITY);
+            let bound = |i: usize, default: f64| match a.get(i).copied().flatten() {
+                Some(t) if t.data.len() == 1 => Ok(t.data[0]),
+                Some(t) => Err(ctx.shape_err(format!("Clip bound (input {i}) must be a scalar, got shape {:?}", t.dims))),
+                None => Ok(default),
+            };
+            let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
             map(&|v| v.max(lo).min(hi))
         }
         "Unsqueeze" => {
@@ -542,6 +546,9 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
                 Some(t) => t.ints(),
                 None => vec![1; starts.len()],
             };
+            if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                return Err(ctx.shape_err(format!("Slice starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length")));
+            }
             let mut ranges: Vec<Vec<usize>> = x.dims.iter().map(|&d| (0..d).collect()).collect();
             for k in 0..starts.len() {
                 let ax = norm_axis(ctx, axes[k], r)?;
@@ -680,6 +687,9 @@ fn dynamic(ctx: &Ctx, args: &[Option<Val>], layers: &mut Vec<Layer>) -> Result<V
             }
             let groups = ctx.attr_i("group", 1).max(1) as usize;
             let (c_out, cg, kh, kw) = (wt.dims[0], wt.dims[1], wt.dims[2], wt.dims[3]);
+            if wt.dims.contains(&0) {
+                return Err(ctx.shape_err(format!("weight {:?} has a zero dimension", wt.dims)));
+            }
             if cg * groups != c_in || c_out % groups != 0 {
                 return Err(ctx.shape_err(format!("weight {:?} with group={groups} does not fit {c_in} input channels", wt.dims)));
             }

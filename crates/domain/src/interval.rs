@@ -1,0 +1,83 @@
+//! Closed intervals `[lo, hi]` of reals with outward rounding.
+
+/// A closed interval; `lo ≤ hi` unless empty (never produced by this crate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+}
+
+impl Interval {
+    /// `[lo, hi]`.
+    pub fn new(lo: f64, hi: f64) -> Self {
+        debug_assert!(lo <= hi || lo.is_nan() || hi.is_nan(), "empty interval [{lo}, {hi}]");
+        Interval { lo, hi }
+    }
+
+    /// The degenerate interval `[x, x]`.
+    pub fn point(x: f64) -> Self {
+        Interval { lo: x, hi: x }
+    }
+
+    /// `centre ± radius`, rounded outward.
+    pub fn around(centre: f64, radius: f64) -> Self {
+        Interval { lo: (centre - radius).next_down(), hi: (centre + radius).next_up() }
+    }
+
+    /// Width `hi − lo` (rounded up).
+    pub fn width(&self) -> f64 {
+        (self.hi - self.lo).next_up()
+    }
+
+    /// Midpoint (approximate; use [`Interval::mid_rad`] for a sound centre/radius pair).
+    pub fn mid(&self) -> f64 {
+        0.5 * self.lo + 0.5 * self.hi
+    }
+
+    /// A centre `c` and radius `r` with `[lo, hi] ⊆ [c − r, c + r]`.
+    pub fn mid_rad(&self) -> (f64, f64) {
+        let c = self.mid();
+        let r = (self.hi - c).max(c - self.lo).next_up();
+        (c, r)
+    }
+
+    /// `max(|lo|, |hi|)`.
+    pub fn mag(&self) -> f64 {
+        self.lo.abs().max(self.hi.abs())
+    }
+
+    /// True when `x` lies in the interval.
+    pub fn contains(&self, x: f64) -> bool {
+        self.lo <= x && x <= self.hi
+    }
+
+    /// Smallest interval holding both.
+    pub fn hull(&self, o: &Interval) -> Interval {
+        Interval { lo: self.lo.min(o.lo), hi: self.hi.max(o.hi) }
+    }
+
+    /// Outward-rounded sum.
+    pub fn add(&self, o: &Interval) -> Interval {
+        Interval { lo: (self.lo + o.lo).next_down(), hi: (self.hi + o.hi).next_up() }
+    }
+
+    /// Outward-rounded difference.
+    pub fn sub(&self, o: &Interval) -> Interval {
+        Interval { lo: (self.lo - o.hi).next_down(), hi: (self.hi - o.lo).next_up() }
+    }
+
+    /// Outward-rounded product.
+    pub fn mul(&self, o: &Interval) -> Interval {
+        let c = [self.lo * o.lo, self.lo * o.hi, self.hi * o.lo, self.hi * o.hi];
+        let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Interval { lo: lo.next_down(), hi: hi.next_up() }
+    }
+
+    /// Widened by a relative and absolute slack on each side (for library-function results).
+    pub fn widen(&self, rel: f64, abs: f64) -> Interval {
+        Interval { lo: self.lo - (self.lo.abs() * rel + abs), hi: self.hi + (self.hi.abs() * rel + abs) }
+    }
+}

@@ -1,0 +1,192 @@
+//! Forward abstract interpretation of a whole network (interval or zonotope domain), and the
+//! differential analysis that carries `D = x′ − x` beside the region `X`.
+//!
+//! One exhaustive `match` over [`Op`] per analysis: adding an op to the IR fails to compile
+//! until every analysis handles it.
+
+use crate::activation::{relaxation, Unary};
+use crate::maps::AffineMap;
+use zonocert_domain::{Interval, Relaxation, SymbolPool, Zonotope, U};
+use zonocert_network::ir::{numel, Network, Op};
+
+/// Which abstract domain a forward analysis uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// Intervals (a zonotope with no generators and interval transformers).
+    Interval,
+    /// Zonotopes (DeepZ transformers) with at most `budget` generator rows per tensor.
+    Zonotope {
+        /// Generator budget per tensor (order reduction beyond it).
+        budget: usize,
+    },
+}
+
+impl Domain {
+    fn budget(self) -> usize {
+        match self {
+            Domain::Interval => 0,
+            Domain::Zonotope { budget } => budget,
+        }
+    }
+}
+
+/// What a forward analysis produced.
+pub struct Forward {
+    /// The abstract output (logits; a final Softmax is not applied).
+    pub output: Zonotope,
+    /// Interval bounds of every value (index = value id), when requested.
+    pub bounds: Vec<Vec<Interval>>,
+    /// Largest generator count seen on any tensor.
+    pub peak_generators: usize,
+}
+
+/// The unary function of an op, if it is one.
+pub fn unary_of(op: &Op) -> Option<Unary> {
+    match op {
+        Op::Sigmoid => Some(Unary::Sigmoid),
+        Op::Swish => Some(Unary::Swish),
+        Op::Relu => Some(Unary::Relu),
+        _ => None,
+    }
+}
+
+/// Runs the network on an abstract input. With `keep_bounds`, records every value's interval
+/// hull (the differential analysis needs them).
+pub fn forward(net: &Network, input: Zonotope, pool: &mut SymbolPool, domain: Domain, keep_bounds: bool) -> Forward {
+    let budget = domain.budget();
+    let interval_only = domain == Domain::Interval;
+    let last_use = net.last_uses();
+    let n_vals = net.layers.len() + 1;
+    let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
+    let mut bounds: Vec<Vec<Interval>> = vec![vec![]; if keep_bounds { n_vals } else { 0 }];
+    if keep_bounds {
+        bounds[0] = input.bounds();
+    }
+    let mut peak = input.n_gens();
+    vals[0] = Some(input);
+    for (k, layer) in net.layers.iter().enumerate() {
+        let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
+        let in_shape = net.shape_of(layer.inputs[0]);
+        let out = match &layer.op {
+            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
+                let map = AffineMap::new(&layer.op, in_shape, &layer.shape, true).expect("affine op");
+                a.affine(&map)
+            }
+            Op::Relu | Op::Sigmoid | Op::Swish => {
+                let f = unary_of(&layer.op).expect("unary op");
+                let rel = relaxation(f, &a.bounds(), interval_only);
+                a.apply_relaxation(&rel, pool, budget)
+            }
+            Op::Mul => {
+                let b = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
+                let plane = numel(&layer.shape) / b.dim();
+                if plane > 1 {
+                    a.mul(&b.broadcast(plane), pool, budget)
+                } else {
+                    a.mul(b, pool, budget)
+                }
+            }
+            Op::Add => a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use")),
+            // Bounds are reported on logits; softmax is handled by the caller.
+            Op::Softmax => a.clone(),
+        };
+        peak = peak.max(out.n_gens());
+        if keep_bounds {
+            bounds[k + 1] = out.bounds();
+        }
+        vals[k + 1] = Some(out);
+        for v in &layer.inputs {
+            if last_use[v.0] == Some(k) && v.0 != net.output.0 {
+                vals[v.0] = None;
+            }
+        }
+    }
+    let output = vals[net.output.0].take().expect("output computed");
+    Forward { output, bounds, peak_generators: peak }
+}
+
+/// The differential analysis: given interval bounds of every value over the region `X`
+/// (from [`forward`] with `keep_bounds`), propagates a zonotope `D` of input differences
+/// `x′ − x` to a zonotope of output differences.
+///
+/// Affine layers map `D` exactly (biases cancel). A unary `f` uses, per neuron, the tighter of
+/// (a) the mean value theorem, `f(x′) − f(x) = f′(ξ)·d` with `f′(ξ)` in the slope range of `f`
+/// on the hull of `X` and `X + D`, and (b) the interval difference `f([X + D]) − f([X])`.
+/// The product `x·s` uses `x′s′ − xs = d_x·s′ + x·d_s` with `x`, `s′` bounded by intervals.
+pub fn differential(net: &Network, x_bounds: &[Vec<Interval>], d_input: Zonotope, pool: &mut SymbolPool, budget: usize) -> Zonotope {
+    let last_use = net.last_uses();
+    let n_vals = net.layers.len() + 1;
+    let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
+    vals[0] = Some(d_input);
+    for (k, layer) in net.layers.iter().enumerate() {
+        let d = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
+        let xin = &x_bounds[layer.inputs[0].0];
+        let in_shape = net.shape_of(layer.inputs[0]);
+        let out = match &layer.op {
+            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
+                let map = AffineMap::new(&layer.op, in_shape, &layer.shape, false).expect("affine op");
+                d.affine(&map)
+            }
+            Op::Relu | Op::Sigmoid | Op::Swish => {
+                let f = unary_of(&layer.op).expect("unary op");
+                let rel = differential_relaxation(f, xin, d);
+                d.apply_relaxation(&rel, pool, budget)
+            }
+            Op::Mul => {
+                let ds = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
+                let s_bounds = &x_bounds[layer.inputs[1].0];
+                let plane = numel(&layer.shape) / ds.dim();
+                let ds_b = ds.bounds();
+                // s′ = s + d_s, bounded by intervals and broadcast over each plane.
+                let s_prime: Vec<Interval> =
+                    s_bounds.iter().zip(&ds_b).flat_map(|(s, e)| std::iter::repeat(s.add(e)).take(plane)).collect();
+                let ds_full = if plane > 1 { ds.broadcast(plane) } else { ds.clone() };
+                let t1 = d.mul_interval(&s_prime, pool, budget);
+                let t2 = ds_full.mul_interval(xin, pool, budget);
+                let mut sum = t1.add(&t2);
+                sum.reduce(pool, budget);
+                sum
+            }
+            Op::Add => {
+                let mut sum = d.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
+                sum.reduce(pool, budget);
+                sum
+            }
+            Op::Softmax => d.clone(),
+        };
+        vals[k + 1] = Some(out);
+        for v in &layer.inputs {
+            if last_use[v.0] == Some(k) && v.0 != net.output.0 {
+                vals[v.0] = None;
+            }
+        }
+    }
+    vals[net.output.0].take().expect("output computed")
+}
+
+/// Per-neuron enclosure of `f(x + d) − f(x)` as `λ·d + μ ± β`.
+pub fn differential_relaxation(f: Unary, x: &[Interval], d: &Zonotope) -> Relaxation {
+    let db = d.bounds();
+    let rad = d.radius();
+    let n = x.len();
+    let mut rel = Relaxation { slope: vec![0.0; n], offset: vec![0.0; n], radius: vec![0.0; n] };
+    for j in 0..n {
+        let xp = x[j].add(&db[j]);
+        // (a) mean value theorem on the hull.
+        let slopes = f.deriv_range(x[j].hull(&xp));
+        let lam = slopes.mid();
+        let spread = (slopes.hi - lam).max(lam - slopes.lo).next_up();
+        let beta_a = (spread * db[j].mag() * (1.0 + 4.0 * U)).next_up();
+        let total_a = lam.abs() * (d.centre[j].abs().min(db[j].mag()) + rad[j]) + beta_a;
+        // (b) difference of interval images.
+        let (m_b, r_b) = f.image(xp).sub(&f.image(x[j])).mid_rad();
+        if r_b < total_a {
+            rel.offset[j] = m_b;
+            rel.radius[j] = r_b;
+        } else {
+            rel.slope[j] = lam;
+            rel.radius[j] = beta_a;
+        }
+    }
+    rel
+}

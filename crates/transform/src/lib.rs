@@ -1,0 +1,18 @@
+//! Sound transformers for every op of the zonocert IR, in the interval, zonotope and
+//! differential domains, and the analyses built from them: `bounds` (L∞ robustness) and
+//! per-pixel bit-flip sensitivity.
+//!
+//! One file per op family: [`maps`] (affine layers: conv, dense, per-channel affine, pooling,
+//! padding, reshape), [`activation`] (sigmoid, swish, ReLU), [`softmax`]; products and sums are
+//! the domain's own operations. [`analysis`] dispatches on ops with one exhaustive match.
+//!
+//! Architecture invariant: no file or terminal I/O here, and no LP solver.
+
+pub mod activation;
+pub mod analysis;
+pub mod maps;
+pub mod sensitivity;
+pub mod softmax;
+
+pub use analysis::{differential, forward, Domain, Forward};
+pub use sensitivity::{Certifier, Method, PixelBound, Region, Settings};

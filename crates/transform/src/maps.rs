@@ -1,0 +1,131 @@
+//! The affine layers of the IR as [`LinearMap`]s over `f64`, applied batched to generators.
+
+use zonocert_domain::LinearMap;
+use zonocert_network::ir::{numel, ChannelAffine, Op, Shape};
+use zonocert_network::kernels::{self, ConvKernel, LinearKernel};
+
+/// An affine layer ready to act on zonotopes. `with_offset = false` drops the bias (the
+/// differential analysis maps differences, on which biases cancel).
+pub struct AffineMap {
+    kind: Kind,
+    in_shape: Shape,
+    out_dim: usize,
+    with_offset: bool,
+}
+
+enum Kind {
+    Conv { k: ConvKernel<f64>, abs: ConvKernel<f64> },
+    Linear { k: LinearKernel<f64>, abs: LinearKernel<f64> },
+    Channel(ChannelAffine),
+    AvgPool,
+    Pad([usize; 4]),
+    Reshape,
+}
+
+impl AffineMap {
+    /// The map of an affine op on inputs of `in_shape`; `None` for ops that are not affine.
+    pub fn new(op: &Op, in_shape: &Shape, out_shape: &Shape, with_offset: bool) -> Option<Self> {
+        let kind = match op {
+            Op::Conv(c) => {
+                let mut a = c.clone();
+                a.weight.iter_mut().for_each(|w| *w = w.abs());
+                a.bias.iter_mut().for_each(|b| *b = 0.0);
+                Kind::Conv { k: ConvKernel::new(c), abs: ConvKernel::new(&a) }
+            }
+            Op::Linear(l) => {
+                let mut a = l.clone();
+                a.weight.iter_mut().for_each(|w| *w = w.abs());
+                a.bias.iter_mut().for_each(|b| *b = 0.0);
+                Kind::Linear { k: LinearKernel::new(l), abs: LinearKernel::new(&a) }
+            }
+            Op::ChannelAffine(a) => Kind::Channel(a.clone()),
+            Op::GlobalAvgPool => Kind::AvgPool,
+            Op::Pad(p) => Kind::Pad(*p),
+            Op::Reshape => Kind::Reshape,
+            Op::Relu | Op::Sigmoid | Op::Swish | Op::Mul | Op::Add | Op::Softmax => return None,
+        };
+        Some(AffineMap { kind, in_shape: in_shape.clone(), out_dim: numel(out_shape), with_offset })
+    }
+
+    fn hw(&self) -> (usize, usize) {
+        (self.in_shape.get(1).copied().unwrap_or(1), self.in_shape.get(2).copied().unwrap_or(1))
+    }
+
+    fn channels_plane(&self) -> (usize, usize) {
+        let c = self.in_shape[0];
+        (c, numel(&self.in_shape) / c)
+    }
+}
+
+impl LinearMap for AffineMap {
+    fn in_dim(&self) -> usize {
+        numel(&self.in_shape)
+    }
+
+    fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    fn apply(&self, x: &[f64], n: usize) -> Vec<f64> {
+        let (h, w) = self.hw();
+        match &self.kind {
+            Kind::Conv { k, .. } => k.forward(x, n, h, w, false),
+            Kind::Linear { k, .. } => k.forward(x, n, false),
+            Kind::Channel(a) => {
+                let (c, p) = self.channels_plane();
+                kernels::channel_affine(a, x, c, p, false)
+            }
+            Kind::AvgPool => kernels::global_avg_pool(x, h * w),
+            Kind::Pad(p) => kernels::pad(x, self.in_shape[0], h, w, *p),
+            Kind::Reshape => x.to_vec(),
+        }
+    }
+
+    fn apply_abs(&self, v: &[f64]) -> Vec<f64> {
+        let (h, w) = self.hw();
+        match &self.kind {
+            Kind::Conv { abs, .. } => abs.forward(v, 1, h, w, false),
+            Kind::Linear { abs, .. } => abs.forward(v, 1, false),
+            Kind::Channel(a) => {
+                let (c, p) = self.channels_plane();
+                let abs = ChannelAffine { scale: a.scale.iter().map(|s| s.abs()).collect(), shift: vec![0.0], divide: a.divide };
+                kernels::channel_affine(&abs, v, c, p, false)
+            }
+            Kind::AvgPool => kernels::global_avg_pool(v, h * w),
+            Kind::Pad(p) => kernels::pad(v, self.in_shape[0], h, w, *p),
+            Kind::Reshape => v.to_vec(),
+        }
+    }
+
+    fn offset(&self) -> Option<Vec<f64>> {
+        if !self.with_offset {
+            return None;
+        }
+        match &self.kind {
+            Kind::Conv { k, .. } => {
+                let (oh, ow) = k.conv.output_hw(self.hw().0, self.hw().1).unwrap_or((1, 1));
+                Some(k.conv.bias.iter().flat_map(|&b| std::iter::repeat(b).take(oh * ow)).collect())
+            }
+            Kind::Linear { k, .. } => Some(k.linear.bias.clone()),
+            Kind::Channel(a) => {
+                let (c, p) = self.channels_plane();
+                Some((0..c).flat_map(|ch| std::iter::repeat(a.at(ch).1).take(p)).collect())
+            }
+            Kind::AvgPool | Kind::Pad(_) | Kind::Reshape => None,
+        }
+    }
+
+    fn fan_in(&self) -> usize {
+        match &self.kind {
+            Kind::Conv { k, .. } => (k.conv.in_channels / k.conv.groups) * k.conv.kernel[0] * k.conv.kernel[1],
+            Kind::Linear { k, .. } => k.linear.in_features,
+            Kind::Channel(_) => 1,
+            Kind::AvgPool => self.hw().0 * self.hw().1,
+            Kind::Pad(_) | Kind::Reshape => 1,
+        }
+    }
+
+    fn exact(&self) -> bool {
+        matches!(self.kind, Kind::Pad(_) | Kind::Reshape)
+    }
+}

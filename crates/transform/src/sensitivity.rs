@@ -1,0 +1,227 @@
+//! Certified per-pixel bit-flip sensitivity: for a region `R` of images and a pixel `i`, an
+//! upper bound on `max_{x∈R, c} |p_c(x ⊕ bit_i) − p_c(x)|`.
+//!
+//! Flipping bit `b` of pixel `i` moves `x_i` by `±2^b/255` (the sign is set by the bit's value).
+//! Every pair `(x, x′)` with `x ∈ R` is covered by `x ∈ X = R` and `x′ − x ∈ D`, where
+//! `D = ±δ·e_i` with the sign known for a single image and `D_i ∈ [−δ, δ]` otherwise; the
+//! 8-bit grid is relaxed to the continuous box, which is sound. `X` is analysed once per region
+//! and shared by all pixels.
+
+use crate::analysis::{differential, forward, Domain, Forward};
+use crate::softmax::{class_bounds, logit_differences, ClassBound};
+use zonocert_domain::{Interval, SymbolPool, Zonotope};
+use zonocert_network::data::PIXELS;
+use zonocert_network::exec::Executor;
+use zonocert_network::kernels::softmax;
+use zonocert_network::Network;
+
+/// The set of images analysed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Region {
+    /// One image (bytes).
+    Point(Vec<u8>),
+    /// Every image within L∞ distance `eps` (pixel scale [0, 1]) of an image, clipped to [0, 1].
+    Ball(Vec<u8>, f64),
+    /// Every image: the box [0, 1]^784.
+    Global,
+}
+
+impl Region {
+    /// The region as a box of real pixel values, rounded outward.
+    pub fn input_box(&self) -> Vec<Interval> {
+        match self {
+            Region::Point(px) => px.iter().map(|&b| byte_value(b)).collect(),
+            Region::Ball(px, eps) => px
+                .iter()
+                .map(|&b| {
+                    let v = byte_value(b);
+                    let lo = if *eps == 0.0 { v.lo } else { (v.lo - eps).next_down().max(0.0) };
+                    let hi = if *eps == 0.0 { v.hi } else { (v.hi + eps).next_up().min(1.0) };
+                    Interval::new(lo, hi)
+                })
+                .collect(),
+            Region::Global => vec![Interval::new(0.0, 1.0); PIXELS],
+        }
+    }
+
+    /// The region's image bytes, when it is centred on one.
+    pub fn image(&self) -> Option<&[u8]> {
+        match self {
+            Region::Point(px) | Region::Ball(px, _) => Some(px),
+            Region::Global => None,
+        }
+    }
+}
+
+/// The real value `b / 255`, enclosed in `f64` (exact for 0 and 255, one ulp each side otherwise).
+pub fn byte_value(b: u8) -> Interval {
+    let v = b as f64 / 255.0;
+    if b == 0 || b == 255 {
+        Interval::point(v)
+    } else {
+        Interval::new(v.next_down(), v.next_up())
+    }
+}
+
+/// The size `2^bit / 255` of a flip of `bit`, enclosed.
+pub fn flip_size(bit: u8) -> Interval {
+    let v = (1u32 << bit) as f64 / 255.0;
+    Interval::new(v.next_down(), v.next_up())
+}
+
+/// How the difference between the two images is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `x` and `x′` bounded separately with intervals, then subtracted.
+    Interval,
+    /// `x` and `x′` each analysed as zonotopes over shared input symbols, then subtracted.
+    TwinZonotope,
+    /// The region as a zonotope, the difference `D = x′ − x` as a second zonotope carried by
+    /// differential transformers (mean value theorem).
+    DiffZonotope,
+}
+
+impl Method {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Interval => "interval",
+            Method::TwinZonotope => "twin-zonotope",
+            Method::DiffZonotope => "diff-zonotope",
+        }
+    }
+}
+
+/// Tuning of the analyses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Which method bounds the difference.
+    pub method: Method,
+    /// Generator budget for the region's zonotope.
+    pub region_budget: usize,
+    /// Generator budget for the difference zonotope (and the twin's second zonotope).
+    pub diff_budget: usize,
+    /// Which bit flips (0 = least significant).
+    pub bit: u8,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit: 0 }
+    }
+}
+
+/// The certified result for one pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelBound {
+    /// Pixel index (row-major).
+    pub pixel: usize,
+    /// Certified bound on `max_c |Δp_c|`.
+    pub upper: f64,
+    /// The class attaining `upper`.
+    pub class: usize,
+    /// Per-class bounds.
+    pub per_class: Vec<ClassBound>,
+}
+
+/// Analyses a region once and then certifies pixels one by one (in any order, in parallel).
+pub struct Certifier<'a> {
+    net: &'a Network,
+    region: Region,
+    settings: Settings,
+    input: Zonotope,
+    x: Forward,
+    pool_after_x: SymbolPool,
+    classes: usize,
+}
+
+impl<'a> Certifier<'a> {
+    /// Runs the region analysis (`X`) for `settings.method`.
+    pub fn new(net: &'a Network, region: Region, settings: Settings) -> Self {
+        let mut pool = SymbolPool::new();
+        let domain = match settings.method {
+            Method::Interval => Domain::Interval,
+            _ => Domain::Zonotope { budget: settings.region_budget },
+        };
+        let input = Zonotope::from_box(&region.input_box(), &mut pool, domain != Domain::Interval);
+        let keep = settings.method == Method::DiffZonotope;
+        let x = forward(net, input.clone(), &mut pool, domain, keep);
+        let classes = x.output.dim();
+        Certifier { net, region, settings, input, x, pool_after_x: pool, classes }
+    }
+
+    /// The region's forward analysis (logit zonotope, bounds).
+    pub fn region_analysis(&self) -> &Forward {
+        &self.x
+    }
+
+    /// The input difference for pixel `i`: `±δ` with the sign of the flip when the image is
+    /// known exactly, `[−δ, δ]` otherwise.
+    fn difference_box(&self, i: usize) -> Vec<Interval> {
+        let delta = flip_size(self.settings.bit);
+        let mut d = vec![Interval::point(0.0); PIXELS];
+        d[i] = match &self.region {
+            Region::Point(px) => {
+                if px[i] >> self.settings.bit & 1 == 0 {
+                    delta
+                } else {
+                    Interval::new(-delta.hi, -delta.lo)
+                }
+            }
+            _ => Interval::new(-delta.hi, delta.hi),
+        };
+        d
+    }
+
+    /// Certifies pixel `i`.
+    pub fn pixel(&self, i: usize) -> PixelBound {
+        let d_box = self.difference_box(i);
+        let z = &self.x.output;
+        let k = self.classes;
+        let dx = logit_differences(z);
+        let per_class = match self.settings.method {
+            Method::DiffZonotope => {
+                let mut pool = SymbolPool::new();
+                let d_in = Zonotope::from_box(&d_box, &mut pool, true);
+                let d = differential(self.net, &self.x.bounds, d_in, &mut pool, self.settings.diff_budget);
+                let dd: Vec<Vec<Interval>> =
+                    (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
+                // z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c).
+                let dxp = |j: usize, c: usize| dx[j][c].add(&dd[j][c]);
+                class_bounds(k, &|j, c| dx[j][c], &dxp, &|c, j| dd[c][j])
+            }
+            Method::TwinZonotope | Method::Interval => {
+                let mut pool = self.pool_after_x.clone();
+                let interval = self.settings.method == Method::Interval;
+                let d_in = Zonotope::from_box(&d_box, &mut pool, !interval);
+                let xp_in = self.input.add(&d_in);
+                let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget: self.settings.diff_budget } };
+                let zp = forward(self.net, xp_in, &mut pool, domain, false).output;
+                let dxp = logit_differences(&zp);
+                let delta = if interval {
+                    // Intervals: no correlation between the two analyses.
+                    (0..k).map(|c| (0..k).map(|j| dxp[c][j].sub(&dx[c][j])).collect()).collect::<Vec<Vec<_>>>()
+                } else {
+                    let diff = zp.sub(z);
+                    (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { diff.difference_bounds(c, j) }).collect()).collect()
+                };
+                class_bounds(k, &|j, c| dx[j][c], &|j, c| dxp[j][c], &|c, j| delta[c][j])
+            }
+        };
+        let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| if b.bound > best.1 { (c, b.bound) } else { best });
+        PixelBound { pixel: i, upper, class, per_class }
+    }
+}
+
+/// The exact sensitivity of one image at pixel `i` (f64 execution of both images; rounding of
+/// the evaluation itself is not bounded, so use it as a reference value, not a certificate).
+pub fn exact_point(exec: &Executor<f64>, image: &[u8], i: usize, bit: u8) -> (f64, usize) {
+    let mut flipped = image.to_vec();
+    flipped[i] ^= 1 << bit;
+    let mut input: Vec<f64> = image.iter().map(|&b| b as f64 / 255.0).collect();
+    input.extend(flipped.iter().map(|&b| b as f64 / 255.0));
+    let z = exec.forward(&input, 2);
+    let k = z.len() / 2;
+    let (p, q) = (softmax(&z[..k], k), softmax(&z[k..], k));
+    p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
+}

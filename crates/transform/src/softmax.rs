@@ -1,0 +1,87 @@
+//! From logit bounds to probability bounds, and from logit-difference bounds to a bound on
+//! how far a class probability can move.
+//!
+//! Everything works on differences `z_j − z_c`: softmax is invariant to shifts, and zonotopes
+//! bound differences far tighter than two separate intervals.
+
+use zonocert_domain::{Interval, Zonotope, U};
+
+/// Slack for `exp` (faithful) and the few roundings around it.
+const EXP_REL: f64 = 1e-14;
+
+/// Bounds on `p_c = 1 / (1 + Σ_{j≠c} exp(z_j − z_c))` given bounds on every `z_j − z_c`
+/// (`diff(j, c)`).
+pub fn probability_bounds(classes: usize, diff: &dyn Fn(usize, usize) -> Interval) -> Vec<Interval> {
+    (0..classes)
+        .map(|c| {
+            let (mut s_lo, mut s_hi) = (0.0f64, 0.0f64);
+            for j in (0..classes).filter(|&j| j != c) {
+                let d = diff(j, c);
+                s_lo += d.lo.exp() * (1.0 - EXP_REL);
+                s_hi += d.hi.exp() * (1.0 + EXP_REL);
+            }
+            let s_lo = s_lo * (1.0 - classes as f64 * 2.0 * U);
+            let s_hi = (s_hi * (1.0 + classes as f64 * 2.0 * U)).next_up();
+            let lo = (1.0 / (1.0 + s_hi)) * (1.0 - 4.0 * U);
+            let hi = ((1.0 / (1.0 + s_lo)) * (1.0 + 4.0 * U)).min(1.0);
+            Interval::new(lo.max(0.0), hi)
+        })
+        .collect()
+}
+
+/// Bounds on `z_j − z_c` for all pairs, from a zonotope of logits.
+pub fn logit_differences(z: &Zonotope) -> Vec<Vec<Interval>> {
+    let k = z.dim();
+    (0..k).map(|j| (0..k).map(|c| if j == c { Interval::point(0.0) } else { z.difference_bounds(j, c) }).collect()).collect()
+}
+
+/// The largest value of `t(1 − t)` for `t ∈ [lo, hi]` (rounded up, at most ¼).
+pub fn max_bernoulli_variance(p: Interval) -> f64 {
+    let v = if p.lo <= 0.5 && 0.5 <= p.hi {
+        0.25
+    } else {
+        let t = if p.hi < 0.5 { p.hi } else { p.lo };
+        t * (1.0 - t)
+    };
+    ((v * (1.0 + 4.0 * U)).next_up()).min(0.25)
+}
+
+/// What bounds one class's probability change, and which argument gave the minimum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassBound {
+    /// The certified bound on `|p_c(x′) − p_c(x)|`.
+    pub bound: f64,
+    /// Bound from the two probability ranges alone.
+    pub from_ranges: f64,
+    /// Bound from the softmax mean-value form `p_c(1 − p_c)·max_j |Δ(z_c − z_j)|`.
+    pub from_mean_value: f64,
+}
+
+/// Certified bound on `|p_c(x′) − p_c(x)|` for every class.
+///
+/// * `diff_x(j, c)`, `diff_xp(j, c)`: bounds on `z_j − z_c` over the region at `x` and `x′`;
+/// * `delta(c, j)`: bounds on `Δ(z_c − z_j) = (z′_c − z′_j) − (z_c − z_j)`.
+///
+/// By the mean value theorem on the segment from `z` to `z′`,
+/// `Δp_c = p_c(ξ) Σ_j p_j(ξ)(Δz_c − Δz_j)`, so `|Δp_c| ≤ p_c(1 − p_c)·max_j |Δ(z_c − z_j)|`
+/// with `p_c(ξ)` in the hull of both ranges. The result is the least of that, the difference
+/// of the two probability ranges, and 1.
+pub fn class_bounds(
+    classes: usize,
+    diff_x: &dyn Fn(usize, usize) -> Interval,
+    diff_xp: &dyn Fn(usize, usize) -> Interval,
+    delta: &dyn Fn(usize, usize) -> Interval,
+) -> Vec<ClassBound> {
+    let p = probability_bounds(classes, diff_x);
+    let pp = probability_bounds(classes, diff_xp);
+    let hull = |j: usize, c: usize| diff_x(j, c).hull(&diff_xp(j, c));
+    let ph = probability_bounds(classes, &hull);
+    (0..classes)
+        .map(|c| {
+            let from_ranges = ((pp[c].hi - p[c].lo).max(p[c].hi - pp[c].lo).max(0.0) * (1.0 + 2.0 * U)).next_up();
+            let max_delta = (0..classes).filter(|&j| j != c).map(|j| delta(c, j).mag()).fold(0.0, f64::max);
+            let from_mean_value = ((max_bernoulli_variance(ph[c]) * max_delta) * (1.0 + 2.0 * U)).next_up();
+            ClassBound { bound: from_ranges.min(from_mean_value).min(1.0), from_ranges, from_mean_value }
+        })
+        .collect()
+}
