@@ -86,3 +86,11 @@ pub fn check_classifier(net: &Network) -> Result<usize> {
         other => anyhow::bail!("model output is {other:?} per sample; expected a vector of class scores"),
     }
 }
+
+/// Writes a file through a temporary sibling and a rename, so readers never see a partial file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("out")));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,7 +1,10 @@
 //! `zonocert`: certified bounds on how much an EfficientNet's class probabilities can change
 //! when the least significant bit of one pixel flips. See `zonocert --help`.
 
+mod bounds;
+mod certify;
 mod common;
+mod heatmap;
 mod info;
 mod run;
 
@@ -24,6 +27,10 @@ enum Command {
     Eval(run::EvalArgs),
     /// Logits and probabilities for one image.
     Predict(run::PredictArgs),
+    /// Certified logit and probability bounds over an L∞ ball (robustness).
+    Bounds(bounds::BoundsArgs),
+    /// Certified per-pixel bit-flip sensitivity: JSON report, CSV and heatmap.
+    Certify(certify::CertifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +39,8 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Eval(a) => run::eval(a),
         Command::Predict(a) => run::predict(a),
+        Command::Bounds(a) => bounds::run(a),
+        Command::Certify(a) => certify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

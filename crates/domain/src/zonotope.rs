@@ -238,7 +238,12 @@ impl Zonotope {
     pub fn add_fresh(&mut self, beta: &[f64], pool: &mut SymbolPool, budget: usize) {
         let n = self.dim();
         let m = self.n_gens();
-        let fresh: Vec<usize> = (0..n).filter(|&j| beta[j] > 0.0).collect();
+        // Rounding-sized terms carry no useful correlation: they go straight to the error box.
+        let negligible = |j: usize| beta[j] <= 1e-10 * self.centre[j].abs() + 1e-280;
+        for j in (0..n).filter(|&j| beta[j] > 0.0 && negligible(j)) {
+            self.err[j] = ((self.err[j] + beta[j]) * (1.0 + 2.0 * U)).next_up();
+        }
+        let fresh: Vec<usize> = (0..n).filter(|&j| beta[j] > 0.0 && !negligible(j)).collect();
         // Candidates: existing rows (norm = L1) then fresh diagonal rows (norm = β).
         let mut keep_rows = vec![true; m];
         let mut keep_fresh = vec![true; fresh.len()];
