@@ -57,7 +57,8 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         BoundsMethod::Zonotope => (Domain::Zonotope { budget: args.budget }, true),
     };
     let input = Zonotope::from_box(&region.input_box(), &mut pool, symbols);
-    let fwd = forward(&net, input, &mut pool, domain, false);
+    let maps = zonocert_transform::maps::PreparedMaps::new(&net);
+    let fwd = forward(&net, &maps, input, &mut pool, domain, false);
     let logits = fwd.output.bounds();
     let diffs = logit_differences(&fwd.output);
     let probs = probability_bounds(classes, &|j, c| diffs[j][c]);

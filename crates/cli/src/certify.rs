@@ -58,7 +58,8 @@ pub struct CertifyArgs {
     /// Which bit flips (0 = least significant; bit B moves a pixel by 2^B/255).
     #[arg(long, default_value_t = 0)]
     bit: u8,
-    /// Pixels to certify: `all`, or a list like `0,5,100-120` (row-major indices 0–783).
+    /// Pixels to certify: `all`, or a list like `0,5,100-120,0-783:37` (row-major indices
+    /// 0–783; `a-b:s` takes every s-th pixel of the range).
     #[arg(long, default_value = "all")]
     pixels: String,
     /// Method.
@@ -87,7 +88,7 @@ pub struct CertifyArgs {
     quiet: bool,
 }
 
-/// Parses `all` or `0,5,10-20`.
+/// Parses `all` or `0,5,10-20,0-783:37`.
 pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
     if s.trim() == "all" {
         return Ok((0..PIXELS).collect());
@@ -101,15 +102,19 @@ pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
             }
             Ok(v)
         };
-        match part.split_once('-') {
+        let (range, step) = match part.split_once(':') {
+            Some((r, st)) => (r, st.trim().parse::<usize>().ok().filter(|&v| v > 0).with_context(|| format!("--pixels: bad step in '{part}'"))?),
+            None => (part, 1),
+        };
+        match range.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (parse(a)?, parse(b)?);
                 if a > b {
                     bail!("--pixels: empty range {a}-{b}");
                 }
-                out.extend(a..=b);
+                out.extend((a..=b).step_by(step));
             }
-            None => out.push(parse(part)?),
+            None => out.push(parse(range)?),
         }
     }
     out.sort_unstable();
@@ -202,12 +207,13 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "bit": args.bit,
         "flip_size": (1u32 << args.bit) as f64 / 255.0,
         "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own f64 rounding is accounted for",
-        "settings": {"region_budget": args.region_budget, "diff_budget": args.diff_budget},
+        "settings": {"region_budget": certifier.settings().region_budget, "diff_budget": certifier.settings().diff_budget},
         "pixels": pix_json,
         "max_upper": max_upper,
         "max_pixel": results[max_i].pixel,
         "time_s": secs,
         "region_analysis_s": region_secs,
+        "region_peak_generators": certifier.region_analysis().peak_generators,
         "heatmap": {"file": "heatmap.png", "width": w, "height": h, "colour_map": "viridis", "log_scale": args.log_scale, "min": lo, "max": hi},
     });
     write_atomic(&args.out.join("bounds.csv"), csv.as_bytes())?;

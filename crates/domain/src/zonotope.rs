@@ -12,6 +12,11 @@ use crate::{gamma, Interval, ETA, U};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
+/// Terms below this fraction of a tensor's scale (its neuron's centre plus the mean |centre|)
+/// are rounding noise: they go to the error box instead of becoming shared symbols. Purely a
+/// performance choice; either way is sound.
+pub const NEGLIGIBLE: f64 = 1e-9;
+
 /// Hands out fresh noise-symbol ids, in increasing order.
 #[derive(Debug, Default, Clone)]
 pub struct SymbolPool {
@@ -126,13 +131,17 @@ impl Zonotope {
         if !symbols {
             return Zonotope { centre, syms: vec![], gens: vec![], err: rad };
         }
-        let active: Vec<usize> = (0..dim).filter(|&i| rad[i] > 0.0).collect();
+        // Rounding-sized widths (an enclosure of b/255, say) stay in the error box.
+        let scale = centre.iter().map(|c: &f64| c.abs()).sum::<f64>() / dim.max(1) as f64;
+        let negligible = |i: usize| rad[i] <= NEGLIGIBLE * (centre[i].abs() + scale);
+        let active: Vec<usize> = (0..dim).filter(|&i| rad[i] > 0.0 && !negligible(i)).collect();
+        let err: Vec<f64> = (0..dim).map(|i| if negligible(i) { rad[i] } else { 0.0 }).collect();
         let first = pool.fresh(active.len());
         let mut gens = vec![0.0; active.len() * dim];
         for (k, &i) in active.iter().enumerate() {
             gens[k * dim + i] = rad[i];
         }
-        Zonotope { centre, syms: (first..first + active.len()).collect(), gens, err: vec![0.0; dim] }
+        Zonotope { centre, syms: (first..first + active.len()).collect(), gens, err }
     }
 
     /// Dimension.
@@ -239,7 +248,8 @@ impl Zonotope {
         let n = self.dim();
         let m = self.n_gens();
         // Rounding-sized terms carry no useful correlation: they go straight to the error box.
-        let negligible = |j: usize| beta[j] <= 1e-10 * self.centre[j].abs() + 1e-280;
+        let scale = self.centre.iter().map(|c| c.abs()).sum::<f64>() / n.max(1) as f64;
+        let negligible = |j: usize| beta[j] <= NEGLIGIBLE * (self.centre[j].abs() + scale) + 1e-280;
         for j in (0..n).filter(|&j| beta[j] > 0.0 && negligible(j)) {
             self.err[j] = ((self.err[j] + beta[j]) * (1.0 + 2.0 * U)).next_up();
         }
@@ -247,7 +257,10 @@ impl Zonotope {
         // Candidates: existing rows (norm = L1) then fresh diagonal rows (norm = β).
         let mut keep_rows = vec![true; m];
         let mut keep_fresh = vec![true; fresh.len()];
-        if m + fresh.len() > budget {
+        if budget == 0 {
+            keep_rows.iter_mut().for_each(|k| *k = false);
+            keep_fresh.iter_mut().for_each(|k| *k = false);
+        } else if m + fresh.len() > budget {
             let norms: Vec<f64> = self.gens.par_chunks(n.max(1)).map(|r| r.iter().map(|v| v.abs()).sum()).collect();
             let mut order: Vec<(f64, usize)> = norms.iter().copied().enumerate().map(|(k, v)| (v, k)).collect();
             order.extend(fresh.iter().enumerate().map(|(k, &j)| (beta[j], m + k)));

@@ -78,7 +78,7 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
     }
     Err(DataError::Io {
         path: dir.join(format!("{stem}[.gz]")),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (looked for the .gz and the raw file)"),
+        cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (looked for the .gz and the raw file)"),
     })
 }
 
@@ -93,7 +93,7 @@ pub struct Idx {
 
 /// Reads an IDX file of `u8` (type code 0x08) with `rank` dimensions; gzip is detected by magic.
 pub fn read_idx(path: &Path, rank: usize) -> Result<Idx, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let raw = std::fs::read(path).map_err(|cause| DataError::Io { path: path.to_path_buf(), cause })?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(&raw[..])
@@ -133,7 +133,7 @@ pub fn parse_idx(bytes: &[u8], rank: usize) -> Result<Idx, String> {
 /// Reads a 28×28 greyscale PNG (8-bit grey, or 16-bit grey scaled to 8 bits).
 pub fn read_png(path: &Path) -> Result<Vec<u8>, DataError> {
     let err = |reason: String| DataError::Image { path: path.to_path_buf(), reason };
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| DataError::Io { path: path.to_path_buf(), cause })?;
     let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).map_err(|e| err(format!("not a readable PNG: {e}")))?;
     if (img.width() as usize, img.height() as usize) != (SIDE, SIDE) {
         return Err(err(format!("{}×{} pixels, expected 28×28", img.width(), img.height())));

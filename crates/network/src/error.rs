@@ -7,8 +7,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("cannot read model file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read model file {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     /// The bytes are not a valid ONNX protobuf (truncated, random, or another format).
     #[error("{path}: not a valid ONNX model (protobuf decode failed: {reason})")]
     Decode { path: PathBuf, reason: String },
@@ -39,8 +39,8 @@ pub enum ImportError {
 #[derive(Debug, Error)]
 pub enum DataError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     /// The file is not a well-formed IDX file of the expected kind.
     #[error("{path}: bad IDX file: {reason}")]
     Idx { path: PathBuf, reason: String },

@@ -46,6 +46,25 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize, out: &mut
         out.iter_mut().for_each(|o| *o = T::zero());
         return;
     }
+    // nalgebra falls back to naive loops when a dimension is ≤ 5; thin products are plain
+    // dot products or row updates over contiguous memory, which vectorise well.
+    if n == 1 {
+        for (o, row) in out.iter_mut().zip(a.chunks_exact(k)) {
+            *o = row.iter().zip(b).fold(T::zero(), |acc, (&x, &y)| acc + x * y);
+        }
+        return;
+    }
+    if m <= 4 {
+        for i in 0..m {
+            let o = &mut out[i * n..(i + 1) * n];
+            o.iter_mut().for_each(|v| *v = T::zero());
+            for (p, brow) in b.chunks_exact(n).enumerate() {
+                let x = a[i * k + p];
+                o.iter_mut().zip(brow).for_each(|(v, &y)| *v += x * y);
+            }
+        }
+        return;
+    }
     // A row-major m×k matrix is the column-major k×m matrix Aᵀ, so Cᵀ = Bᵀ·Aᵀ.
     let a_cm = DMatrixView::from_slice(a, k, m);
     let b_cm = DMatrixView::from_slice(b, n, k);
@@ -62,16 +81,17 @@ pub struct ConvKernel<T> {
     pub weight: Vec<T>,
     /// `conv.bias` in `T`.
     pub bias: Vec<T>,
+    /// Wᵀ `[in, out]` for the batched 1×1 path.
+    weight_t: Vec<T>,
 }
 
 impl<T: Real> ConvKernel<T> {
     /// Converts the weights of `conv` to `T`.
     pub fn new(conv: &Conv) -> Self {
-        ConvKernel {
-            conv: conv.clone(),
-            weight: conv.weight.iter().map(|&w| T::cast(w)).collect(),
-            bias: conv.bias.iter().map(|&b| T::cast(b)).collect(),
-        }
+        let weight: Vec<T> = conv.weight.iter().map(|&w| T::cast(w)).collect();
+        let pointwise = conv.kernel == [1, 1] && conv.groups == 1;
+        let weight_t = if pointwise { transpose(&weight, conv.out_channels, conv.in_channels) } else { vec![] };
+        ConvKernel { conv: conv.clone(), weight, bias: conv.bias.iter().map(|&b| T::cast(b)).collect(), weight_t }
     }
 
     /// Applies the conv to `n` samples of shape `[in_channels, h, w]`.
@@ -84,8 +104,7 @@ impl<T: Real> ConvKernel<T> {
         let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
         if pointwise && h * w == 1 {
             // One GEMM over the whole batch: [n, in] · Wᵀ.
-            let wt = transpose(&self.weight, c.out_channels, c.in_channels);
-            matmul(x, &wt, n, c.in_channels, c.out_channels, &mut out);
+            matmul(x, &self.weight_t, n, c.in_channels, c.out_channels, &mut out);
         } else {
             out.par_chunks_mut(out_len.max(1)).zip(x.par_chunks(in_len.max(1))).for_each(|(o, xi)| {
                 if pointwise {

@@ -25,7 +25,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
 /// Reads, decodes and imports an ONNX file, then runs the standard passes
 /// ([`passes::optimize`]).
 pub fn load(path: &Path) -> Result<Network, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| ImportError::Io { path: path.to_path_buf(), cause })?;
     load_bytes(&bytes, path)
 }
 

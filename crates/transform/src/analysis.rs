@@ -5,7 +5,7 @@
 //! until every analysis handles it.
 
 use crate::activation::{relaxation, Unary};
-use crate::maps::AffineMap;
+use crate::maps::PreparedMaps;
 use zonocert_domain::{Interval, Relaxation, SymbolPool, Zonotope, U};
 use zonocert_network::ir::{numel, Network, Op};
 
@@ -52,7 +52,7 @@ pub fn unary_of(op: &Op) -> Option<Unary> {
 
 /// Runs the network on an abstract input. With `keep_bounds`, records every value's interval
 /// hull (the differential analysis needs them).
-pub fn forward(net: &Network, input: Zonotope, pool: &mut SymbolPool, domain: Domain, keep_bounds: bool) -> Forward {
+pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut SymbolPool, domain: Domain, keep_bounds: bool) -> Forward {
     let budget = domain.budget();
     let interval_only = domain == Domain::Interval;
     let last_use = net.last_uses();
@@ -66,11 +66,9 @@ pub fn forward(net: &Network, input: Zonotope, pool: &mut SymbolPool, domain: Do
     vals[0] = Some(input);
     for (k, layer) in net.layers.iter().enumerate() {
         let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
-        let in_shape = net.shape_of(layer.inputs[0]);
         let out = match &layer.op {
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
-                let map = AffineMap::new(&layer.op, in_shape, &layer.shape, true).expect("affine op");
-                a.affine(&map)
+                a.affine(&maps.get(k, true))
             }
             Op::Relu | Op::Sigmoid | Op::Swish => {
                 let f = unary_of(&layer.op).expect("unary op");
@@ -86,7 +84,11 @@ pub fn forward(net: &Network, input: Zonotope, pool: &mut SymbolPool, domain: Do
                     a.mul(b, pool, budget)
                 }
             }
-            Op::Add => a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use")),
+            Op::Add => {
+                let mut sum = a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
+                sum.reduce(pool, budget);
+                sum
+            }
             // Bounds are reported on logits; softmax is handled by the caller.
             Op::Softmax => a.clone(),
         };
@@ -113,7 +115,7 @@ pub fn forward(net: &Network, input: Zonotope, pool: &mut SymbolPool, domain: Do
 /// (a) the mean value theorem, `f(x′) − f(x) = f′(ξ)·d` with `f′(ξ)` in the slope range of `f`
 /// on the hull of `X` and `X + D`, and (b) the interval difference `f([X + D]) − f([X])`.
 /// The product `x·s` uses `x′s′ − xs = d_x·s′ + x·d_s` with `x`, `s′` bounded by intervals.
-pub fn differential(net: &Network, x_bounds: &[Vec<Interval>], d_input: Zonotope, pool: &mut SymbolPool, budget: usize) -> Zonotope {
+pub fn differential(net: &Network, maps: &PreparedMaps, x_bounds: &[Vec<Interval>], d_input: Zonotope, pool: &mut SymbolPool, budget: usize) -> Zonotope {
     let last_use = net.last_uses();
     let n_vals = net.layers.len() + 1;
     let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
@@ -121,11 +123,9 @@ pub fn differential(net: &Network, x_bounds: &[Vec<Interval>], d_input: Zonotope
     for (k, layer) in net.layers.iter().enumerate() {
         let d = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
         let xin = &x_bounds[layer.inputs[0].0];
-        let in_shape = net.shape_of(layer.inputs[0]);
         let out = match &layer.op {
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
-                let map = AffineMap::new(&layer.op, in_shape, &layer.shape, false).expect("affine op");
-                d.affine(&map)
+                d.affine(&maps.get(k, false))
             }
             Op::Relu | Op::Sigmoid | Op::Swish => {
                 let f = unary_of(&layer.op).expect("unary op");
@@ -171,6 +171,10 @@ pub fn differential_relaxation(f: Unary, x: &[Interval], d: &Zonotope) -> Relaxa
     let n = x.len();
     let mut rel = Relaxation { slope: vec![0.0; n], offset: vec![0.0; n], radius: vec![0.0; n] };
     for j in 0..n {
+        if db[j].lo == 0.0 && db[j].hi == 0.0 {
+            // No difference reaches this neuron: f(x) − f(x) = 0 exactly.
+            continue;
+        }
         let xp = x[j].add(&db[j]);
         // (a) mean value theorem on the hull.
         let slopes = f.deriv_range(x[j].hull(&xp));

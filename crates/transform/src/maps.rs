@@ -4,13 +4,40 @@ use zonocert_domain::LinearMap;
 use zonocert_network::ir::{numel, ChannelAffine, Op, Shape};
 use zonocert_network::kernels::{self, ConvKernel, LinearKernel};
 
-/// An affine layer ready to act on zonotopes. `with_offset = false` drops the bias (the
-/// differential analysis maps differences, on which biases cancel).
+/// An affine layer ready to act on zonotopes (weights converted once, reused for every
+/// analysis of the same network).
 pub struct AffineMap {
     kind: Kind,
     in_shape: Shape,
     out_dim: usize,
-    with_offset: bool,
+}
+
+/// An [`AffineMap`] with or without its offset: the differential analysis maps differences,
+/// on which biases cancel.
+pub struct Affine<'a> {
+    /// The layer.
+    pub map: &'a AffineMap,
+    /// Whether the bias is added to the centre.
+    pub with_offset: bool,
+}
+
+/// The affine maps of every layer of a network, index = layer (`None` for non-affine ops).
+pub struct PreparedMaps {
+    /// One entry per layer.
+    pub maps: Vec<Option<AffineMap>>,
+}
+
+impl PreparedMaps {
+    /// Converts the weights of every affine layer of `net`.
+    pub fn new(net: &zonocert_network::Network) -> Self {
+        let maps = net.layers.iter().map(|l| AffineMap::new(&l.op, net.shape_of(l.inputs[0]), &l.shape)).collect();
+        PreparedMaps { maps }
+    }
+
+    /// The map of layer `k` (with or without offset), which must be affine.
+    pub fn get(&self, k: usize, with_offset: bool) -> Affine<'_> {
+        Affine { map: self.maps[k].as_ref().expect("layer is affine"), with_offset }
+    }
 }
 
 enum Kind {
@@ -24,7 +51,7 @@ enum Kind {
 
 impl AffineMap {
     /// The map of an affine op on inputs of `in_shape`; `None` for ops that are not affine.
-    pub fn new(op: &Op, in_shape: &Shape, out_shape: &Shape, with_offset: bool) -> Option<Self> {
+    pub fn new(op: &Op, in_shape: &Shape, out_shape: &Shape) -> Option<Self> {
         let kind = match op {
             Op::Conv(c) => {
                 let mut a = c.clone();
@@ -44,7 +71,7 @@ impl AffineMap {
             Op::Reshape => Kind::Reshape,
             Op::Relu | Op::Sigmoid | Op::Swish | Op::Mul | Op::Add | Op::Softmax => return None,
         };
-        Some(AffineMap { kind, in_shape: in_shape.clone(), out_dim: numel(out_shape), with_offset })
+        Some(AffineMap { kind, in_shape: in_shape.clone(), out_dim: numel(out_shape) })
     }
 
     fn hw(&self) -> (usize, usize) {
@@ -57,7 +84,7 @@ impl AffineMap {
     }
 }
 
-impl LinearMap for AffineMap {
+impl AffineMap {
     fn in_dim(&self) -> usize {
         numel(&self.in_shape)
     }
@@ -98,9 +125,6 @@ impl LinearMap for AffineMap {
     }
 
     fn offset(&self) -> Option<Vec<f64>> {
-        if !self.with_offset {
-            return None;
-        }
         match &self.kind {
             Kind::Conv { k, .. } => {
                 let (oh, ow) = k.conv.output_hw(self.hw().0, self.hw().1).unwrap_or((1, 1));
@@ -127,5 +151,33 @@ impl LinearMap for AffineMap {
 
     fn exact(&self) -> bool {
         matches!(self.kind, Kind::Pad(_) | Kind::Reshape)
+    }
+}
+
+impl LinearMap for Affine<'_> {
+    fn in_dim(&self) -> usize {
+        self.map.in_dim()
+    }
+    fn out_dim(&self) -> usize {
+        self.map.out_dim()
+    }
+    fn apply(&self, x: &[f64], n: usize) -> Vec<f64> {
+        self.map.apply(x, n)
+    }
+    fn apply_abs(&self, v: &[f64]) -> Vec<f64> {
+        self.map.apply_abs(v)
+    }
+    fn offset(&self) -> Option<Vec<f64>> {
+        if self.with_offset {
+            self.map.offset()
+        } else {
+            None
+        }
+    }
+    fn fan_in(&self) -> usize {
+        self.map.fan_in()
+    }
+    fn exact(&self) -> bool {
+        self.map.exact()
     }
 }

@@ -8,6 +8,7 @@
 //! and shared by all pixels.
 
 use crate::analysis::{differential, forward, Domain, Forward};
+use crate::maps::PreparedMaps;
 use crate::softmax::{class_bounds, logit_differences, ClassBound};
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::data::PIXELS;
@@ -127,6 +128,7 @@ pub struct PixelBound {
 /// Analyses a region once and then certifies pixels one by one (in any order, in parallel).
 pub struct Certifier<'a> {
     net: &'a Network,
+    maps: PreparedMaps,
     region: Region,
     settings: Settings,
     input: Zonotope,
@@ -138,6 +140,13 @@ pub struct Certifier<'a> {
 impl<'a> Certifier<'a> {
     /// Runs the region analysis (`X`) for `settings.method`.
     pub fn new(net: &'a Network, region: Region, settings: Settings) -> Self {
+        // A single image has only rounding-sized widths: correlations buy nothing there, so
+        // both analyses run without generators (exact up to rounding, and fast).
+        let settings = match region {
+            Region::Point(_) => Settings { region_budget: 0, diff_budget: 0, ..settings },
+            _ => settings,
+        };
+        let maps = PreparedMaps::new(net);
         let mut pool = SymbolPool::new();
         let domain = match settings.method {
             Method::Interval => Domain::Interval,
@@ -145,9 +154,14 @@ impl<'a> Certifier<'a> {
         };
         let input = Zonotope::from_box(&region.input_box(), &mut pool, domain != Domain::Interval);
         let keep = settings.method == Method::DiffZonotope;
-        let x = forward(net, input.clone(), &mut pool, domain, keep);
+        let x = forward(net, &maps, input.clone(), &mut pool, domain, keep);
         let classes = x.output.dim();
-        Certifier { net, region, settings, input, x, pool_after_x: pool, classes }
+        Certifier { net, maps, region, settings, input, x, pool_after_x: pool, classes }
+    }
+
+    /// The settings in force (budgets are 0 for a single image).
+    pub fn settings(&self) -> Settings {
+        self.settings
     }
 
     /// The region's forward analysis (logit zonotope, bounds).
@@ -183,7 +197,7 @@ impl<'a> Certifier<'a> {
             Method::DiffZonotope => {
                 let mut pool = SymbolPool::new();
                 let d_in = Zonotope::from_box(&d_box, &mut pool, true);
-                let d = differential(self.net, &self.x.bounds, d_in, &mut pool, self.settings.diff_budget);
+                let d = differential(self.net, &self.maps, &self.x.bounds, d_in, &mut pool, self.settings.diff_budget);
                 let dd: Vec<Vec<Interval>> =
                     (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
                 // z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c).
@@ -196,7 +210,7 @@ impl<'a> Certifier<'a> {
                 let d_in = Zonotope::from_box(&d_box, &mut pool, !interval);
                 let xp_in = self.input.add(&d_in);
                 let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget: self.settings.diff_budget } };
-                let zp = forward(self.net, xp_in, &mut pool, domain, false).output;
+                let zp = forward(self.net, &self.maps, xp_in, &mut pool, domain, false).output;
                 let dxp = logit_differences(&zp);
                 let delta = if interval {
                     // Intervals: no correlation between the two analyses.

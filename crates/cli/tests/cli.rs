@@ -1,0 +1,211 @@
+//! End-to-end tests of the `zonocert` binary: outputs, soundness against exact and sampled
+//! values, and clear errors with non-zero exit codes on bad input.
+//!
+//! MNIST is read from `$ZONOCERT_MNIST` or `../shared/data/mnist` beside the repository; tests
+//! that need it skip loudly when it is absent, unless `ZONOCERT_REQUIRE_DATA=1` (set by CI),
+//! which turns absence into a failure.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zonocert"));
+    c.current_dir(root());
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("zonocert runs")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = run(args);
+    assert!(out.status.success(), "zonocert {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "zonocert {args:?} should fail");
+    assert!(err.contains(needle), "zonocert {args:?}: error should mention '{needle}', got: {err}");
+    assert!(!err.contains("panicked"), "zonocert {args:?} panicked: {err}");
+}
+
+/// The MNIST directory, or `None` (with a loud message) when absent and not required.
+pub fn mnist() -> Option<String> {
+    let dir = std::env::var("ZONOCERT_MNIST").map(PathBuf::from).unwrap_or_else(|_| root().join("../shared/data/mnist"));
+    if dir.join("t10k-images-idx3-ubyte.gz").is_file() || dir.join("t10k-images-idx3-ubyte").is_file() {
+        return Some(dir.canonicalize().expect("path").display().to_string());
+    }
+    if std::env::var("ZONOCERT_REQUIRE_DATA").as_deref() == Ok("1") {
+        panic!("MNIST not found at {} and ZONOCERT_REQUIRE_DATA=1", dir.display());
+    }
+    eprintln!("SKIPPED: MNIST not found at {} (set ZONOCERT_MNIST)", dir.display());
+    None
+}
+
+const TINY: &str = "tests/vectors/tiny_effnet_tv.onnx";
+const SHIPPED: &str = "models/efficientnet_b0_mnist.onnx";
+
+/// A digit drawn by the test itself (a vertical bar with a foot: a "1"), as PNG.
+fn drawn_digit(dir: &Path) -> PathBuf {
+    let mut px = vec![0u8; 784];
+    for r in 5..23 {
+        for c in 13..16 {
+            px[r * 28 + c] = 255;
+        }
+        px[r * 28 + 12] = 127;
+    }
+    for c in 10..19 {
+        px[22 * 28 + c] = 200;
+    }
+    let p = dir.join("one.png");
+    image::save_buffer(&p, &px, 28, 28, image::ExtendedColorType::L8).expect("png written");
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("zonocert-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+#[test]
+fn info_reports_structure() {
+    let v = ok_json(&["info", "--model", TINY, "--json"]);
+    assert_eq!(v["input"]["shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(v["output_shape"], serde_json::json!([10]));
+    assert_eq!(v["squeeze_excite_blocks"], 2);
+    assert!(v["parameters"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn predict_on_a_drawn_png() {
+    let d = tmp("predict");
+    let png = drawn_digit(&d);
+    let v = ok_json(&["predict", "--model", TINY, "--image", png.to_str().unwrap(), "--json"]);
+    let p: Vec<f64> = v["probabilities"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(p.len(), 10);
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    let k = v["predicted"].as_u64().unwrap() as usize;
+    assert!(p.iter().all(|&q| q <= p[k]));
+}
+
+/// At a single image the exact value is computable: every certified bound must be ≥ it, and
+/// the differential analysis must be tight (≤ exact·(1 + 10⁻³) + 10⁻⁹).
+#[test]
+fn certify_point_is_sound_and_tight_on_tiny_model() {
+    let d = tmp("point");
+    let png = drawn_digit(&d);
+    let out = d.join("out");
+    let v = ok_json(&["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let pixels = v["pixels"].as_array().unwrap();
+    assert_eq!(pixels.len(), 784);
+    for p in pixels {
+        let (u, e) = (p["upper"].as_f64().unwrap(), p["exact"].as_f64().unwrap());
+        assert!(u >= e, "pixel {}: certified {u} < exact {e}", p["pixel"]);
+        assert!(u <= e * (1.0 + 1e-3) + 1e-9, "pixel {}: certified {u} not tight vs exact {e}", p["pixel"]);
+    }
+    for f in ["report.json", "bounds.csv", "heatmap.png"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    let csv = std::fs::read_to_string(out.join("bounds.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 785);
+    let img = image::open(out.join("heatmap.png")).expect("heatmap is a PNG");
+    assert!(img.width() > 28 * 8);
+}
+
+#[test]
+fn certify_global_and_baselines_order() {
+    let d = tmp("global");
+    let mut uppers = vec![];
+    for m in ["interval", "twin-zonotope", "diff-zonotope"] {
+        let out = d.join(m);
+        let v = ok_json(&["certify", "--model", TINY, "--region", "global", "--pixels", "100,400", "--method", m, "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        assert_eq!(v["region"]["kind"], "global");
+        let u = v["max_upper"].as_f64().unwrap();
+        assert!(u > 0.0 && u <= 1.0, "{m}: {u}");
+        uppers.push(u);
+    }
+    eprintln!("global bounds interval/twin/diff: {uppers:?}");
+}
+
+#[test]
+fn bounds_contains_the_centre_prediction() {
+    let d = tmp("bounds");
+    let png = drawn_digit(&d);
+    for m in ["interval", "zonotope"] {
+        let v = ok_json(&["bounds", "--model", TINY, "--image", png.to_str().unwrap(), "--eps", "0.004", "--method", m, "--json"]);
+        let p = ok_json(&["predict", "--model", TINY, "--image", png.to_str().unwrap(), "--precision", "f64", "--json"]);
+        for c in 0..10 {
+            let z = p["logits"][c].as_f64().unwrap();
+            assert!(v["logits"]["lower"][c].as_f64().unwrap() <= z && z <= v["logits"]["upper"][c].as_f64().unwrap());
+            let q = p["probabilities"][c].as_f64().unwrap();
+            assert!(v["probabilities"]["lower"][c].as_f64().unwrap() <= q && q <= v["probabilities"]["upper"][c].as_f64().unwrap());
+        }
+    }
+}
+
+#[test]
+fn eval_and_predict_on_mnist() {
+    let Some(dir) = mnist() else { return };
+    let v = ok_json(&["eval", "--model", TINY, "--mnist", &dir, "--limit", "50", "--json"]);
+    assert_eq!(v["n"], 50);
+    assert!(v["accuracy"].as_f64().unwrap() >= 0.0);
+    let p = ok_json(&["predict", "--model", TINY, "--mnist", &dir, "--index", "3", "--json"]);
+    assert_eq!(p["label"], 0);
+}
+
+#[test]
+fn shipped_model_reaches_99_percent() {
+    let Some(dir) = mnist() else { return };
+    if !root().join(SHIPPED).is_file() {
+        panic!("the shipped model {SHIPPED} is missing");
+    }
+    let v = ok_json(&["eval", "--model", SHIPPED, "--mnist", &dir, "--json"]);
+    assert_eq!(v["n"], 10000);
+    assert!(v["accuracy"].as_f64().unwrap() >= 0.99, "accuracy {}", v["accuracy"]);
+}
+
+/// Certified ≥ exact on the shipped model for the first 10 test images (a spread of pixels
+/// per image keeps the suite fast; the benchmark covers all 784).
+#[test]
+fn shipped_model_point_certificates_are_sound() {
+    let Some(dir) = mnist() else { return };
+    let d = tmp("shipped");
+    for i in 0..10 {
+        let out = d.join(format!("img{i}"));
+        let idx = i.to_string();
+        let v = ok_json(&["certify", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--pixels", "0-783:37", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        for p in v["pixels"].as_array().unwrap() {
+            let (u, e) = (p["upper"].as_f64().unwrap(), p["exact"].as_f64().unwrap());
+            assert!(u >= e, "image {i} pixel {}: certified {u} < exact {e}", p["pixel"]);
+            assert!(u <= e * (1.0 + 1e-3) + 1e-9, "image {i} pixel {}: certified {u} vs exact {e}", p["pixel"]);
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_fail_clearly() {
+    let d = tmp("bad");
+    let png = drawn_digit(&d);
+    let png = png.to_str().unwrap();
+    let out = d.join("o");
+    let out = out.to_str().unwrap();
+    fails_with(&["certify", "--model", TINY, "--image", png, "--eps=-0.1", "--out", out], "--eps");
+    fails_with(&["certify", "--model", TINY, "--image", png, "--eps", "1.5", "--out", out], "--eps");
+    fails_with(&["certify", "--model", TINY, "--image", png, "--bit", "8", "--out", out], "--bit");
+    fails_with(&["certify", "--model", TINY, "--image", png, "--pixels", "900", "--out", out], "out of range");
+    fails_with(&["certify", "--model", TINY, "--image", png, "--pixels", "a-b", "--out", out], "not a pixel index");
+    fails_with(&["certify", "--model", TINY, "--image", png, "--out", "/proc/zonocert/x"], "output directory");
+    fails_with(&["certify", "--model", TINY, "--out", out], "no region");
+    fails_with(&["info", "--model", "/nonexistent/model.onnx"], "cannot read model file");
+    fails_with(&["predict", "--model", TINY, "--image", "/nonexistent.png"], "nonexistent.png");
+    fails_with(&["predict", "--model", "tests/vectors/mlp_ops.onnx", "--image", png], "zonocert expects");
+}

@@ -1,0 +1,749 @@
+//! Property-based soundness tests for the unary transformers (sigmoid, swish, ReLU), the
+//! differential relaxation and the softmax bounds.
+//!
+//! Reference values. The transformers promise to enclose the *real* functions, so every
+//! reference value is computed in double-double arithmetic (≈ 2⁻¹⁰⁴ relative) with an `exp`
+//! of its own (range reduction by ln 2 in double-double, Taylor series, repeated squaring),
+//! checked against the platform `exp` in `reference_sanity`. Below e⁻⁷⁴⁵ the reference flushes
+//! `exp` to 0 (the true value is under 2⁻¹⁰⁷⁴); every transformer carries an absolute slack of
+//! at least 1e-300 there, far more than that. No tolerance is applied: a reference value must
+//! lie inside the abstract output as computed.
+//!
+//! ReLU′(0) does not exist: derivative samples skip x = 0 for ReLU (difference quotients cover
+//! it), and `deriv_range` of ReLU on the degenerate interval [0, 0] (the empty set of difference
+//! quotients, returned as the empty interval [1, 0]) is not sampled.
+//!
+//! Cases: `ZONOCERT_PROPTEST_CASES` (default 1000); the `#[ignore]`d test runs 100 000 cases of
+//! the main property (relaxations). `PROPTEST_RNG_SEED` fixes the seed.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::collections::HashMap;
+use zonocert_domain::{Interval, SymbolPool, Zonotope};
+use zonocert_transform::activation::{relaxation, Unary};
+use zonocert_transform::analysis::differential_relaxation;
+use zonocert_transform::softmax::{class_bounds, logit_differences, max_bernoulli_variance, probability_bounds};
+
+// ---------------------------------------------------------------------------------------------
+// Double-double arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Dd {
+    hi: f64,
+    lo: f64,
+}
+
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let bb = s - a;
+    (s, (a - (s - bb)) + (b - bb))
+}
+
+fn quick_two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    (s, b - (s - a))
+}
+
+const LN2: Dd = Dd { hi: std::f64::consts::LN_2, lo: 2.319_046_813_846_299_6e-17 };
+
+impl Dd {
+    const ZERO: Dd = Dd { hi: 0.0, lo: 0.0 };
+    const ONE: Dd = Dd { hi: 1.0, lo: 0.0 };
+
+    fn f(x: f64) -> Dd {
+        Dd { hi: x, lo: 0.0 }
+    }
+    fn prod(a: f64, b: f64) -> Dd {
+        let p = a * b;
+        Dd { hi: p, lo: a.mul_add(b, -p) }
+    }
+    fn add(self, o: Dd) -> Dd {
+        let (s1, s2) = two_sum(self.hi, o.hi);
+        let (t1, t2) = two_sum(self.lo, o.lo);
+        let (s1, s2) = quick_two_sum(s1, s2 + t1);
+        let (hi, lo) = quick_two_sum(s1, s2 + t2);
+        Dd { hi, lo }
+    }
+    fn neg(self) -> Dd {
+        Dd { hi: -self.hi, lo: -self.lo }
+    }
+    fn sub(self, o: Dd) -> Dd {
+        self.add(o.neg())
+    }
+    fn mul(self, o: Dd) -> Dd {
+        let p = Dd::prod(self.hi, o.hi);
+        let (hi, lo) = quick_two_sum(p.hi, p.lo + (self.hi * o.lo + self.lo * o.hi));
+        Dd { hi, lo }
+    }
+    fn mulf(self, x: f64) -> Dd {
+        self.mul(Dd::f(x))
+    }
+    fn div(self, o: Dd) -> Dd {
+        let q1 = self.hi / o.hi;
+        let r = self.sub(o.mulf(q1));
+        let q2 = r.hi / o.hi;
+        let r = r.sub(o.mulf(q2));
+        let q3 = r.hi / o.hi;
+        let (q1, q2) = quick_two_sum(q1, q2);
+        Dd { hi: q1, lo: q2 }.add(Dd::f(q3))
+    }
+    fn scale2(self, k: i32) -> Dd {
+        let p = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
+        if k >= -1022 {
+            Dd { hi: self.hi * p(k), lo: self.lo * p(k) }
+        } else {
+            Dd { hi: self.hi * p(-1022) * p(k + 1022), lo: self.lo * p(-1022) * p(k + 1022) }
+        }
+    }
+    fn sign(self) -> i32 {
+        let s = if self.hi != 0.0 { self.hi } else { self.lo };
+        (s > 0.0) as i32 - (s < 0.0) as i32
+    }
+    fn abs(self) -> Dd {
+        if self.sign() < 0 {
+            self.neg()
+        } else {
+            self
+        }
+    }
+    fn le(self, o: Dd) -> bool {
+        self.sub(o).sign() <= 0
+    }
+    fn max0(self) -> Dd {
+        if self.sign() > 0 {
+            self
+        } else {
+            Dd::ZERO
+        }
+    }
+    fn to_f64(self) -> f64 {
+        self.hi + self.lo
+    }
+}
+
+fn in_interval(v: Dd, b: &Interval) -> bool {
+    Dd::f(b.lo).le(v) && v.le(Dd::f(b.hi))
+}
+
+/// e^x in double-double; 0 below −745.2 (true value < 2⁻¹⁰⁷⁴).
+fn exp(x: Dd) -> Dd {
+    if x.hi < -745.2 {
+        return Dd::ZERO;
+    }
+    assert!(x.hi < 709.0, "exp overflow in the reference ({})", x.hi);
+    let k = (x.hi / LN2.hi).round();
+    let r = x.sub(LN2.mulf(k));
+    // |r| ≤ 0.35, so |s| ≤ 0.011: 22 Taylor terms leave < 1e-40; 5 squarings amplify the
+    // double-double rounding only 32-fold.
+    let s = r.mulf(1.0 / 32.0);
+    let (mut term, mut sum) = (Dd::ONE, Dd::ONE);
+    for n in 1..=22 {
+        term = term.mul(s).div(Dd::f(n as f64));
+        sum = sum.add(term);
+    }
+    for _ in 0..5 {
+        sum = sum.mul(sum);
+    }
+    sum.scale2(k as i32)
+}
+
+fn sigmoid(x: Dd) -> Dd {
+    if x.sign() >= 0 {
+        Dd::ONE.div(Dd::ONE.add(exp(x.neg())))
+    } else {
+        let e = exp(x);
+        e.div(Dd::ONE.add(e))
+    }
+}
+
+/// f(x) in double-double.
+fn f_ref(f: Unary, x: Dd) -> Dd {
+    match f {
+        Unary::Sigmoid => sigmoid(x),
+        Unary::Swish => x.mul(sigmoid(x)),
+        Unary::Relu => x.max0(),
+    }
+}
+
+/// f′(x) in double-double (ReLU: x ≠ 0 only).
+fn d_ref(f: Unary, x: Dd) -> Dd {
+    match f {
+        Unary::Sigmoid => {
+            let e = exp(x.abs().neg());
+            let d = Dd::ONE.add(e);
+            e.div(d.mul(d))
+        }
+        Unary::Swish => sigmoid(x).mul(Dd::ONE.add(x.mul(sigmoid(x.neg())))),
+        Unary::Relu => {
+            assert!(x.sign() != 0);
+            if x.sign() > 0 {
+                Dd::ONE
+            } else {
+                Dd::ZERO
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling helpers.
+// ---------------------------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn sym(&mut self) -> f64 {
+        2.0 * self.unit() - 1.0
+    }
+    fn sign(&mut self) -> f64 {
+        if self.next() & 1 == 0 {
+            1.0
+        } else {
+            -1.0
+        }
+    }
+    fn corner_biased(&mut self) -> f64 {
+        match self.next() % 8 {
+            0 => self.sym(),
+            1 => 0.0,
+            _ => self.sign(),
+        }
+    }
+}
+
+const SWISH_ARGMIN: f64 = -1.278_464_542_761_073_8;
+const SWISH_TURN: f64 = 2.399_357_280_515_467;
+
+/// Points of `[l, u]`: both ends, their neighbours, the special abscissae inside, a uniform
+/// grid of `grid` points and `random` random points.
+fn samples(b: &Interval, grid: usize, random: usize, rng: &mut Rng) -> Vec<f64> {
+    let (l, u) = (b.lo, b.hi);
+    let mut v = vec![l, u, l.next_up().min(u), u.next_down().max(l), b.mid().clamp(l, u)];
+    for s in [SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, -0.0] {
+        for t in [s, s.next_up(), s.next_down()] {
+            if l <= t && t <= u {
+                v.push(t);
+            }
+        }
+    }
+    for k in 1..grid {
+        v.push((l + (u - l) * (k as f64 / grid as f64)).clamp(l, u));
+    }
+    for _ in 0..random {
+        v.push((l + (u - l) * rng.unit()).clamp(l, u));
+    }
+    v
+}
+
+fn cases() -> u32 {
+    std::env::var("ZONOCERT_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
+}
+
+fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{e}");
+    }
+}
+
+fn unary() -> impl Strategy<Value = Unary> {
+    prop::sample::select(vec![Unary::Sigmoid, Unary::Swish, Unary::Relu])
+}
+
+/// Intervals around the interesting abscissae, of widths from 0 to 2000.
+fn act_interval() -> impl Strategy<Value = Interval> {
+    let centre = prop_oneof![
+        3 => prop::sample::select(vec![
+            SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, -0.5, 1.0, 5.0, -8.0, 17.0, 30.0, -40.0, 37.5, -60.0, 700.0, -700.0, -740.0
+        ]),
+        3 => -12.0f64..12.0,
+        1 => -60.0f64..60.0,
+        1 => -1000.0f64..1000.0,
+    ];
+    let width = prop::sample::select(vec![0.0, 1e-15, 1e-10, 1e-6, 1e-3, 0.1, 1.0, 2.5, 4.8, 20.0, 100.0, 2000.0]);
+    (centre, width, 0.0f64..=1.0).prop_map(|(c, w, skew)| {
+        let l = c - w * skew;
+        Interval::new(l, (l + w).max(l))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single-interval checks (shared by the properties and the targeted tests).
+// ---------------------------------------------------------------------------------------------
+
+fn check_image(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
+    let img = f.image(b);
+    if !(img.lo <= img.hi) {
+        return Err(format!("{f:?}.image({b:?}) = {img:?} is empty or NaN"));
+    }
+    for &x in xs {
+        let v = f_ref(f, Dd::f(x));
+        if !in_interval(v, &img) {
+            return Err(format!("{f:?}.image({b:?}) = {img:?} misses f({x:e}) = {:e} ({:e})", v.hi, v.lo));
+        }
+    }
+    Ok(())
+}
+
+fn check_deriv_range(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
+    if f == Unary::Relu && b.lo == 0.0 && b.hi == 0.0 {
+        return Ok(()); // no difference quotients; ReLU′(0) undefined (see the module docs)
+    }
+    let r = f.deriv_range(b);
+    if !(r.lo <= r.hi) {
+        return Err(format!("{f:?}.deriv_range({b:?}) = {r:?} is empty or NaN"));
+    }
+    for &x in xs {
+        if f == Unary::Relu && x == 0.0 {
+            continue;
+        }
+        let d = d_ref(f, Dd::f(x));
+        if !in_interval(d, &r) {
+            return Err(format!("{f:?}.deriv_range({b:?}) = {r:?} misses f'({x:e}) = {:e}", d.to_f64()));
+        }
+    }
+    // Difference quotients, as f(b) − f(a) ∈ [lo, hi]·(b − a) (no division in the reference).
+    let mut sorted: Vec<f64> = xs.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sorted.dedup();
+    let fv: Vec<Dd> = sorted.iter().map(|&x| f_ref(f, Dd::f(x))).collect();
+    let n = sorted.len();
+    let mut pairs: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
+    pairs.extend((0..n).flat_map(|i| [(0, i), (i, n - 1)]));
+    for (i, j) in pairs {
+        if i >= j {
+            continue;
+        }
+        let h = Dd::f(sorted[j]).sub(Dd::f(sorted[i]));
+        let df = fv[j].sub(fv[i]);
+        if !(h.mulf(r.lo).le(df) && df.le(h.mulf(r.hi))) {
+            return Err(format!(
+                "{f:?}.deriv_range({b:?}) = {r:?} misses the difference quotient on [{:e}, {:e}]: {:e}",
+                sorted[i],
+                sorted[j],
+                df.to_f64() / h.to_f64()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// |f(x) − λx − μ| ≤ β for every sample.
+fn check_parallelogram(f: Unary, b: Interval, (lam, mu, beta): (f64, f64, f64), xs: &[f64], what: &str) -> Result<(), String> {
+    if !(lam.is_finite() && mu.is_finite() && beta >= 0.0 && beta.is_finite()) {
+        return Err(format!("{what} {f:?} on {b:?}: bad parallelogram ({lam}, {mu}, {beta})"));
+    }
+    for &x in xs {
+        let r = f_ref(f, Dd::f(x)).sub(Dd::prod(lam, x)).sub(Dd::f(mu));
+        if !r.abs().le(Dd::f(beta)) {
+            return Err(format!(
+                "{what} {f:?} on {b:?} = (λ={lam:e}, μ={mu:e}, β={beta:e}): |f(x) − λx − μ| = {:e} > β at x = {x:e}",
+                r.abs().to_f64()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_all(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
+    check_image(f, b, xs)?;
+    check_deriv_range(f, b, xs)?;
+    check_parallelogram(f, b, f.relax(b), xs, "relax")?;
+    for interval_only in [false, true] {
+        let rel = relaxation(f, &[b], interval_only);
+        check_parallelogram(f, b, (rel.slope[0], rel.offset[0], rel.radius[0]), xs, if interval_only { "relaxation(interval)" } else { "relaxation" })?;
+    }
+    // residual_bounds for an arbitrary slope: g(x) = f(x) − λx.
+    for lam in [0.0, 0.25, 1.0, -0.1] {
+        let rb = f.residual_bounds(lam, b.lo, b.hi);
+        for &x in xs {
+            let g = f_ref(f, Dd::f(x)).sub(Dd::prod(lam, x));
+            if !in_interval(g, &rb) {
+                return Err(format!("{f:?}.residual_bounds({lam}, {b:?}) = {rb:?} misses g({x:e}) = {:e}", g.to_f64()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prop_unary((f, b, seed): (Unary, Interval, u64)) -> Result<(), TestCaseError> {
+    let mut rng = Rng(seed);
+    let xs = samples(&b, 64, 64, &mut rng);
+    check_all(f, b, &xs).map_err(TestCaseError::fail)
+}
+
+#[test]
+fn unary_transformers_are_sound() {
+    run(cases(), (unary(), act_interval(), any::<u64>()), prop_unary);
+}
+
+#[test]
+fn targeted_intervals() {
+    let w = 1e-10;
+    let mut intervals = vec![
+        // around swish's minimum
+        (-1.3, -1.25),
+        (-2.0, -1.0),
+        (SWISH_ARGMIN - w, SWISH_ARGMIN + w),
+        (SWISH_ARGMIN, SWISH_ARGMIN),
+        (SWISH_ARGMIN, -1.0),
+        (-1.5, SWISH_ARGMIN),
+        // around swish′'s turning points
+        (2.3, 2.5),
+        (-2.5, -2.3),
+        (SWISH_TURN - 1e-8, SWISH_TURN + 1e-8),
+        (-SWISH_TURN - 1e-8, -SWISH_TURN + 1e-8),
+        (-2.4, 2.4),
+        (-3.0, 3.0),
+        // straddling 0
+        (-0.5, 0.5),
+        (-w, w),
+        (-3.0, 1.0),
+        (-1e-300, 1e-300),
+        (0.0, 1.0),
+        (-1.0, 0.0),
+        // zero width
+        (0.0, 0.0),
+        (1.0, 1.0),
+        (-5.0, -5.0),
+        (40.0, 40.0),
+        (-745.0, -745.0),
+        // very wide
+        (-50.0, 50.0),
+        (-1e3, 1e3),
+        (-1e3, 5.0),
+        (-5.0, 1e3),
+        (-1e3, -900.0),
+        (-745.0, -700.0),
+        (30.0, 1e3),
+    ];
+    for c in [-30.0, -5.0, -2.0, -1.0, -0.3, 0.0, 0.7, 1.5, 3.0, 8.0, 20.0, 36.0] {
+        intervals.push((c, c + w));
+        intervals.push((c - w, c));
+    }
+    let mut rng = Rng(11);
+    for (l, u) in intervals {
+        let b = Interval::new(l, u);
+        let xs = samples(&b, 2000, 500, &mut rng);
+        for f in [Unary::Sigmoid, Unary::Swish, Unary::Relu] {
+            check_all(f, b, &xs).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zonotope-level properties (same ε for shared symbols, see the domain tests).
+// ---------------------------------------------------------------------------------------------
+
+type Eps = HashMap<usize, f64>;
+
+fn eps_samples(syms: &[usize], rng: &mut Rng) -> Vec<Eps> {
+    let m = syms.len();
+    let mut out = Vec::new();
+    if m <= 5 {
+        for mask in 0..(1u32 << m) {
+            out.push(syms.iter().enumerate().map(|(k, &s)| (s, if mask >> k & 1 == 1 { 1.0 } else { -1.0 })).collect());
+        }
+    } else {
+        for _ in 0..32 {
+            out.push(syms.iter().map(|&s| (s, rng.sign())).collect());
+        }
+    }
+    for _ in 0..4 {
+        out.push(syms.iter().map(|&s| (s, rng.sym())).collect());
+    }
+    out
+}
+
+fn point(z: &Zonotope, eps: &Eps, eta: &[f64]) -> Vec<Dd> {
+    let n = z.dim();
+    (0..n)
+        .map(|j| {
+            let mut v = Dd::f(z.centre[j]);
+            for (k, s) in z.syms.iter().enumerate() {
+                v = v.add(Dd::prod(eps[s], z.gens[k * n + j]));
+            }
+            v.add(Dd::prod(z.err[j], eta[j]))
+        })
+        .collect()
+}
+
+/// `v` lies in `out` with the same ε on every symbol found in `eps`; other symbols free (and
+/// each on one neuron).
+fn check(out: &Zonotope, eps: &Eps, v: &[Dd], ctx: &dyn Fn() -> String) -> Result<(), TestCaseError> {
+    let n = out.dim();
+    let b = out.bounds();
+    for j in 0..n {
+        prop_assert!(in_interval(v[j], &b[j]), "{}: neuron {} value {:e} outside bounds {:?}", ctx(), j, v[j].to_f64(), b[j]);
+    }
+    for (k, s) in out.syms.iter().enumerate() {
+        if !eps.contains_key(s) {
+            let nz = out.gens[k * n..(k + 1) * n].iter().filter(|g| **g != 0.0).count();
+            prop_assert!(nz <= 1, "{}: fresh symbol {} touches {} neurons", ctx(), s, nz);
+        }
+    }
+    for j in 0..n {
+        let mut r = v[j].sub(Dd::f(out.centre[j]));
+        let mut free = Dd::f(out.err[j]);
+        for (k, s) in out.syms.iter().enumerate() {
+            let g = out.gens[k * n + j];
+            match eps.get(s) {
+                Some(&e) => r = r.sub(Dd::prod(e, g)),
+                None => free = free.add(Dd::f(g.abs())),
+            }
+        }
+        prop_assert!(r.abs().le(free), "{}: neuron {}: residual {:e} exceeds free radius {:e}", ctx(), j, r.to_f64(), free.to_f64());
+    }
+    Ok(())
+}
+
+fn scale() -> impl Strategy<Value = f64> {
+    prop::sample::select(vec![0.0, 1e-10, 1e-6, 1e-3, 0.05, 0.5, 1.0, 3.0, 10.0])
+}
+
+fn unit() -> impl Strategy<Value = f64> {
+    prop_oneof![6 => -1.0f64..=1.0, 1 => Just(0.0), 1 => Just(1.0), 1 => Just(-1.0)]
+}
+
+/// A zonotope of dimension `dim` over ids `0..8`, centred around the interesting abscissae.
+fn zonotope(dim: usize) -> impl Strategy<Value = Zonotope> {
+    let centre = prop_oneof![
+        prop::sample::select(vec![SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, 3.0, -6.0, 20.0, -40.0]),
+        -8.0f64..8.0,
+    ];
+    (prop::collection::btree_set(0usize..8, 0..=5), scale(), scale())
+        .prop_flat_map(move |(syms, gs, es)| {
+            let m = syms.len();
+            (
+                Just(syms.into_iter().collect::<Vec<_>>()),
+                prop::collection::vec(centre.clone(), dim),
+                prop::collection::vec(unit(), m * dim),
+                prop::collection::vec(unit(), dim),
+                Just((gs, es)),
+            )
+        })
+        .prop_map(|(syms, c, g, e, (gs, es))| Zonotope {
+            centre: c,
+            syms,
+            gens: g.iter().map(|u| u * gs).collect(),
+            err: e.iter().map(|u| u.abs() * es).collect(),
+        })
+}
+
+fn pool_after(n: usize) -> SymbolPool {
+    let mut p = SymbolPool::new();
+    p.fresh(n);
+    p
+}
+
+/// The forward transformer: `z.apply_relaxation(relaxation(f, z.bounds()))` holds f(x) for
+/// every x in z, with the same ε.
+#[test]
+fn forward_relaxation_of_zonotope_is_sound() {
+    let strat = (unary(), 1usize..=4, any::<bool>(), 0usize..=10, any::<u64>())
+        .prop_flat_map(|(f, n, io, budget, seed)| (Just(f), zonotope(n), Just(io), Just(budget), Just(seed)));
+    run(cases(), strat, |(f, z, interval_only, budget, seed)| {
+        let rel = relaxation(f, &z.bounds(), interval_only);
+        let mut pool = pool_after(8);
+        let out = z.apply_relaxation(&rel, &mut pool, budget);
+        let mut rng = Rng(seed);
+        for eps in eps_samples(&z.syms, &mut rng) {
+            for _ in 0..3 {
+                let eta: Vec<f64> = (0..z.dim()).map(|_| rng.corner_biased()).collect();
+                let v: Vec<Dd> = point(&z, &eps, &eta).into_iter().map(|x| f_ref(f, x)).collect();
+                check(&out, &eps, &v, &|| format!("{f:?} forward (interval_only={interval_only}) eps={eps:?} eta={eta:?}"))?;
+            }
+        }
+        Ok(())
+    });
+}
+
+/// `differential_relaxation(f, X, D)`: for x ∈ X and d ∈ D, f(x + d) − f(x) lies in
+/// `d.apply_relaxation(rel)` evaluated at the same ε as d.
+fn prop_differential((f, x_bounds, d, budget, seed): (Unary, Vec<Interval>, Zonotope, usize, u64)) -> Result<(), TestCaseError> {
+    let rel = differential_relaxation(f, &x_bounds, &d);
+    let mut pool = pool_after(8);
+    let out = d.apply_relaxation(&rel, &mut pool, budget);
+    let mut rng = Rng(seed);
+    let n = d.dim();
+    for eps in eps_samples(&d.syms, &mut rng) {
+        for _ in 0..3 {
+            let eta: Vec<f64> = (0..n).map(|_| rng.corner_biased()).collect();
+            let dv = point(&d, &eps, &eta);
+            for _ in 0..3 {
+                let xs: Vec<f64> = x_bounds
+                    .iter()
+                    .map(|b| match rng.next() % 4 {
+                        0 => b.lo,
+                        1 => b.hi,
+                        _ => (b.lo + rng.unit() * (b.hi - b.lo)).clamp(b.lo, b.hi),
+                    })
+                    .collect();
+                let v: Vec<Dd> = (0..n).map(|j| f_ref(f, Dd::f(xs[j]).add(dv[j])).sub(f_ref(f, Dd::f(xs[j])))).collect();
+                check(&out, &eps, &v, &|| format!("{f:?} differential rel={rel:?} x={xs:?} eps={eps:?} eta={eta:?}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn differential_strategy() -> impl Strategy<Value = (Unary, Vec<Interval>, Zonotope, usize, u64)> {
+    (unary(), 1usize..=4, 0usize..=10, any::<u64>()).prop_flat_map(|(f, n, budget, seed)| {
+        let d = (prop::collection::btree_set(0usize..8, 0..=4), prop::sample::select(vec![1e-10, 1e-6, 1e-3, 1.0 / 255.0, 0.1, 1.0, 4.0]), scale())
+            .prop_flat_map(move |(syms, gs, es)| {
+                let m = syms.len();
+                (
+                    Just(syms.into_iter().collect::<Vec<_>>()),
+                    prop::collection::vec(unit(), n),
+                    prop::collection::vec(unit(), m * n),
+                    prop::collection::vec(unit(), n),
+                    Just((gs, es)),
+                )
+            })
+            .prop_map(|(syms, c, g, e, (gs, es))| Zonotope {
+                centre: c.iter().map(|u| u * gs).collect(),
+                syms,
+                gens: g.iter().map(|u| u * gs).collect(),
+                err: e.iter().map(|u| u.abs() * gs.min(es)).collect(),
+            });
+        (Just(f), prop::collection::vec(act_interval().prop_filter("finite", |b| b.hi.abs() < 1000.0), n), d, Just(budget), Just(seed))
+    })
+}
+
+#[test]
+fn differential_relaxation_is_sound() {
+    run(cases(), differential_strategy(), prop_differential);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax.
+// ---------------------------------------------------------------------------------------------
+
+fn softmax_ref(z: &[Dd]) -> Vec<Dd> {
+    let m = z.iter().map(|v| v.hi).fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<Dd> = z.iter().map(|v| exp(v.sub(Dd::f(m)))).collect();
+    let s = e.iter().fold(Dd::ZERO, |a, v| a.add(*v));
+    e.iter().map(|v| v.div(s)).collect()
+}
+
+/// Logits `x ∈ Z`, `x′ = x + d` with `d ∈ D` (symbols of D disjoint from Z's, as in the
+/// differential analysis): probability bounds hold p(x), and `class_bounds` (fed as the
+/// diff-zonotope method feeds it) holds |p_c(x′) − p_c(x)|.
+#[test]
+fn softmax_bounds_are_sound() {
+    let strat = (2usize..=5, any::<u64>())
+        .prop_flat_map(|(k, seed)| (logits(k, 0), logits(k, 100), prop::sample::select(vec![1e-6, 1e-3, 0.1, 1.0, 5.0]), Just(seed)));
+    run(cases(), strat, |(z, d0, ds, seed)| {
+        // D: small differences.
+        let d = Zonotope {
+            centre: d0.centre.iter().map(|c| c * ds * 0.1).collect(),
+            syms: d0.syms.clone(),
+            gens: d0.gens.iter().map(|g| g * ds * 0.1).collect(),
+            err: d0.err.iter().map(|e| e * ds * 0.1).collect(),
+        };
+        let k = z.dim();
+        let dx = logit_differences(&z);
+        let probs = probability_bounds(k, &|j, c| dx[j][c]);
+        let dd: Vec<Vec<Interval>> = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
+        let dxp = |j: usize, c: usize| dx[j][c].add(&dd[j][c]);
+        let cb = class_bounds(k, &|j, c| dx[j][c], &dxp, &|c, j| dd[c][j]);
+        let mut rng = Rng(seed);
+        let mut syms = z.syms.clone();
+        syms.extend(&d.syms);
+        for eps in eps_samples(&syms, &mut rng) {
+            let eta: Vec<f64> = (0..k).map(|_| rng.corner_biased()).collect();
+            let eta2: Vec<f64> = (0..k).map(|_| rng.corner_biased()).collect();
+            let x = point(&z, &eps, &eta);
+            let xp: Vec<Dd> = x.iter().zip(point(&d, &eps, &eta2)).map(|(a, b)| a.add(b)).collect();
+            let (p, pp) = (softmax_ref(&x), softmax_ref(&xp));
+            for c in 0..k {
+                prop_assert!(in_interval(p[c], &probs[c]), "probability_bounds[{}] = {:?} misses {:e}", c, probs[c], p[c].to_f64());
+                let var = p[c].mul(Dd::ONE.sub(p[c]));
+                let mbv = max_bernoulli_variance(probs[c]);
+                prop_assert!(var.le(Dd::f(mbv)), "max_bernoulli_variance({:?}) = {} < {:e}", probs[c], mbv, var.to_f64());
+                let delta = pp[c].sub(p[c]).abs();
+                let b = &cb[c];
+                prop_assert!(
+                    delta.le(Dd::f(b.bound)) && delta.le(Dd::f(b.from_ranges)) && delta.le(Dd::f(b.from_mean_value)),
+                    "class {}: |Δp| = {:e} exceeds {:?}",
+                    c,
+                    delta.to_f64(),
+                    b
+                );
+            }
+        }
+        Ok(())
+    });
+}
+
+fn logits(k: usize, first_sym: usize) -> impl Strategy<Value = Zonotope> {
+    (prop::collection::btree_set(first_sym..first_sym + 6, 0..=4), prop::sample::select(vec![0.0, 1e-6, 0.01, 0.5, 2.0, 10.0]))
+        .prop_flat_map(move |(syms, gs)| {
+            let m = syms.len();
+            (
+                Just(syms.into_iter().collect::<Vec<_>>()),
+                prop::collection::vec(-20.0f64..20.0, k),
+                prop::collection::vec(unit(), m * k),
+                prop::collection::vec(0.0f64..=1.0, k),
+                Just(gs),
+            )
+        })
+        .prop_map(|(syms, c, g, e, gs)| Zonotope {
+            centre: c,
+            syms,
+            gens: g.iter().map(|u| u * gs).collect(),
+            err: e.iter().map(|u| u * gs * 0.5).collect(),
+        })
+}
+
+/// The main property at 100 000 cases: `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn long_run_main_properties() {
+    run(100_000, (unary(), act_interval(), any::<u64>()), prop_unary);
+    run(100_000, differential_strategy(), prop_differential);
+}
+
+/// The reference itself: exp and sigmoid agree with the platform's to within an ulp or two,
+/// and a few identities hold to double-double accuracy.
+#[test]
+fn reference_sanity() {
+    let mut rng = Rng(5);
+    let mut worst = 0.0f64;
+    for _ in 0..20000 {
+        let x = rng.sym() * 700.0 * rng.unit().powi(3);
+        let e = exp(Dd::f(x));
+        let lib = x.exp();
+        assert!((e.to_f64() - lib).abs() <= 2.0 * f64::EPSILON * lib, "exp({x}) = {} vs {}", e.to_f64(), lib);
+        // e^x · e^−x = 1 (away from the range where the low part goes subnormal)
+        if x.abs() < 600.0 {
+            let one = e.mul(exp(Dd::f(-x)));
+            worst = worst.max(one.sub(Dd::ONE).abs().to_f64());
+        }
+        let s = sigmoid(Dd::f(x)).add(sigmoid(Dd::f(-x)));
+        assert!(s.sub(Dd::ONE).abs().to_f64() < 1e-30);
+    }
+    println!("worst |exp(x)·exp(−x) − 1| = {worst:e}");
+    assert!(worst < REF_REL, "reference exp error {worst:e} above the assumed {REF_REL:e}");
+    assert_eq!(exp(Dd::f(1.0)).to_f64(), std::f64::consts::E);
+    assert!(exp(LN2).sub(Dd::f(2.0)).abs().to_f64() < 1e-30);
+    // swish′ vanishes at the argmin constant (to the accuracy of the constant).
+    assert!(d_ref(Unary::Swish, Dd::f(SWISH_ARGMIN)).abs().to_f64() < 1e-16);
+    // swish″ vanishes at the turning point: swish′ is flat there.
+    let (a, b) = (d_ref(Unary::Swish, Dd::f(SWISH_TURN - 1e-6)), d_ref(Unary::Swish, Dd::f(SWISH_TURN + 1e-6)));
+    assert!(a.sub(b).abs().to_f64() < 1e-17);
+}
