@@ -1,6 +1,7 @@
 //! `zonocert`: certified bounds on how much an EfficientNet's class probabilities can change
 //! when the least significant bit of one pixel flips. See `zonocert --help`.
 
+mod attack;
 mod bounds;
 mod certify;
 mod common;
@@ -31,6 +32,8 @@ enum Command {
     Bounds(bounds::BoundsArgs),
     /// Certified per-pixel bit-flip sensitivity: JSON report, CSV and heatmap.
     Certify(certify::CertifyArgs),
+    /// Lower bounds: search for image pairs whose bit flip moves a probability the most.
+    Attack(attack::AttackArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => run::predict(a),
         Command::Bounds(a) => bounds::run(a),
         Command::Certify(a) => certify::run(a),
+        Command::Attack(a) => attack::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

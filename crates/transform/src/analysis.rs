@@ -93,6 +93,12 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
             Op::Softmax => a.clone(),
         };
         peak = peak.max(out.n_gens());
+        if std::env::var("ZONOCERT_TRACE").is_ok() {
+            let r = out.radius();
+            let mr = r.iter().copied().fold(0.0, f64::max);
+            let mc = out.centre.iter().map(|c| c.abs()).fold(0.0, f64::max);
+            eprintln!("layer {k:3} {:14} gens {:4} max|c| {mc:10.3e} max rad {mr:10.3e}", layer.op.kind(), out.n_gens());
+        }
         if keep_bounds {
             bounds[k + 1] = out.bounds();
         }

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod analysis;
+pub mod falsify;
 pub mod maps;
 pub mod sensitivity;
 pub mod softmax;
