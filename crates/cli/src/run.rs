@@ -34,6 +34,10 @@ pub struct EvalArgs {
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value = "f32")]
     precision: Precision,
+    /// Run the images in sequential batches of this size (for latency measurements);
+    /// by default all at once, parallel over chunks.
+    #[arg(long)]
+    batch: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -58,23 +62,38 @@ fn logits<T: Real>(exec: &Executor<T>, bytes: &[u8], n: usize) -> Vec<f64> {
     exec.forward(&to_unit::<T>(bytes), n).into_iter().map(|v| v.widen()).collect()
 }
 
+fn logits_batched<T: Real>(exec: &Executor<T>, bytes: &[u8], batch: usize) -> Vec<f64> {
+    bytes.chunks(batch * PIXELS).flat_map(|c| logits(exec, c, c.len() / PIXELS)).collect()
+}
+
 /// Runs `eval`.
 pub fn eval(args: EvalArgs) -> Result<()> {
     let net = args.model.load()?;
     let classes = check_classifier(&net)?;
     let set = load_mnist(&args.mnist)?;
     let n = args.limit.unwrap_or(set.len()).min(set.len());
-    let t0 = Instant::now();
     let bytes = &set.images[..n * PIXELS];
-    let out = match args.precision {
-        Precision::F32 => logits(&Executor::<f32>::new(&net), bytes, n),
-        Precision::F64 => logits(&Executor::<f64>::new(&net), bytes, n),
+    let batch = args.batch.unwrap_or(n).max(1);
+    let (e32, e64) = match args.precision {
+        Precision::F32 => (Some(Executor::<f32>::new(&net)), None),
+        Precision::F64 => (None, Some(Executor::<f64>::new(&net))),
+    };
+    let t0 = Instant::now();
+    let out = match (&e32, &e64) {
+        (Some(e), _) => logits_batched(e, bytes, batch),
+        (_, Some(e)) => logits_batched(e, bytes, batch),
+        _ => unreachable!("one executor is built"),
     };
     let correct = out.chunks(classes).zip(&set.labels[..n]).filter(|(l, &y)| argmax(l) == y as usize).count();
     let secs = t0.elapsed().as_secs_f64();
     let accuracy = if n > 0 { correct as f64 / n as f64 } else { 0.0 };
     if args.json {
-        println!("{}", json!({"accuracy": accuracy, "n": n, "correct": correct, "time_s": secs}));
+        let batches = n.div_ceil(batch).max(1);
+        println!(
+            "{}",
+            json!({"accuracy": accuracy, "n": n, "correct": correct, "time_s": secs, "batch": batch,
+                   "images_per_s": n as f64 / secs, "latency_ms_per_batch": 1e3 * secs / batches as f64})
+        );
     } else {
         println!("accuracy {accuracy:.4} ({correct}/{n}) in {secs:.1} s");
     }

@@ -22,6 +22,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Transpose", "Unsqueeze",
 ];
 
+/// Largest constant tensor the importer materialises while folding (guards hostile shapes).
+pub const MAX_FOLDED_ELEMENTS: usize = 1 << 26;
+
 /// Reads, decodes and imports an ONNX file, then runs the standard passes
 /// ([`passes::optimize`]).
 pub fn load(path: &Path) -> Result<Network, ImportError> {
@@ -493,6 +496,10 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
         }
         "ConstantOfShape" => {
             let dims: Vec<usize> = x.ints().iter().map(|&d| d.max(0) as usize).collect();
+            let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_FOLDED_ELEMENTS);
+            if n.is_none() {
+                return Err(ctx.shape_err(format!("ConstantOfShape {dims:?} is larger than {MAX_FOLDED_ELEMENTS} elements")));
+            }
             let (v, int) = match ctx.attr("value").and_then(|a| a.t.as_ref()) {
                 Some(t) => {
                     let t = tensor_from_proto(t)?;
@@ -581,6 +588,11 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
                 Some(p) => p.iter().map(|&v| norm_axis(ctx, v, r)).collect::<Result<_, _>>()?,
                 None => (0..r).rev().collect(),
             };
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..r).collect::<Vec<_>>() {
+                return Err(ctx.shape_err(format!("Transpose perm {perm:?} is not a permutation of 0..{r}")));
+            }
             let dims: Vec<usize> = perm.iter().map(|&p| x.dims[p]).collect();
             let (si, so) = (strides(&x.dims), strides(&dims));
             let data = (0..numel(&dims))

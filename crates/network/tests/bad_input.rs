@@ -331,6 +331,41 @@ fn clip_bound_not_scalar() {
 }
 
 #[test]
+fn constant_of_shape_too_large() {
+    let mut m = relu_model();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(TensorProto {
+        name: Some("shape".into()),
+        dims: vec![3],
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: vec![1 << 30, 1 << 30, 1 << 30],
+        ..Default::default()
+    });
+    g.node = vec![node("big", "ConstantOfShape", &["shape"], &["s"]), node("add", "Add", &["x", "s"], &["y"])];
+    let err = import_err(&m);
+    assert!(matches!(&err, ImportError::Shape { node, .. } if node == "big"), "{err:?}");
+    assert_mentions(&err.to_string(), &["'big'", "ConstantOfShape", "larger than"]);
+}
+
+#[test]
+fn transpose_perm_not_a_permutation() {
+    let mut m = relu_model();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(float_init("c", &[1, 1, 1], vec![1.0]));
+    let mut t = node("tr", "Transpose", &["c"], &["s"]);
+    t.attribute.push(proto::AttributeProto {
+        name: Some("perm".into()),
+        ints: vec![0, 1, 1],
+        r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    });
+    g.node = vec![t, node("add", "Add", &["x", "s"], &["y"])];
+    let err = import_err(&m);
+    assert!(matches!(&err, ImportError::Shape { node, .. } if node == "tr"), "{err:?}");
+    assert_mentions(&err.to_string(), &["'tr'", "not a permutation"]);
+}
+
+#[test]
 fn nan_weight() {
     let mut m = relu_model();
     let g = m.graph.as_mut().unwrap();
