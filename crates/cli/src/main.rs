@@ -2,6 +2,7 @@
 //! when the least significant bit of one pixel flips. See `zonocert --help`.
 
 mod attack;
+mod bench;
 mod bounds;
 mod certify;
 mod common;
@@ -34,6 +35,8 @@ enum Command {
     Certify(certify::CertifyArgs),
     /// Lower bounds: search for image pairs whose bit flip moves a probability the most.
     Attack(attack::AttackArgs),
+    /// Every method side by side with lower bounds: JSON, CSV and Markdown tables.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Bounds(a) => bounds::run(a),
         Command::Certify(a) => certify::run(a),
         Command::Attack(a) => attack::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

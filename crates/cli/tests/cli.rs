@@ -209,3 +209,19 @@ fn bad_arguments_fail_clearly() {
     fails_with(&["predict", "--model", TINY, "--image", "/nonexistent.png"], "nonexistent.png");
     fails_with(&["predict", "--model", "tests/vectors/mlp_ops.onnx", "--image", png], "zonocert expects");
 }
+
+#[test]
+fn bench_runs_and_catches_an_injected_unsound_bound() {
+    let Some(dir) = mnist() else { return };
+    let d = tmp("bench");
+    let out = d.join("ok");
+    let o = run(&["bench", "--model", TINY, "--mnist", &dir, "--images", "0,1", "--eps", "0,0.004,global", "--pixels", "150,400", "--attack-rounds", "1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 3 * (2 + 2 + 1));
+    assert!(v["soundness_failures"].as_array().unwrap().is_empty());
+    assert!(std::fs::read_to_string(out.join("bench.md")).unwrap().contains("diff-zonotope"));
+    // Shrinking every certified bound to a tenth makes it fall below the exact/lower values.
+    let bad = d.join("bad");
+    fails_with(&["bench", "--model", TINY, "--mnist", &dir, "--images", "0", "--eps", "0", "--pixels", "150,400", "--attack-rounds", "0", "--inject-scale", "0.1", "--out", bad.to_str().unwrap()], "SOUNDNESS FAILURE");
+}

@@ -1,0 +1,165 @@
+//! `zonocert bench`: every method side by side on the same images, regions and pixels, with
+//! the best lower bound (and, for single images, the exact value) beside each certified bound.
+//! Writes `bench.json`, `bench.csv` and `bench.md`; exits non-zero when any certified bound
+//! falls below a lower bound (a soundness failure).
+
+use crate::certify::{parse_pixels, MethodArg};
+use crate::common::{check_classifier, load_mnist, write_atomic, ModelArg};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rayon::prelude::*;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+use zonocert_network::Executor;
+use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::sensitivity::{exact_point, Certifier, Method, Region, Settings};
+
+/// Arguments of `zonocert bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long)]
+    mnist: PathBuf,
+    /// Test-image indices, comma separated.
+    #[arg(long, default_value = "0,1")]
+    images: String,
+    /// Radii, comma separated ([0, 1] scale); `global` adds the global region once.
+    #[arg(long, default_value = "0,0.00392156862745098,0.00784313725490196,global")]
+    eps: String,
+    /// Pixels (same syntax as `certify --pixels`).
+    #[arg(long, default_value = "0-783:97")]
+    pixels: String,
+    /// Methods, comma separated.
+    #[arg(long, default_value = "interval,twin-zonotope,diff-zonotope")]
+    methods: String,
+    /// Search effort for lower bounds (ascent rounds per pixel; 0 keeps only the centre image).
+    #[arg(long, default_value_t = 4)]
+    attack_rounds: usize,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Multiply every certified bound by this factor before the soundness check (tests use
+    /// a factor below 1 to check that an unsound bound is caught).
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    inject_scale: f64,
+}
+
+fn peak_rss_mib() -> f64 {
+    // VmHWM of this process, from /proc (Linux); 0 elsewhere.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let net = args.model.load()?;
+    check_classifier(&net)?;
+    let set = load_mnist(&args.mnist)?;
+    let pixels = parse_pixels(&args.pixels)?;
+    let images: Vec<usize> = args.images.split(',').map(|s| s.trim().parse::<usize>().with_context(|| format!("--images: '{s}'"))).collect::<Result<_>>()?;
+    let mut regions: Vec<(String, Option<usize>, Region)> = Vec::new();
+    for e in args.eps.split(',').map(str::trim) {
+        if e == "global" {
+            regions.push(("global".into(), None, Region::Global));
+            continue;
+        }
+        let eps: f64 = e.parse().with_context(|| format!("--eps: '{e}' is neither a number nor 'global'"))?;
+        if !(0.0..=1.0).contains(&eps) {
+            bail!("--eps values must lie in [0, 1], got {eps}");
+        }
+        for &i in &images {
+            let px = set.image(i)?.to_vec();
+            let r = if eps == 0.0 { Region::Point(px) } else { Region::Ball(px, eps) };
+            regions.push((format!("{eps:.6}"), Some(i), r));
+        }
+    }
+    let methods: Vec<Method> = args
+        .methods
+        .split(',')
+        .map(|m| match m.trim() {
+            "interval" => Ok(MethodArg::Interval.into()),
+            "twin-zonotope" => Ok(MethodArg::TwinZonotope.into()),
+            "diff-zonotope" => Ok(MethodArg::DiffZonotope.into()),
+            other => bail!("--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope)"),
+        })
+        .collect::<Result<_>>()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
+    let exec = Executor::<f64>::new(&net);
+    let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
+
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (eps_label, image, region) in &regions {
+        // Lower bounds (and exact values for single images) are shared by all methods.
+        let t0 = Instant::now();
+        let lower: Vec<f64> = pixels.par_iter().map(|&p| search(&exec, region, p, 0, search_settings).value).collect();
+        let lower_s = t0.elapsed().as_secs_f64();
+        let exact: Option<Vec<f64>> = match region {
+            Region::Point(px) => Some(pixels.par_iter().map(|&p| exact_point(&exec, px, p, 0).0).collect()),
+            _ => None,
+        };
+        for &method in &methods {
+            let t0 = Instant::now();
+            let cert = Certifier::new(&net, region.clone(), Settings { method, ..Settings::default() });
+            let uppers: Vec<f64> = pixels.par_iter().map(|&p| cert.pixel(p).upper * args.inject_scale).collect();
+            let secs = t0.elapsed().as_secs_f64();
+            for (k, (&u, &l)) in uppers.iter().zip(&lower).enumerate() {
+                if u < l {
+                    failures.push(format!("{} eps {eps_label} image {image:?} pixel {}: upper {u:e} < lower {l:e}", method.name(), pixels[k]));
+                }
+            }
+            let ratios: Vec<f64> = uppers.iter().zip(&lower).filter(|(_, &l)| l > 0.0).map(|(u, l)| u / l).collect();
+            let row = json!({
+                "method": method.name(), "eps": eps_label, "image": image, "pixels": pixels.len(),
+                "median_upper": median(&mut uppers.clone()), "max_upper": uppers.iter().copied().fold(0.0, f64::max),
+                "median_lower": median(&mut lower.clone()), "max_lower": lower.iter().copied().fold(0.0, f64::max),
+                "max_exact": exact.as_ref().map(|e| e.iter().copied().fold(0.0, f64::max)),
+                "median_ratio_upper_over_lower": median(&mut ratios.clone()),
+                "time_s": secs, "time_per_pixel_s": secs / pixels.len() as f64, "lower_search_s": lower_s,
+                "peak_rss_mib": peak_rss_mib(),
+            });
+            eprintln!("{}", row);
+            rows.push(row);
+        }
+    }
+    let mut md = String::from("| method | eps | image | pixels | median upper | max upper | max lower | max exact | median upper/lower | time/pixel (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut csv = String::from("method,eps,image,pixels,median_upper,max_upper,max_lower,max_exact,median_ratio,time_per_pixel_s,peak_rss_mib\n");
+    for r in &rows {
+        let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.3e}")).unwrap_or_else(|| "–".into());
+        let img = r["image"].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "all".into());
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
+            r["method"].as_str().unwrap_or(""), r["eps"].as_str().unwrap_or(""), img, r["pixels"], f("median_upper"), f("max_upper"),
+            f("max_lower"), f("max_exact"), f("median_ratio_upper_over_lower"), f("time_per_pixel_s"), r["peak_rss_mib"].as_f64().unwrap_or(0.0)
+        ));
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            r["method"].as_str().unwrap_or(""), r["eps"].as_str().unwrap_or(""), img, r["pixels"], r["median_upper"], r["max_upper"],
+            r["max_lower"], r["max_exact"], r["median_ratio_upper_over_lower"], r["time_per_pixel_s"], r["peak_rss_mib"]
+        ));
+    }
+    let report = json!({"model": args.model.model.display().to_string(), "rows": rows, "soundness_failures": failures});
+    write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
+    write_atomic(&args.out.join("bench.md"), md.as_bytes())?;
+    print!("{md}");
+    if !failures.is_empty() {
+        bail!("SOUNDNESS FAILURE: {} certified bound(s) below a lower bound:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
