@@ -86,6 +86,43 @@ pub struct CertifyArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Stop after this many seconds, leaving a report marked `"complete": false` with the
+    /// pixels done so far (continue it with --resume).
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Continue the run whose report is in --out: pixels already there are not redone.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// One certified pixel as stored in the report.
+#[derive(Clone, Copy)]
+struct Done {
+    pixel: usize,
+    upper: f64,
+    class: usize,
+}
+
+/// Pixels already certified by an earlier, interrupted run with the same question.
+fn resumed(path: &std::path::Path, method: &str, region_kind: &str, bit: u8) -> Result<Vec<Done>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(_) => return Ok(vec![]),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("--resume: {} is not a report", path.display()))?;
+    if v["method"] != method || v["region"]["kind"] != region_kind || v["bit"] != bit {
+        bail!("--resume: {} was made with another method, region or bit; use a fresh --out", path.display());
+    }
+    let px = v["pixels"].as_array().cloned().unwrap_or_default();
+    px.iter()
+        .map(|p| {
+            Ok(Done {
+                pixel: p["pixel"].as_u64().context("--resume: pixel entry without index")? as usize,
+                upper: p["upper"].as_f64().context("--resume: pixel entry without bound")?,
+                class: p["class"].as_u64().unwrap_or(0) as usize,
+            })
+        })
+        .collect()
 }
 
 /// Parses `all` or `0,5,10-20,0-783:37`.
@@ -134,6 +171,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         bail!("--bit must be 0–7 (8-bit pixels), got {}", args.bit);
     }
     let pixels = parse_pixels(&args.pixels)?;
+    let pixels_requested = pixels.len();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let net = args.model.load()?;
     check_classifier(&net)?;
@@ -154,20 +192,59 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let certifier = Certifier::new(&net, region.clone(), settings);
     let region_secs = t0.elapsed().as_secs_f64();
 
+    let method_name = Method::from(args.method).name();
+    let region_kind = match &region {
+        Region::Point(_) => "point",
+        Region::Ball(..) => "ball",
+        Region::Global => "global",
+    };
+    let region_json = match &region {
+        Region::Point(_) => json!({"kind": "point", "image": origin, "label": label, "eps": 0.0}),
+        Region::Ball(_, e) => json!({"kind": "ball", "image": origin, "label": label, "eps": e}),
+        Region::Global => json!({"kind": "global"}),
+    };
+    let report_path = args.out.join("report.json");
+    let mut results: Vec<Done> = if args.resume { resumed(&report_path, method_name, region_kind, args.bit)? } else { vec![] };
+    results.retain(|d| pixels.contains(&d.pixel));
+    let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
+    let deadline = args.timeout.map(|t| t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
+
     let bar = ProgressBar::new(pixels.len() as u64);
     if args.quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pixels  {elapsed} elapsed, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    let results: Vec<_> = pixels
-        .par_iter()
-        .map(|&i| {
-            let r = certifier.pixel(i);
-            bar.inc(1);
-            r
-        })
-        .collect();
+    bar.set_position(results.len() as u64);
+    // Chunks bound how much work an interruption can lose: after each one a partial report
+    // (complete: false) replaces the previous one atomically.
+    for chunk in todo.chunks(32) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let part: Vec<Done> = chunk
+            .par_iter()
+            .map(|&i| {
+                let r = certifier.pixel(i);
+                bar.inc(1);
+                Done { pixel: r.pixel, upper: r.upper, class: r.class }
+            })
+            .collect();
+        results.extend(part);
+        let partial = json!({
+            "complete": false, "model": args.model.model.display().to_string(), "method": method_name,
+            "region": region_json, "bit": args.bit,
+            "pixels": results.iter().map(|r| json!({"pixel": r.pixel, "row": r.pixel / 28, "col": r.pixel % 28, "upper": r.upper, "class": r.class})).collect::<Vec<_>>(),
+            "pixels_requested": pixels.len(),
+        });
+        write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
+    }
     bar.finish_and_clear();
+    results.sort_by_key(|r| r.pixel);
+    let complete = results.len() == pixels.len();
+    let pixels: Vec<usize> = results.iter().map(|r| r.pixel).collect();
+    if results.is_empty() {
+        bail!("--timeout reached before any pixel was certified; {} holds no bounds", report_path.display());
+    }
     let exact: Option<Vec<(f64, usize)>> = match (&region, args.with_exact) {
         (Region::Point(px), true) => {
             let exec = Executor::<f64>::new(&net);
@@ -194,15 +271,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         grid[r.pixel] = Some(r.upper);
     }
     let (w, h, lo, hi) = heatmap::write(&args.out.join("heatmap.png"), &grid, args.log_scale)?;
-    let region_json = match &region {
-        Region::Point(_) => json!({"kind": "point", "image": origin, "label": label, "eps": 0.0}),
-        Region::Ball(_, e) => json!({"kind": "ball", "image": origin, "label": label, "eps": e}),
-        Region::Global => json!({"kind": "global"}),
-    };
     let report = json!({
-        "complete": true,
+        "complete": complete,
+        "pixels_requested": pixels_requested,
         "model": args.model.model.display().to_string(),
-        "method": Method::from(args.method).name(),
+        "method": method_name,
         "region": region_json,
         "bit": args.bit,
         "flip_size": (1u32 << args.bit) as f64 / 255.0,
@@ -218,7 +291,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     });
     write_atomic(&args.out.join("bounds.csv"), csv.as_bytes())?;
     let text = serde_json::to_string_pretty(&report)?;
-    write_atomic(&args.out.join("report.json"), text.as_bytes())?;
+    write_atomic(&report_path, text.as_bytes())?;
     if args.json {
         println!("{text}");
     } else {
@@ -234,6 +307,13 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             secs
         );
         println!("wrote {}/{{report.json, bounds.csv, heatmap.png}}", args.out.display());
+    }
+    if !complete {
+        bail!(
+            "--timeout reached: {} holds {} of {pixels_requested} pixels (\"complete\": false); rerun with --resume to continue",
+            report_path.display(),
+            results.len()
+        );
     }
     Ok(())
 }
