@@ -1,9 +1,8 @@
 //! `zonocert attack`: lower bounds by searching for images whose bit flip moves a class
 //! probability the most.
 
-use crate::certify::{parse_pixels, RegionArg};
-use crate::common::{check_classifier, write_atomic, ImageArg, ModelArg};
-use anyhow::{bail, Context, Result};
+use crate::common::{check_classifier, write_atomic, ModelArg, QuestionArgs};
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -11,7 +10,6 @@ use std::time::Instant;
 use zonocert_network::data::write_png;
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{search_pixels, SearchSettings};
-use zonocert_transform::sensitivity::Region;
 
 /// Arguments of `zonocert attack`.
 #[derive(Args)]
@@ -19,19 +17,7 @@ pub struct AttackArgs {
     #[command(flatten)]
     model: ModelArg,
     #[command(flatten)]
-    image: ImageArg,
-    /// `global`: search all images.
-    #[arg(long, value_enum, conflicts_with_all = ["image", "mnist"])]
-    region: Option<RegionArg>,
-    /// L∞ radius of the ball around the image ([0, 1] scale).
-    #[arg(long, default_value_t = 0.0)]
-    eps: f64,
-    /// Which bit flips.
-    #[arg(long, default_value_t = 0)]
-    bit: u8,
-    /// Pixels to attack (same syntax as `certify --pixels`).
-    #[arg(long, default_value = "all")]
-    pixels: String,
+    question: QuestionArgs,
     /// Random restarts per pixel.
     #[arg(long, default_value_t = SearchSettings::default().restarts)]
     restarts: usize,
@@ -54,36 +40,23 @@ pub struct AttackArgs {
 
 /// Runs `attack`.
 pub fn run(args: AttackArgs) -> Result<()> {
-    if !(0.0..=1.0).contains(&args.eps) {
-        bail!("--eps must lie in [0, 1], got {}", args.eps);
-    }
-    if args.bit > 7 {
-        bail!("--bit must be 0–7 (8-bit pixels), got {}", args.bit);
-    }
-    let pixels = parse_pixels(&args.pixels)?;
+    let q = args.question.resolve()?;
+    let (region, pixels) = (q.region, q.pixels);
     let net = args.model.load()?;
     check_classifier(&net)?;
-    let region = match (args.region, args.image.given()) {
-        (Some(RegionArg::Global), _) => Region::Global,
-        (None, true) => {
-            let img = args.image.load()?;
-            if args.eps == 0.0 { Region::Point(img.pixels) } else { Region::Ball(img.pixels, args.eps) }
-        }
-        (None, false) => bail!("no region: pass --region global, or an image (--image F.png | --mnist DIR --index I)"),
-    };
     let settings = SearchSettings { restarts: args.restarts, rounds: args.rounds, batch: args.batch, seed: args.seed };
     let t0 = Instant::now();
     let exec = Executor::<f64>::new(&net);
-    let found = search_pixels(&exec, &region, &pixels, args.bit, settings);
+    let found = search_pixels(&exec, &region, &pixels, args.question.bit, settings);
     let secs = t0.elapsed().as_secs_f64();
     let best = found.iter().max_by(|a, b| a.value.total_cmp(&b.value)).context("no pixel searched")?;
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut flipped = best.image.clone();
-        flipped[best.pixel] ^= 1 << args.bit;
+        flipped[best.pixel] ^= 1 << args.question.bit;
         write_png(&dir.join("x.png"), &best.image)?;
         write_png(&dir.join("x_flipped.png"), &flipped)?;
-        let meta = json!({"pixel": best.pixel, "bit": args.bit, "value": best.value, "class": best.class});
+        let meta = json!({"pixel": best.pixel, "bit": args.question.bit, "value": best.value, "class": best.class});
         write_atomic(&dir.join("witness.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     }
     if args.json {

@@ -3,8 +3,8 @@
 //! Writes `bench.json`, `bench.csv` and `bench.md`; exits non-zero when any certified bound
 //! falls below a lower bound (a soundness failure).
 
-use crate::certify::{parse_pixels, MethodArg};
-use crate::common::{check_classifier, load_mnist, write_atomic, ModelArg};
+use crate::certify::MethodArg;
+use crate::common::{check_classifier, load_mnist, parse_pixels, write_atomic, ModelArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;

@@ -1,6 +1,6 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{check_classifier, write_atomic, ImageArg, ModelArg};
+use crate::common::{check_classifier, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -35,33 +35,13 @@ impl From<MethodArg> for Method {
     }
 }
 
-/// Which region: one image / ball around it (with an image), or every image.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum RegionArg {
-    /// Every 28×28 image: [0, 1]^784.
-    Global,
-}
-
 /// Arguments of `zonocert certify`.
 #[derive(Args)]
 pub struct CertifyArgs {
     #[command(flatten)]
     model: ModelArg,
     #[command(flatten)]
-    image: ImageArg,
-    /// `global`: every image (no --image/--mnist needed).
-    #[arg(long, value_enum, conflicts_with_all = ["image", "mnist"])]
-    region: Option<RegionArg>,
-    /// L∞ radius of the ball around the image ([0, 1] scale); 0 = the image alone.
-    #[arg(long, default_value_t = 0.0)]
-    eps: f64,
-    /// Which bit flips (0 = least significant; bit B moves a pixel by 2^B/255).
-    #[arg(long, default_value_t = 0)]
-    bit: u8,
-    /// Pixels to certify: `all`, or a list like `0,5,100-120,0-783:37` (row-major indices
-    /// 0–783; `a-b:s` takes every s-th pixel of the range).
-    #[arg(long, default_value = "all")]
-    pixels: String,
+    question: QuestionArgs,
     /// Method.
     #[arg(long, value_enum, default_value = "diff-zonotope")]
     method: MethodArg,
@@ -86,14 +66,17 @@ pub struct CertifyArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Stop after this many seconds, leaving a report marked `"complete": false` with the
-    /// pixels done so far (continue it with --resume).
+    /// Stop after this many seconds (at a 32-pixel boundary, after at least one), leaving a
+    /// report marked `"complete": false` with the pixels done so far (continue with --resume).
     #[arg(long)]
     timeout: Option<f64>,
     /// Continue the run whose report is in --out: pixels already there are not redone.
     #[arg(long)]
     resume: bool,
 }
+
+/// Pixels certified between two partial reports.
+const CHUNK: usize = 32;
 
 /// One certified pixel as stored in the report.
 #[derive(Clone, Copy)]
@@ -125,69 +108,18 @@ fn resumed(path: &std::path::Path, method: &str, region_kind: &str, bit: u8) -> 
         .collect()
 }
 
-/// Parses `all` or `0,5,10-20,0-783:37`.
-pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
-    if s.trim() == "all" {
-        return Ok((0..PIXELS).collect());
-    }
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |t: &str| -> Result<usize> {
-            let v: usize = t.trim().parse().with_context(|| format!("--pixels: '{t}' is not a pixel index"))?;
-            if v >= PIXELS {
-                bail!("--pixels: {v} is out of range (pixels are 0–783)");
-            }
-            Ok(v)
-        };
-        let (range, step) = match part.split_once(':') {
-            Some((r, st)) => (r, st.trim().parse::<usize>().ok().filter(|&v| v > 0).with_context(|| format!("--pixels: bad step in '{part}'"))?),
-            None => (part, 1),
-        };
-        match range.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (parse(a)?, parse(b)?);
-                if a > b {
-                    bail!("--pixels: empty range {a}-{b}");
-                }
-                out.extend((a..=b).step_by(step));
-            }
-            None => out.push(parse(range)?),
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    if out.is_empty() {
-        bail!("--pixels selects no pixel");
-    }
-    Ok(out)
-}
-
 /// Runs `certify`.
 pub fn run(args: CertifyArgs) -> Result<()> {
-    if !(0.0..=1.0).contains(&args.eps) {
-        bail!("--eps must lie in [0, 1], got {}", args.eps);
-    }
-    if args.bit > 7 {
-        bail!("--bit must be 0–7 (8-bit pixels), got {}", args.bit);
-    }
-    let pixels = parse_pixels(&args.pixels)?;
+    let q = args.question.resolve()?;
+    let (region, origin, label, pixels) = (q.region, q.origin, q.label, q.pixels);
     let pixels_requested = pixels.len();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let net = args.model.load()?;
     check_classifier(&net)?;
-    let (region, origin, label) = match (args.region, args.image.given()) {
-        (Some(RegionArg::Global), _) => (Region::Global, "global".to_string(), None),
-        (None, true) => {
-            let img = args.image.load()?;
-            let r = if args.eps == 0.0 { Region::Point(img.pixels) } else { Region::Ball(img.pixels, args.eps) };
-            (r, img.origin, img.label)
-        }
-        (None, false) => bail!("no region: pass --region global, or an image (--image F.png | --mnist DIR --index I) with --eps"),
-    };
     if args.with_exact && !matches!(region, Region::Point(_)) {
         bail!("--with-exact needs a single image (--eps 0)");
     }
-    let settings = Settings { method: args.method.into(), region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.bit };
+    let settings = Settings { method: args.method.into(), region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.question.bit };
     let t0 = Instant::now();
     let certifier = Certifier::new(&net, region.clone(), settings);
     let region_secs = t0.elapsed().as_secs_f64();
@@ -204,7 +136,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Region::Global => json!({"kind": "global"}),
     };
     let report_path = args.out.join("report.json");
-    let mut results: Vec<Done> = if args.resume { resumed(&report_path, method_name, region_kind, args.bit)? } else { vec![] };
+    let mut results: Vec<Done> = if args.resume { resumed(&report_path, method_name, region_kind, args.question.bit)? } else { vec![] };
     results.retain(|d| pixels.contains(&d.pixel));
     let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
     let deadline = args.timeout.map(|t| t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
@@ -217,8 +149,9 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     bar.set_position(results.len() as u64);
     // Chunks bound how much work an interruption can lose: after each one a partial report
     // (complete: false) replaces the previous one atomically.
-    for chunk in todo.chunks(32) {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+    for (k, chunk) in todo.chunks(CHUNK).enumerate() {
+        // The first chunk always runs, so a stopped run always leaves a report.
+        if k > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         let part: Vec<Done> = chunk
@@ -232,7 +165,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         results.extend(part);
         let partial = json!({
             "complete": false, "model": args.model.model.display().to_string(), "method": method_name,
-            "region": region_json, "bit": args.bit,
+            "region": region_json, "bit": args.question.bit,
             "pixels": results.iter().map(|r| json!({"pixel": r.pixel, "row": r.pixel / 28, "col": r.pixel % 28, "upper": r.upper, "class": r.class})).collect::<Vec<_>>(),
             "pixels_requested": pixels.len(),
         });
@@ -242,13 +175,10 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     results.sort_by_key(|r| r.pixel);
     let complete = results.len() == pixels.len();
     let pixels: Vec<usize> = results.iter().map(|r| r.pixel).collect();
-    if results.is_empty() {
-        bail!("--timeout reached before any pixel was certified; {} holds no bounds", report_path.display());
-    }
     let exact: Option<Vec<(f64, usize)>> = match (&region, args.with_exact) {
         (Region::Point(px), true) => {
             let exec = Executor::<f64>::new(&net);
-            Some(pixels.par_iter().map(|&i| exact_point(&exec, px, i, args.bit)).collect())
+            Some(pixels.par_iter().map(|&i| exact_point(&exec, px, i, args.question.bit)).collect())
         }
         _ => None,
     };
@@ -277,8 +207,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "model": args.model.model.display().to_string(),
         "method": method_name,
         "region": region_json,
-        "bit": args.bit,
-        "flip_size": (1u32 << args.bit) as f64 / 255.0,
+        "bit": args.question.bit,
+        "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
         "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own f64 rounding is accounted for",
         "settings": {"region_budget": certifier.settings().region_budget, "diff_budget": certifier.settings().diff_budget},
         "pixels": pix_json,

@@ -1,9 +1,11 @@
 //! Arguments and helpers shared by the subcommands.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use zonocert_network::data::PIXELS;
 use zonocert_network::{data, onnx, Network};
+use zonocert_transform::sensitivity::Region;
 
 /// The model shipped with zonocert, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/efficientnet_b0_mnist.onnx";
@@ -94,3 +96,102 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// Which region: every image, or one image / a ball around it.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum RegionArg {
+    /// Every 28×28 image: [0, 1]^784.
+    Global,
+}
+
+/// The question shared by `certify` and `attack`: region, flipped bit, pixels.
+#[derive(Args, Clone)]
+pub struct QuestionArgs {
+    #[command(flatten)]
+    pub image: ImageArg,
+    /// `global`: every image (no --image/--mnist needed).
+    #[arg(long, value_enum, conflicts_with_all = ["image", "mnist"])]
+    pub region: Option<RegionArg>,
+    /// L∞ radius of the ball around the image ([0, 1] scale); 0 = the image alone.
+    #[arg(long, default_value_t = 0.0)]
+    pub eps: f64,
+    /// Which bit flips (0 = least significant; bit B moves a pixel by 2^B/255).
+    #[arg(long, default_value_t = 0)]
+    pub bit: u8,
+    /// Pixels: `all`, or a list like `0,5,100-120,0-783:37` (row-major indices 0–783;
+    /// `a-b:s` takes every s-th pixel of the range).
+    #[arg(long, default_value = "all")]
+    pub pixels: String,
+}
+
+/// A resolved question.
+pub struct Question {
+    /// The region of images.
+    pub region: Region,
+    /// Where the image came from ("global" for the global region).
+    pub origin: String,
+    /// The image's label, when known.
+    pub label: Option<u8>,
+    /// Pixels to analyse, sorted.
+    pub pixels: Vec<usize>,
+}
+
+impl QuestionArgs {
+    /// Validates the arguments and loads the image.
+    pub fn resolve(&self) -> Result<Question> {
+        if !(0.0..=1.0).contains(&self.eps) {
+            bail!("--eps must lie in [0, 1], got {}", self.eps);
+        }
+        if self.bit > 7 {
+            bail!("--bit must be 0–7 (8-bit pixels), got {}", self.bit);
+        }
+        let pixels = parse_pixels(&self.pixels)?;
+        match (self.region, self.image.given()) {
+            (Some(RegionArg::Global), _) => Ok(Question { region: Region::Global, origin: "global".into(), label: None, pixels }),
+            (None, true) => {
+                let img = self.image.load()?;
+                let region = if self.eps == 0.0 { Region::Point(img.pixels) } else { Region::Ball(img.pixels, self.eps) };
+                Ok(Question { region, origin: img.origin, label: img.label, pixels })
+            }
+            (None, false) => bail!("no region: pass --region global, or an image (--image F.png | --mnist DIR --index I) with --eps"),
+        }
+    }
+}
+
+/// Parses `all` or `0,5,10-20,0-783:37`.
+pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
+    if s.trim() == "all" {
+        return Ok((0..PIXELS).collect());
+    }
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |t: &str| -> Result<usize> {
+            let v: usize = t.trim().parse().with_context(|| format!("--pixels: '{t}' is not a pixel index"))?;
+            if v >= PIXELS {
+                bail!("--pixels: {v} is out of range (pixels are 0–783)");
+            }
+            Ok(v)
+        };
+        let (range, step) = match part.split_once(':') {
+            Some((r, st)) => (r, st.trim().parse::<usize>().ok().filter(|&v| v > 0).with_context(|| format!("--pixels: bad step in '{part}'"))?),
+            None => (part, 1),
+        };
+        match range.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    bail!("--pixels: empty range {a}-{b}");
+                }
+                out.extend((a..=b).step_by(step));
+            }
+            None => out.push(parse(range)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        bail!("--pixels selects no pixel");
+    }
+    Ok(out)
+}
+
