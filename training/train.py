@@ -120,6 +120,8 @@ def main():
     p.add_argument("--weight-decay", type=float, default=5e-5)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--stochastic-depth", type=float, default=0.2)
+    p.add_argument("--finetune-epochs", type=int, default=0, help="extra epochs at a constant low learning rate after the one-cycle schedule")
+    p.add_argument("--finetune-lr", type=float, default=0.003)
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
@@ -132,6 +134,8 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormal gradients late in training slow CPU kernels by an order of magnitude.
+    torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
     train_x, train_y = load_mnist(args.mnist, "train")
     test_x, test_y = load_mnist(args.mnist, "test")
@@ -164,7 +168,11 @@ def main():
         os.replace(tmp, args.ckpt)
 
     os.makedirs(os.path.dirname(args.ckpt) or ".", exist_ok=True)
-    while epoch < args.epochs:
+    while epoch < args.epochs + args.finetune_epochs:
+        finetune = epoch >= args.epochs
+        if finetune:
+            for g in opt.param_groups:
+                g["lr"] = args.finetune_lr
         order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train_x))
         aug = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         # Replay the augmentation stream up to the resume point so resumed batches are identical.
@@ -183,7 +191,8 @@ def main():
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if not finetune:
+                sched.step()
             step_in_epoch += 1
             loss_sum += loss.item() * len(idx)
             seen += len(idx)
@@ -196,7 +205,7 @@ def main():
         acc = evaluate(model, test_x, test_y)
         epoch, step_in_epoch = epoch + 1, 0
         save()
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "test_accuracy": acc, "elapsed_s": round(elapsed, 1)}
+        rec = {"epoch": epoch, "finetune": finetune, "train_loss": loss_sum / max(seen, 1), "test_accuracy": acc, "elapsed_s": round(elapsed, 1)}
         print(json.dumps(rec), flush=True)
         with open(args.log, "a") as f:
             f.write(json.dumps(rec) + "\n")

@@ -23,6 +23,10 @@ impl Interval {
 
     /// `centre ± radius`, rounded outward.
     pub fn around(centre: f64, radius: f64) -> Self {
+        if radius == 0.0 {
+            // c ± 0 is exact: no rounding to cover.
+            return Interval { lo: centre, hi: centre };
+        }
         Interval { lo: (centre - radius).next_down(), hi: (centre + radius).next_up() }
     }
 

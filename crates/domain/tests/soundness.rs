@@ -580,6 +580,34 @@ fn affine_dense_map_is_sound() {
     run(cases(), affine_strategy(), prop_affine);
 }
 
+/// Wide dot products (fan-in up to 3000) of same-sign terms, summed naively: the accumulated
+/// rounding of the centre and the generators is then typically several units of γ₁·Σ|aᵢxᵢ|, so
+/// the fan-in dependence of the error term is actually exercised.
+#[test]
+fn affine_large_fan_in_is_sound() {
+    let strat = (prop::sample::select(vec![100usize, 1000, 3000]), 1usize..=2, 0usize..=2, any::<bool>(), any::<u64>());
+    run((cases() / 20).max(8), strat, |(n_in, n_out, m, fma, seed)| {
+        let mut rng = Rng(seed);
+        // Same-sign entries with varied mantissas (1/3-like values round every time).
+        let a: Vec<f64> = (0..n_in * n_out).map(|_| (1.0 + rng.unit()) / 3.0).collect();
+        let map = Dense { a, rows: n_out, cols: n_in, b: Some(vec![0.1; n_out]), fma, reverse: false };
+        let z = Zonotope {
+            centre: (0..n_in).map(|_| 1.0 + rng.unit() / 7.0).collect(),
+            syms: (0..m).collect(),
+            gens: (0..m * n_in).map(|_| (1.0 + rng.unit()) * 1e-3 / 3.0).collect(),
+            err: vec![0.0; n_in],
+        };
+        let out = z.affine(&map);
+        well_formed(&out, "affine (large fan-in)")?;
+        for eps in eps_samples(&z.syms, &mut rng) {
+            let eta = vec![0.0; n_in];
+            let v = map.exact(&point(&z, &eps, &eta));
+            check(&out, &eps, &v, &|| format!("affine n_in={n_in} fma={fma} eps={eps:?}"))?;
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn affine_exact_copy_map_is_sound() {
     let strat = (1usize..=6).prop_flat_map(|n| (zonotope(n, UNIVERSE, 7), prop::collection::vec(0..n, 1..=8), any::<u64>()));

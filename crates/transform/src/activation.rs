@@ -100,7 +100,8 @@ impl Unary {
     pub fn deriv_range(self, x: Interval) -> Interval {
         let (l, u) = (x.lo, x.hi);
         match self {
-            Unary::Relu => Interval::new(if l < 0.0 { 0.0 } else { 1.0 }, if u > 0.0 { 1.0 } else { 0.0 }),
+            // Difference quotients of ReLU lie in [0, 1]; a range touching 0 can see both ends.
+            Unary::Relu => Interval::new(if l <= 0.0 { 0.0 } else { 1.0 }, if u >= 0.0 { 1.0 } else { 0.0 }),
             Unary::Sigmoid => {
                 let (dl, du) = (self.deriv_enclosure(l), self.deriv_enclosure(u));
                 let hi = if l <= 0.0 && 0.0 <= u { 0.25 } else { dl.hi.max(du.hi) };

@@ -2,11 +2,10 @@
 //! the most, on the 8-bit grid, by random restarts and greedy coordinate ascent with concrete
 //! evaluations. Every pair found is a witness: the true sensitivity is at least its value.
 
-use crate::sensitivity::Region;
+use crate::sensitivity::{probabilities, Region};
 use rayon::prelude::*;
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
-use zonocert_network::kernels::softmax;
 
 /// Search effort.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +81,7 @@ fn objective(exec: &Executor<f64>, images: &[Vec<u8>], pixel: usize, bit: u8) ->
     let k = z.len() / (images.len() * 2);
     z.chunks(2 * k)
         .map(|pair| {
-            let (p, q) = (softmax(&pair[..k], k), softmax(&pair[k..], k));
+            let (p, q) = (probabilities(exec, &pair[..k]), probabilities(exec, &pair[k..]));
             p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
         })
         .map(|(v, c)| (v, c))

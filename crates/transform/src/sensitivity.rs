@@ -236,6 +236,17 @@ pub fn exact_point(exec: &Executor<f64>, image: &[u8], i: usize, bit: u8) -> (f6
     input.extend(flipped.iter().map(|&b| b as f64 / 255.0));
     let z = exec.forward(&input, 2);
     let k = z.len() / 2;
-    let (p, q) = (softmax(&z[..k], k), softmax(&z[k..], k));
+    let (p, q) = (probabilities(exec, &z[..k]), probabilities(exec, &z[k..]));
     p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
+}
+
+/// Class probabilities from a network output: softmax of the logits, or the output itself when
+/// the network already ends with a Softmax layer.
+pub fn probabilities(exec: &Executor<f64>, out: &[f64]) -> Vec<f64> {
+    let ends_with_softmax = exec.network().layers.last().is_some_and(|l| l.op == zonocert_network::Op::Softmax && exec.network().output.0 == exec.network().layers.len());
+    if ends_with_softmax {
+        out.to_vec()
+    } else {
+        softmax(out, out.len())
+    }
 }

@@ -1,0 +1,903 @@
+//! Property-based soundness tests for the affine layers (`maps::AffineMap` through
+//! `Zonotope::affine`), for whole-network forward analyses, and for the certified bit-flip
+//! sensitivity (`sensitivity::Certifier`).
+//!
+//! Layers. Each IR affine op is drawn at random (conv with groups, strides, pads, dilations,
+//! depthwise and pointwise; linear; per-channel affine with and without division; global
+//! average pooling; padding; reshape) with a random small zonotope input. The op's matrix is
+//! read off the network crate's kernels by applying them to unit vectors (exact: every output
+//! is one weight) and cross-checked against a direct implementation of the IR's definition.
+//! Sampled points (every ε vertex for ≤ 5 symbols, random vertices otherwise, plus corners of
+//! the error box η) are mapped in double-double arithmetic; the only tolerance is the
+//! double-double reference's own error bound, 1e-28 × Σ|terms| (twelve orders below the
+//! rounding the domain accounts for). The kernels' own `f64` output on the rounded point is
+//! checked too, with no tolerance.
+//!
+//! Networks. A tiny EfficientNet-like network on [1, 28, 28] → 10 (normalisation, padding, a
+//! stride-2 stem conv, Swish or ReLU, a depthwise conv, a squeeze-excite block, a projection
+//! conv, a residual add, pooling, reshape, linear) with random weights. There is no reference
+//! beyond `Executor::<f64>` here, so outputs are compared with the `f64` executor with no
+//! tolerance (the analyses' slack, ≥ 1e-14 relative at every nonlinearity, dwarfs the
+//! executor's rounding; a failure at the 1e-16 level would be reported, not absorbed).
+//!
+//! Cases: `ZONOCERT_PROPTEST_CASES` (default 1000) per layer property; network properties run
+//! a fiftieth of that (at least 4), each with ≥ 1000 sampled points. The `#[ignore]`d test runs
+//! 100 000 cases of the main (layer) property. `PROPTEST_RNG_SEED` fixes the seed.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::collections::HashMap;
+use zonocert_domain::{Interval, LinearMap, SymbolPool, Zonotope};
+use zonocert_network::exec::Executor;
+use zonocert_network::ir::{numel, ChannelAffine, Conv, Layer, Linear, Network, Op, Shape, ValueId};
+use zonocert_network::kernels::{self, ConvKernel, LinearKernel};
+use zonocert_transform::analysis::{forward, Domain};
+use zonocert_transform::maps::{Affine, AffineMap, PreparedMaps};
+use zonocert_transform::sensitivity::{exact_point, flip_size, Certifier, Method, Region, Settings};
+
+// ---------------------------------------------------------------------------------------------
+// Double-double arithmetic (reference for the layer properties).
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Dd {
+    hi: f64,
+    lo: f64,
+}
+
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let bb = s - a;
+    (s, (a - (s - bb)) + (b - bb))
+}
+
+fn quick_two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    (s, b - (s - a))
+}
+
+impl Dd {
+    const ZERO: Dd = Dd { hi: 0.0, lo: 0.0 };
+    fn f(x: f64) -> Dd {
+        Dd { hi: x, lo: 0.0 }
+    }
+    fn prod(a: f64, b: f64) -> Dd {
+        let p = a * b;
+        Dd { hi: p, lo: a.mul_add(b, -p) }
+    }
+    fn add(self, o: Dd) -> Dd {
+        let (s1, s2) = two_sum(self.hi, o.hi);
+        let (t1, t2) = two_sum(self.lo, o.lo);
+        let (s1, s2) = quick_two_sum(s1, s2 + t1);
+        let (hi, lo) = quick_two_sum(s1, s2 + t2);
+        Dd { hi, lo }
+    }
+    fn neg(self) -> Dd {
+        Dd { hi: -self.hi, lo: -self.lo }
+    }
+    fn sub(self, o: Dd) -> Dd {
+        self.add(o.neg())
+    }
+    fn mulf(self, x: f64) -> Dd {
+        let p = Dd::prod(self.hi, x);
+        let (hi, lo) = quick_two_sum(p.hi, p.lo + self.lo * x);
+        Dd { hi, lo }
+    }
+    fn sign(self) -> i32 {
+        let s = if self.hi != 0.0 { self.hi } else { self.lo };
+        (s > 0.0) as i32 - (s < 0.0) as i32
+    }
+    fn abs(self) -> Dd {
+        if self.sign() < 0 {
+            self.neg()
+        } else {
+            self
+        }
+    }
+    fn le(self, o: Dd) -> bool {
+        self.sub(o).sign() <= 0
+    }
+    fn to_f64(self) -> f64 {
+        self.hi + self.lo
+    }
+}
+
+/// Error bound of the double-double reference, relative to the magnitude of its terms.
+const REF_REL: f64 = 1e-28;
+
+// ---------------------------------------------------------------------------------------------
+// RNG, sampling, runner.
+// ---------------------------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn sym(&mut self) -> f64 {
+        2.0 * self.unit() - 1.0
+    }
+    fn sign(&mut self) -> f64 {
+        if self.next() & 1 == 0 {
+            1.0
+        } else {
+            -1.0
+        }
+    }
+    fn corner_biased(&mut self) -> f64 {
+        match self.next() % 8 {
+            0 => self.sym(),
+            1 => 0.0,
+            _ => self.sign(),
+        }
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("ZONOCERT_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
+}
+
+fn net_cases() -> u32 {
+    (cases() / 50).max(4)
+}
+
+fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{e}");
+    }
+}
+
+type Eps = HashMap<usize, f64>;
+
+fn eps_samples(syms: &[usize], rng: &mut Rng) -> Vec<Eps> {
+    let m = syms.len();
+    let mut out = Vec::new();
+    if m <= 5 {
+        for mask in 0..(1u32 << m) {
+            out.push(syms.iter().enumerate().map(|(k, &s)| (s, if mask >> k & 1 == 1 { 1.0 } else { -1.0 })).collect());
+        }
+    } else {
+        for _ in 0..32 {
+            out.push(syms.iter().map(|&s| (s, rng.sign())).collect());
+        }
+    }
+    for _ in 0..3 {
+        out.push(syms.iter().map(|&s| (s, rng.sym())).collect());
+    }
+    out
+}
+
+fn point(z: &Zonotope, eps: &Eps, eta: &[f64]) -> Vec<Dd> {
+    let n = z.dim();
+    (0..n)
+        .map(|j| {
+            let mut v = Dd::f(z.centre[j]);
+            for (k, s) in z.syms.iter().enumerate() {
+                v = v.add(Dd::prod(eps[s], z.gens[k * n + j]));
+            }
+            v.add(Dd::prod(z.err[j], eta[j]))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Affine ops: strategies and the exact reference.
+// ---------------------------------------------------------------------------------------------
+
+/// An affine op with its input and output shapes.
+#[derive(Debug, Clone)]
+struct OpCase {
+    op: Op,
+    in_shape: Shape,
+    out_shape: Shape,
+}
+
+fn weight_scale() -> impl Strategy<Value = f64> {
+    prop::sample::select(vec![1e-6, 0.1, 0.5, 1.0, 3.0, 1e3])
+}
+
+fn unit() -> impl Strategy<Value = f64> {
+    prop_oneof![6 => -1.0f64..=1.0, 1 => Just(0.0), 1 => Just(1.0), 1 => Just(-1.0)]
+}
+
+/// A valid convolution geometry and input size, with weights.
+fn conv_case() -> impl Strategy<Value = OpCase> {
+    let geometry = prop_oneof![
+        // general: groups divide both channel counts
+        (1usize..=3, 1usize..=3, 1usize..=2, 1usize..=3, 1usize..=3, 1usize..=2, 1usize..=2, prop::array::uniform4(0usize..=2), 1usize..=2, 1usize..=2, 1usize..=5, 1usize..=5)
+            .prop_map(|(g, ig, og, kh, kw, sh, sw, pads, dh, dw, h, w)| (g * ig, g * og, g, [kh, kw], [sh, sw], pads, [dh, dw], h, w)),
+        // depthwise
+        (2usize..=4, 1usize..=3, 1usize..=2, prop::array::uniform4(0usize..=1), 1usize..=2, 2usize..=6, 2usize..=6)
+            .prop_map(|(c, k, s, pads, d, h, w)| (c, c, c, [k, k], [s, s], pads, [d, d], h, w)),
+        // pointwise (the GEMM paths)
+        (1usize..=4, 1usize..=4, prop_oneof![Just((1usize, 1usize)), (1usize..=4, 1usize..=4)])
+            .prop_map(|(ci, co, (h, w))| (ci, co, 1, [1, 1], [1, 1], [0; 4], [1, 1], h, w)),
+    ];
+    geometry
+        .prop_filter("output must be non-empty", |&(ci, co, g, k, s, p, d, h, w)| {
+            probe_conv(ci, co, g, k, s, p, d).output_hw(h, w).is_some()
+        })
+        .prop_flat_map(|(ci, co, g, k, s, p, d, h, w)| {
+            let nw = co * (ci / g) * k[0] * k[1];
+            (Just((ci, co, g, k, s, p, d, h, w)), prop::collection::vec(unit(), nw), prop::collection::vec(unit(), co), weight_scale())
+        })
+        .prop_map(|((ci, co, g, k, s, p, d, h, w), wt, b, sc)| {
+            let mut conv = probe_conv(ci, co, g, k, s, p, d);
+            conv.weight = wt.iter().map(|v| v * sc).collect();
+            conv.bias = b;
+            let (oh, ow) = conv.output_hw(h, w).unwrap();
+            OpCase { op: Op::Conv(conv), in_shape: vec![ci, h, w], out_shape: vec![co, oh, ow] }
+        })
+}
+
+fn probe_conv(ci: usize, co: usize, g: usize, k: [usize; 2], s: [usize; 2], p: [usize; 4], d: [usize; 2]) -> Conv {
+    Conv {
+        weight: vec![0.0; co * (ci / g) * k[0] * k[1]],
+        bias: vec![0.0; co],
+        in_channels: ci,
+        out_channels: co,
+        kernel: k,
+        stride: s,
+        pads: p,
+        dilation: d,
+        groups: g,
+    }
+}
+
+fn linear_case() -> impl Strategy<Value = OpCase> {
+    (1usize..=8, 1usize..=6, weight_scale())
+        .prop_flat_map(|(i, o, sc)| (Just((i, o)), prop::collection::vec(unit(), i * o), prop::collection::vec(unit(), o), Just(sc)))
+        .prop_map(|((i, o), w, b, sc)| OpCase {
+            op: Op::Linear(Linear { weight: w.iter().map(|v| v * sc).collect(), bias: b, in_features: i, out_features: o }),
+            in_shape: vec![i],
+            out_shape: vec![o],
+        })
+}
+
+fn channel_affine_case() -> impl Strategy<Value = OpCase> {
+    let nonzero = prop_oneof![0.05f64..4.0, -4.0f64..-0.05, prop::sample::select(vec![0.3081, 1.0, -1.0, 255.0, 1e-3])];
+    (1usize..=3, 1usize..=3, 1usize..=3, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
+        .prop_flat_map(move |(c, h, w, per_s, per_b, divide, flat)| {
+            (
+                Just((c, h, w, divide, flat)),
+                prop::collection::vec(nonzero.clone(), if per_s { c } else { 1 }),
+                prop::collection::vec(-2.0f64..2.0, if per_b { c } else { 1 }),
+            )
+        })
+        .prop_map(|((c, h, w, divide, flat), scale, shift)| {
+            let shape = if flat { vec![c] } else { vec![c, h, w] };
+            OpCase { op: Op::ChannelAffine(ChannelAffine { scale, shift, divide }), in_shape: shape.clone(), out_shape: shape }
+        })
+}
+
+fn pool_pad_reshape_case() -> impl Strategy<Value = OpCase> {
+    (1usize..=3, 1usize..=5, 1usize..=5, prop::array::uniform4(0usize..=2), 0usize..3).prop_map(|(c, h, w, p, which)| match which {
+        0 => OpCase { op: Op::GlobalAvgPool, in_shape: vec![c, h, w], out_shape: vec![c, 1, 1] },
+        1 => OpCase { op: Op::Pad(p), in_shape: vec![c, h, w], out_shape: vec![c, h + p[0] + p[2], w + p[1] + p[3]] },
+        _ => OpCase { op: Op::Reshape, in_shape: vec![c, h, w], out_shape: vec![c * h * w] },
+    })
+}
+
+fn any_op() -> impl Strategy<Value = OpCase> {
+    prop_oneof![3 => conv_case(), 1 => linear_case(), 1 => channel_affine_case(), 2 => pool_pad_reshape_case()]
+}
+
+/// The op as `y_j = (Σ_i A_ji x_i) / div_j + b_j`, rows sparse.
+struct Reference {
+    rows: Vec<Vec<(usize, f64)>>,
+    div: Vec<f64>,
+    bias: Vec<f64>,
+}
+
+impl Reference {
+    fn eval(&self, x: &[Dd], with_bias: bool) -> Vec<(Dd, f64)> {
+        // Returns (value, magnitude of its terms) per output. Division is done in double-double
+        // by Newton-free long division (two correction steps).
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(j, row)| {
+                let mut acc = Dd::ZERO;
+                let mut mag = 0.0;
+                for &(i, a) in row {
+                    acc = acc.add(x[i].mulf(a));
+                    mag += (a * x[i].to_f64()).abs();
+                }
+                let d = self.div[j];
+                if d != 1.0 {
+                    let q1 = acc.hi / d;
+                    let r = acc.sub(Dd::prod(q1, d));
+                    let q2 = r.hi / d;
+                    let r = r.sub(Dd::prod(q2, d));
+                    let q3 = r.hi / d;
+                    acc = Dd::f(q1).add(Dd::f(q2)).add(Dd::f(q3));
+                    mag /= d.abs();
+                }
+                if with_bias {
+                    acc = acc.add(Dd::f(self.bias[j]));
+                    mag += self.bias[j].abs();
+                }
+                (acc, mag)
+            })
+            .collect()
+    }
+
+    /// |A| v / |div| (exactly enough: used with a rounding allowance).
+    fn abs_apply(&self, v: &[f64]) -> Vec<f64> {
+        self.rows.iter().zip(&self.div).map(|(row, d)| row.iter().map(|&(i, a)| a.abs() * v[i]).sum::<f64>() / d.abs()).collect()
+    }
+}
+
+/// The matrix of a conv read off the kernel: one unit vector per input coordinate (each output
+/// is a single weight, so this is exact).
+fn conv_matrix_from_kernel(conv: &Conv, h: usize, w: usize) -> Vec<Vec<f64>> {
+    let n_in = conv.in_channels * h * w;
+    let mut eye = vec![0.0; n_in * n_in];
+    for i in 0..n_in {
+        eye[i * n_in + i] = 1.0;
+    }
+    let mut c = conv.clone();
+    c.bias.iter_mut().for_each(|b| *b = 0.0);
+    let out = ConvKernel::<f64>::new(&c).forward(&eye, n_in, h, w, false);
+    let n_out = out.len() / n_in;
+    (0..n_out).map(|j| (0..n_in).map(|i| out[i * n_out + j]).collect()).collect()
+}
+
+/// The conv's matrix straight from the IR's definition (NCHW, zero padding, groups).
+fn conv_matrix_direct(c: &Conv, h: usize, w: usize) -> Vec<Vec<f64>> {
+    let (oh, ow) = c.output_hw(h, w).unwrap();
+    let (ig, og) = (c.in_channels / c.groups, c.out_channels / c.groups);
+    let [kh, kw] = c.kernel;
+    let mut a = vec![vec![0.0; c.in_channels * h * w]; c.out_channels * oh * ow];
+    for co in 0..c.out_channels {
+        let g = co / og;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for cl in 0..ig {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                            let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let ci = g * ig + cl;
+                            a[(co * oh + oy) * ow + ox][(ci * h + iy as usize) * w + ix as usize] += c.weight[((co * ig + cl) * kh + ky) * kw + kx];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    a
+}
+
+fn sparse(a: &[Vec<f64>]) -> Vec<Vec<(usize, f64)>> {
+    a.iter().map(|r| r.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (i, *v)).collect()).collect()
+}
+
+fn reference(case: &OpCase) -> Reference {
+    let n_out = numel(&case.out_shape);
+    match &case.op {
+        Op::Conv(c) => {
+            let (h, w) = (case.in_shape[1], case.in_shape[2]);
+            let from_kernel = conv_matrix_from_kernel(c, h, w);
+            let direct = conv_matrix_direct(c, h, w);
+            assert_eq!(from_kernel, direct, "conv kernel disagrees with the IR definition for {c:?} on {h}x{w}");
+            let (oh, ow) = c.output_hw(h, w).unwrap();
+            Reference { rows: sparse(&direct), div: vec![1.0; n_out], bias: c.bias.iter().flat_map(|&b| vec![b; oh * ow]).collect() }
+        }
+        Op::Linear(l) => {
+            let rows: Vec<Vec<f64>> = (0..l.out_features).map(|j| l.weight[j * l.in_features..(j + 1) * l.in_features].to_vec()).collect();
+            // Cross-check the kernel on unit vectors.
+            let mut eye = vec![0.0; l.in_features * l.in_features];
+            for i in 0..l.in_features {
+                eye[i * l.in_features + i] = 1.0;
+            }
+            let out = LinearKernel::<f64>::new(l).forward(&eye, l.in_features, false);
+            for j in 0..l.out_features {
+                for i in 0..l.in_features {
+                    assert_eq!(out[i * l.out_features + j], rows[j][i], "linear kernel layout");
+                }
+            }
+            Reference { rows: sparse(&rows), div: vec![1.0; n_out], bias: l.bias.clone() }
+        }
+        Op::ChannelAffine(a) => {
+            let c = case.in_shape[0];
+            let plane = numel(&case.in_shape) / c;
+            let mut rows = Vec::new();
+            let (mut div, mut bias) = (Vec::new(), Vec::new());
+            for ch in 0..c {
+                let (s, b) = a.at(ch);
+                for p in 0..plane {
+                    let i = ch * plane + p;
+                    rows.push(vec![(i, if a.divide { 1.0 } else { s })]);
+                    div.push(if a.divide { s } else { 1.0 });
+                    bias.push(b);
+                }
+            }
+            Reference { rows, div, bias }
+        }
+        Op::GlobalAvgPool => {
+            let (c, plane) = (case.in_shape[0], case.in_shape[1] * case.in_shape[2]);
+            Reference { rows: (0..c).map(|ch| (0..plane).map(|p| (ch * plane + p, 1.0)).collect()).collect(), div: vec![plane as f64; c], bias: vec![0.0; c] }
+        }
+        Op::Pad(p) => {
+            let (c, h, w) = (case.in_shape[0], case.in_shape[1], case.in_shape[2]);
+            let (nh, nw) = (h + p[0] + p[2], w + p[1] + p[3]);
+            let mut rows = vec![vec![]; c * nh * nw];
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        rows[(ch * nh + y + p[0]) * nw + x + p[1]] = vec![((ch * h + y) * w + x, 1.0)];
+                    }
+                }
+            }
+            Reference { rows, div: vec![1.0; n_out], bias: vec![0.0; n_out] }
+        }
+        Op::Reshape => Reference { rows: (0..n_out).map(|i| vec![(i, 1.0)]).collect(), div: vec![1.0; n_out], bias: vec![0.0; n_out] },
+        other => panic!("not an affine op: {other:?}"),
+    }
+}
+
+/// The concrete executor's computation of the op (as `Executor::<f64>` runs it), on one sample.
+fn kernel_forward(case: &OpCase, x: &[f64]) -> Vec<f64> {
+    let s = &case.in_shape;
+    match &case.op {
+        Op::Conv(c) => ConvKernel::<f64>::new(c).forward(x, 1, s[1], s[2], true),
+        Op::Linear(l) => LinearKernel::<f64>::new(l).forward(x, 1, true),
+        Op::ChannelAffine(a) => kernels::channel_affine(a, x, s[0], numel(s) / s[0], true),
+        Op::GlobalAvgPool => kernels::global_avg_pool(x, s[1] * s[2]),
+        Op::Pad(p) => kernels::pad(x, s[0], s[1], s[2], *p),
+        Op::Reshape => x.to_vec(),
+        other => panic!("not an affine op: {other:?}"),
+    }
+}
+
+/// A random zonotope of dimension `n` over ids `0..6`.
+fn input_zonotope(n: usize) -> impl Strategy<Value = Zonotope> {
+    let scale = prop::sample::select(vec![0.0, 1e-12, 1e-6, 0.01, 1.0, 10.0, 1e6]);
+    (prop::collection::btree_set(0usize..6, 0..=5), scale.clone(), scale.clone(), scale, prop::sample::select(vec![0.0, 1.0, -3.0, 1e3]))
+        .prop_flat_map(move |(syms, cs, gs, es, off)| {
+            let m = syms.len();
+            (
+                Just(syms.into_iter().collect::<Vec<_>>()),
+                prop::collection::vec(unit(), n),
+                prop::collection::vec(unit(), m * n),
+                prop::collection::vec(unit(), n),
+                Just((cs, gs, es, off)),
+            )
+        })
+        .prop_map(|(syms, c, g, e, (cs, gs, es, off))| Zonotope {
+            centre: c.iter().map(|u| u * cs + off).collect(),
+            syms,
+            gens: g.iter().map(|u| u * gs).collect(),
+            err: e.iter().map(|u| u.abs() * es).collect(),
+        })
+}
+
+fn op_and_input() -> impl Strategy<Value = (OpCase, Zonotope, bool, u64)> {
+    any_op().prop_flat_map(|case| {
+        let n = numel(&case.in_shape);
+        (Just(case), input_zonotope(n), any::<bool>(), any::<u64>())
+    })
+}
+
+/// The main layer property: `z.affine(AffineMap)` contains the exact image of every sampled
+/// point of `z` (same ε), and the kernels' f64 image of the rounded point.
+fn prop_layer((case, z, with_offset, seed): (OpCase, Zonotope, bool, u64)) -> Result<(), TestCaseError> {
+    let prepared = AffineMap::new(&case.op, &case.in_shape, &case.out_shape).expect("affine op");
+    let map = Affine { map: &prepared, with_offset };
+    prop_assert_eq!(map.in_dim(), numel(&case.in_shape));
+    prop_assert_eq!(map.out_dim(), numel(&case.out_shape));
+    let reference = reference(&case);
+    // The LinearMap contract: fan_in bounds the terms of every output; offset is the bias.
+    let max_terms = reference.rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    prop_assert!(map.fan_in() >= max_terms, "fan_in {} < {} terms", map.fan_in(), max_terms);
+    match map.offset() {
+        Some(b) => prop_assert_eq!(b, reference.bias.clone()),
+        None => prop_assert!(!with_offset || reference.bias.iter().all(|b| *b == 0.0), "offset missing"),
+    }
+    prop_assert_eq!(map.exact(), matches!(case.op, Op::Pad(_) | Op::Reshape));
+
+    let out = z.affine(&map);
+    prop_assert_eq!(&out.syms, &z.syms);
+    prop_assert!(out.err.iter().all(|e| *e >= 0.0 && e.is_finite()));
+    let bounds = out.bounds();
+    let n_out = out.dim();
+    let mut rng = Rng(seed);
+    for eps in eps_samples(&z.syms, &mut rng) {
+        for _ in 0..2 {
+            let eta: Vec<f64> = (0..z.dim()).map(|_| rng.corner_biased()).collect();
+            let x = point(&z, &eps, &eta);
+            let y = reference.eval(&x, with_offset);
+            for j in 0..n_out {
+                let (v, mag) = y[j];
+                // Reference error allowance (see the module docs).
+                let rad = (0..z.n_gens()).map(|k| out.gens[k * n_out + j].abs()).sum::<f64>() + out.err[j];
+                let tol = Dd::f(REF_REL * (mag + out.centre[j].abs() + rad) + 1e-300);
+                prop_assert!(
+                    Dd::f(bounds[j].lo).le(v.add(tol)) && v.sub(tol).le(Dd::f(bounds[j].hi)),
+                    "{:?}: output {} = {:e} outside bounds {:?} (eps={:?} eta={:?})",
+                    case.op.kind(),
+                    j,
+                    v.to_f64(),
+                    bounds[j],
+                    eps,
+                    eta
+                );
+                // Same ε on the shared symbols: |y − c − Σ ε g| ≤ e.
+                let mut r = v.sub(Dd::f(out.centre[j]));
+                for (k, s) in out.syms.iter().enumerate() {
+                    r = r.sub(Dd::prod(eps[s], out.gens[k * n_out + j]));
+                }
+                prop_assert!(
+                    r.abs().le(Dd::f(out.err[j]).add(tol)),
+                    "{:?}: output {}: residual {:e} > error term {:e} with the same ε (eps={:?} eta={:?})",
+                    case.op.kind(),
+                    j,
+                    r.to_f64(),
+                    out.err[j],
+                    eps,
+                    eta
+                );
+            }
+            // The concrete kernels on the rounded point (with bias: only when the map has it).
+            if with_offset {
+                let xf: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+                let yk = kernel_forward(&case, &xf);
+                for j in 0..n_out {
+                    prop_assert!(
+                        bounds[j].contains(yk[j]),
+                        "{:?}: kernel output {} = {:e} outside bounds {:?}",
+                        case.op.kind(),
+                        j,
+                        yk[j],
+                        bounds[j]
+                    );
+                }
+            }
+        }
+    }
+    // apply_abs: |A| v, up to the documented rounding.
+    let v: Vec<f64> = (0..z.dim()).map(|_| rng.unit() * 10f64.powi(rng.below(7) as i32 - 3)).collect();
+    let got = map.apply_abs(&v);
+    let want = reference.abs_apply(&v);
+    for j in 0..n_out {
+        let slack = 1e-13 * want[j];
+        prop_assert!((got[j] - want[j]).abs() <= slack, "apply_abs[{}] = {} vs {}", j, got[j], want[j]);
+    }
+    Ok(())
+}
+
+#[test]
+fn affine_layers_are_sound() {
+    run(cases(), op_and_input(), prop_layer);
+}
+
+/// A zonotope without generators or error reproduces the concrete executor: the bounds hold the
+/// kernels' f64 output and are narrow (width ≤ 1e-9 of the scale Σ|a||x| + |b|).
+#[test]
+fn point_zonotope_reproduces_the_executor() {
+    let strat = any_op().prop_flat_map(|case| {
+        let n = numel(&case.in_shape);
+        (Just(case), prop::collection::vec(prop_oneof![-10.0f64..10.0, prop::sample::select(vec![0.0, 1e-12, -1e6, 1.0 / 3.0])], n))
+    });
+    run(cases(), strat, |(case, x)| {
+        let prepared = AffineMap::new(&case.op, &case.in_shape, &case.out_shape).unwrap();
+        let map = Affine { map: &prepared, with_offset: true };
+        let out = Zonotope::point(&x).affine(&map);
+        let y = kernel_forward(&case, &x);
+        let reference = reference(&case);
+        let xd: Vec<Dd> = x.iter().map(|v| Dd::f(*v)).collect();
+        let exact = reference.eval(&xd, true);
+        for (j, b) in out.bounds().iter().enumerate() {
+            prop_assert!(b.contains(y[j]), "{:?}: executor output {} = {:e} outside {:?}", case.op.kind(), j, y[j], b);
+            let scale = exact[j].1;
+            prop_assert!(b.width() <= 1e-9 * scale + 1e-290, "{:?}: output {} width {:e} at scale {:e}", case.op.kind(), j, b.width(), scale);
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole networks.
+// ---------------------------------------------------------------------------------------------
+
+fn conv(rng: &mut Rng, ci: usize, co: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Conv {
+    let fan_in = (ci / groups) * k * k;
+    let s = (2.0 / fan_in as f64).sqrt();
+    Conv {
+        weight: (0..co * fan_in).map(|_| rng.sym() * s * 1.7).collect(),
+        bias: (0..co).map(|_| rng.sym() * 0.2).collect(),
+        in_channels: ci,
+        out_channels: co,
+        kernel: [k, k],
+        stride: [stride, stride],
+        pads: [pad; 4],
+        dilation: [1, 1],
+        groups,
+    }
+}
+
+/// A tiny EfficientNet-like network [1, 28, 28] → 10 with random weights.
+fn tiny_net(seed: u64, channels: usize, se: usize, relu_stem: bool) -> Network {
+    let mut rng = Rng(seed);
+    let c = channels;
+    let mut layers: Vec<Layer> = Vec::new();
+    let mut push = |name: &str, op: Op, inputs: &[usize], shape: Shape| -> usize {
+        layers.push(Layer { name: name.into(), op, inputs: inputs.iter().map(|&v| ValueId(v)).collect(), shape });
+        layers.len()
+    };
+    let norm = push(
+        "normalise",
+        Op::ChannelAffine(ChannelAffine { scale: vec![0.3081], shift: vec![-0.1307 / 0.3081], divide: true }),
+        &[0],
+        vec![1, 28, 28],
+    );
+    let pad = push("pad", Op::Pad([1, 1, 1, 1]), &[norm], vec![1, 30, 30]);
+    let stem = push("stem", Op::Conv(conv(&mut rng, 1, c, 3, 2, 0, 1)), &[pad], vec![c, 14, 14]);
+    let act = push("stem_act", if relu_stem { Op::Relu } else { Op::Swish }, &[stem], vec![c, 14, 14]);
+    let dw = push("dw", Op::Conv(conv(&mut rng, c, c, 3, 2, 1, c)), &[act], vec![c, 7, 7]);
+    let dw_act = push("dw_act", Op::Swish, &[dw], vec![c, 7, 7]);
+    let sq = push("se_pool", Op::GlobalAvgPool, &[dw_act], vec![c, 1, 1]);
+    let r = push("se_reduce", Op::Conv(conv(&mut rng, c, se, 1, 1, 0, 1)), &[sq], vec![se, 1, 1]);
+    let r_act = push("se_act", Op::Swish, &[r], vec![se, 1, 1]);
+    let e = push("se_expand", Op::Conv(conv(&mut rng, se, c, 1, 1, 0, 1)), &[r_act], vec![c, 1, 1]);
+    let gate = push("se_gate", Op::Sigmoid, &[e], vec![c, 1, 1]);
+    let scaled = push("se_mul", Op::Mul, &[dw_act, gate], vec![c, 7, 7]);
+    let proj = push("project", Op::Conv(conv(&mut rng, c, c, 1, 1, 0, 1)), &[scaled], vec![c, 7, 7]);
+    let res = push("residual", Op::Add, &[proj, dw], vec![c, 7, 7]);
+    let pool = push("pool", Op::GlobalAvgPool, &[res], vec![c, 1, 1]);
+    let flat = push("flatten", Op::Reshape, &[pool], vec![c]);
+    let lin = Linear {
+        weight: (0..10 * c).map(|_| rng.sym() * 1.5).collect(),
+        bias: (0..10).map(|_| rng.sym() * 0.3).collect(),
+        in_features: c,
+        out_features: 10,
+    };
+    let logits = push("fc", Op::Linear(lin), &[flat], vec![10]);
+    let net = Network {
+        input_name: "input".into(),
+        input_shape: vec![1, 28, 28],
+        layers,
+        output: ValueId(logits),
+        squeeze_excite: vec![],
+    };
+    net.validate().expect("valid network");
+    net
+}
+
+/// A random image: blank, noise, or an MNIST-like blob of ink.
+fn image(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(3) {
+        0 => (0..784).map(|_| rng.below(256) as u8).collect(),
+        1 => {
+            let (cy, cx, r) = (8.0 + 12.0 * rng.unit(), 8.0 + 12.0 * rng.unit(), 3.0 + 6.0 * rng.unit());
+            (0..784)
+                .map(|p| {
+                    let (y, x) = ((p / 28) as f64, (p % 28) as f64);
+                    let d = ((y - cy).powi(2) + (x - cx).powi(2)).sqrt();
+                    if d < r {
+                        (255.0 * (1.0 - d / r * 0.5)) as u8
+                    } else if d < r + 1.5 {
+                        rng.below(128) as u8
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            let mut v = vec![0u8; 784];
+            v.iter_mut().for_each(|b| {
+                if rng.below(10) == 0 {
+                    *b = 255;
+                }
+            });
+            v
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct NetCase {
+    seed: u64,
+    channels: usize,
+    se: usize,
+    relu_stem: bool,
+    eps: f64,
+}
+
+fn net_case() -> impl Strategy<Value = NetCase> {
+    (any::<u64>(), 2usize..=4, 1usize..=2, prop::bool::weighted(0.25), prop::sample::select(vec![0.0, 1e-3, 0.01, 0.05]))
+        .prop_map(|(seed, channels, se, relu_stem, eps)| NetCase { seed, channels, se, relu_stem, eps })
+}
+
+/// Points of a box: random vertices (half) and uniform interior points.
+fn box_points(b: &[Interval], count: usize, rng: &mut Rng) -> Vec<f64> {
+    let mut out = Vec::with_capacity(count * b.len());
+    for k in 0..count {
+        for iv in b {
+            let v = if k % 2 == 0 {
+                if rng.next() & 1 == 0 {
+                    iv.lo
+                } else {
+                    iv.hi
+                }
+            } else {
+                (iv.lo + rng.unit() * (iv.hi - iv.lo)).clamp(iv.lo, iv.hi)
+            };
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// `forward` in every domain contains the f64 executor's logits on ≥ 1000 points of the box.
+#[test]
+fn network_forward_contains_executor_outputs() {
+    run(net_cases(), net_case(), |nc| {
+        let net = tiny_net(nc.seed, nc.channels, nc.se, nc.relu_stem);
+        let exec = Executor::<f64>::new(&net);
+        let mut rng = Rng(nc.seed ^ 0xABCD);
+        let img = image(&mut rng);
+        let region = if nc.eps == 0.0 { Region::Point(img) } else { Region::Ball(img, nc.eps) };
+        let bx = region.input_box();
+        let n = 1000;
+        let pts = box_points(&bx, n, &mut rng);
+        let y = exec.forward(&pts, n);
+        let maps = PreparedMaps::new(&net);
+        for domain in [Domain::Interval, Domain::Zonotope { budget: 8 }, Domain::Zonotope { budget: 1000 }] {
+            let mut pool = SymbolPool::new();
+            let input = Zonotope::from_box(&bx, &mut pool, domain != Domain::Interval);
+            let f = forward(&net, &maps, input, &mut pool, domain, false);
+            let b = f.output.bounds();
+            prop_assert_eq!(b.len(), 10);
+            for s in 0..n {
+                for c in 0..10 {
+                    let v = y[s * 10 + c];
+                    prop_assert!(b[c].contains(v), "{:?}: logit {} = {:e} of point {} outside {:?} ({:?})", domain, c, v, s, b[c], nc);
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+fn probabilities(exec: &Executor<f64>, x: &[f64], n: usize) -> Vec<f64> {
+    kernels::softmax(&exec.forward(x, n), 10)
+}
+
+/// The Ball certificate bounds every sampled pair (x, x ± δ e_i), x in the ball; at a Point it
+/// bounds the exact sensitivity, and the diff-zonotope bound is tight there
+/// (certified ≤ exact·(1 + 1e-3) + 1e-9, for flips of bit 0, 3 and 7).
+#[test]
+fn certified_sensitivity_bounds_sampled_pairs() {
+    run(net_cases(), net_case(), |nc| {
+        let net = tiny_net(nc.seed, nc.channels, nc.se, nc.relu_stem);
+        let exec = Executor::<f64>::new(&net);
+        let mut rng = Rng(nc.seed ^ 0x5EED);
+        let img = image(&mut rng);
+        let eps = if nc.eps == 0.0 { 0.01 } else { nc.eps };
+        let bit = [0u8, 0, 3, 7][rng.below(4)];
+        let settings = |method| Settings { method, region_budget: 512, diff_budget: 256, bit };
+        // Pixels: random, one inside the ink, one in the centre.
+        let mut pixels = vec![rng.below(784), 14 * 28 + 14];
+        if let Some(p) = (0..784).find(|&p| img[p] > 100) {
+            pixels.push(p);
+        }
+        let delta = flip_size(bit);
+        // Grid of 2⁻⁴⁰ so that x ± d is exact in f64 and |d| ≤ δ exactly.
+        let grid = |v: f64| (v * 2f64.powi(40)).trunc() / 2f64.powi(40);
+        let d = grid(delta.lo);
+        let region = Region::Ball(img.clone(), eps);
+        let bx = region.input_box();
+        let certs: Vec<Certifier> = [Method::Interval, Method::TwinZonotope, Method::DiffZonotope]
+            .into_iter()
+            .map(|m| Certifier::new(&net, region.clone(), settings(m)))
+            .collect();
+        let n = 300;
+        for &i in &pixels {
+            let uppers: Vec<f64> = certs.iter().map(|c| c.pixel(i).upper).collect();
+            let mut x = box_points(&bx, n, &mut rng);
+            for s in 0..n {
+                // x_i on the grid, inside the box.
+                let iv = bx[i];
+                let v = grid(x[s * 784 + i]);
+                x[s * 784 + i] = if v < iv.lo { grid(iv.lo) + 2f64.powi(-40) } else { v };
+                if x[s * 784 + i] > iv.hi {
+                    x[s * 784 + i] = grid(iv.hi);
+                }
+            }
+            let mut xp = x.clone();
+            for s in 0..n {
+                // Both signs at vertices and interior points alike.
+                xp[s * 784 + i] += if (s / 2) % 2 == 0 { d } else { -d };
+            }
+            let (p, pp) = (probabilities(&exec, &x, n), probabilities(&exec, &xp, n));
+            let worst = (0..n * 10).map(|k| (pp[k] - p[k]).abs()).fold(0.0, f64::max);
+            for (m, u) in ["interval", "twin-zonotope", "diff-zonotope"].iter().zip(&uppers) {
+                prop_assert!(worst <= *u, "{} Ball(eps={}) pixel {} bit {}: sampled |Δp| = {:e} > certified {:e} ({:?})", m, eps, i, bit, worst, u, nc);
+            }
+        }
+        // Point region: upper ≥ exact, and diff-zonotope is tight.
+        let point = Region::Point(img.clone());
+        for method in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope] {
+            let cert = Certifier::new(&net, point.clone(), settings(method));
+            for &i in &pixels {
+                let upper = cert.pixel(i).upper;
+                let (exact, _) = exact_point(&exec, &img, i, bit);
+                prop_assert!(exact <= upper, "{:?} Point pixel {} bit {}: exact {:e} > certified {:e} ({:?})", method, i, bit, exact, upper, nc);
+                if method == Method::DiffZonotope {
+                    prop_assert!(
+                        upper <= exact * (1.0 + 1e-3) + 1e-9,
+                        "diff-zonotope not tight at a Point: pixel {} bit {}: certified {:e} vs exact {:e} (ratio {}) ({:?})",
+                        i,
+                        bit,
+                        upper,
+                        exact,
+                        upper / exact,
+                        nc
+                    );
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// The Point-region tightness numbers for the report: certified / exact for every method.
+#[test]
+fn point_tightness_report() {
+    let mut worst = [(0.0f64, 0.0f64, 0.0f64); 3];
+    for seed in 0..6u64 {
+        let net = tiny_net(seed, 2 + (seed % 3) as usize, 1 + (seed % 2) as usize, seed % 4 == 3);
+        let exec = Executor::<f64>::new(&net);
+        let mut rng = Rng(seed ^ 77);
+        let img = image(&mut rng);
+        for bit in [0u8, 3, 7] {
+            for (k, method) in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope].into_iter().enumerate() {
+                let cert = Certifier::new(&net, Region::Point(img.clone()), Settings { method, region_budget: 512, diff_budget: 256, bit });
+                for i in [rng.below(784), 14 * 28 + 14, 200, 500] {
+                    let upper = cert.pixel(i).upper;
+                    let (exact, _) = exact_point(&exec, &img, i, bit);
+                    assert!(exact <= upper, "{method:?} seed {seed} pixel {i} bit {bit}: exact {exact:e} > certified {upper:e}");
+                    let excess = upper - exact;
+                    let ratio = if exact > 0.0 { upper / exact } else { f64::NAN };
+                    if excess > worst[k].0 {
+                        worst[k] = (excess, ratio, exact);
+                    }
+                    if bit == 0 && method == Method::DiffZonotope {
+                        println!("seed {seed} pixel {i:3} bit {bit}: exact {exact:.6e} diff-zonotope {upper:.6e} ratio {ratio:.8}");
+                    }
+                }
+            }
+        }
+    }
+    for (k, name) in ["interval", "twin-zonotope", "diff-zonotope"].iter().enumerate() {
+        println!("{name}: largest certified − exact = {:e} (ratio {} at exact {:e})", worst[k].0, worst[k].1, worst[k].2);
+    }
+}
+
+/// The main (layer) property at 100 000 cases: `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn long_run_main_properties() {
+    run(100_000, op_and_input(), prop_layer);
+}
