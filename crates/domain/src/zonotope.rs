@@ -163,7 +163,9 @@ impl Zonotope {
     pub fn radius(&self) -> Vec<f64> {
         let infl = 1.0 + gamma(self.n_gens() + 1);
         let s = abs_sum_rows(&self.gens, self.dim());
-        s.iter().zip(&self.err).map(|(a, e)| ((a + e) * infl).next_up()).collect()
+        // A coordinate with no generator weight and no error is exact: keep it at zero, so
+        // callers can tell "no uncertainty reaches here" (e.g. an unaffected neuron of D).
+        s.iter().zip(&self.err).map(|(a, e)| if a + e == 0.0 { 0.0 } else { ((a + e) * infl).next_up() }).collect()
     }
 
     /// The interval hull of the zonotope, rounded outward.

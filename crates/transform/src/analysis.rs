@@ -63,6 +63,7 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
         bounds[0] = input.bounds();
     }
     let mut peak = input.n_gens();
+    let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
     vals[0] = Some(input);
     for (k, layer) in net.layers.iter().enumerate() {
         let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
@@ -93,7 +94,7 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
             Op::Softmax => a.clone(),
         };
         peak = peak.max(out.n_gens());
-        if std::env::var("ZONOCERT_TRACE").is_ok() {
+        if trace {
             let r = out.radius();
             let mr = r.iter().copied().fold(0.0, f64::max);
             let mc = out.centre.iter().map(|c| c.abs()).fold(0.0, f64::max);

@@ -133,6 +133,8 @@ pub struct Certifier<'a> {
     settings: Settings,
     input: Zonotope,
     x: Forward,
+    /// Bounds on `z_j − z_c` over the region, shared by every pixel.
+    dx: Vec<Vec<Interval>>,
     pool_after_x: SymbolPool,
     classes: usize,
 }
@@ -156,7 +158,8 @@ impl<'a> Certifier<'a> {
         let keep = settings.method == Method::DiffZonotope;
         let x = forward(net, &maps, input.clone(), &mut pool, domain, keep);
         let classes = x.output.dim();
-        Certifier { net, maps, region, settings, input, x, pool_after_x: pool, classes }
+        let dx = logit_differences(&x.output);
+        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes }
     }
 
     /// The settings in force (budgets are 0 for a single image).
@@ -192,7 +195,7 @@ impl<'a> Certifier<'a> {
         let d_box = self.difference_box(i);
         let z = &self.x.output;
         let k = self.classes;
-        let dx = logit_differences(z);
+        let dx = &self.dx;
         let per_class = match self.settings.method {
             Method::DiffZonotope => {
                 let mut pool = SymbolPool::new();
