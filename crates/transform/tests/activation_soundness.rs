@@ -23,110 +23,24 @@
 //! the main property (relaxations). `PROPTEST_RNG_SEED` fixes the seed.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use std::collections::HashMap;
+use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_transform::activation::{relaxation, Unary};
 use zonocert_transform::analysis::differential_relaxation;
 use zonocert_transform::softmax::{class_bounds, logit_differences, max_bernoulli_variance, probability_bounds};
 
+mod support;
+use support::*;
+use support::Rng;
+
 // ---------------------------------------------------------------------------------------------
 // Double-double arithmetic.
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Dd {
-    hi: f64,
-    lo: f64,
-}
 
-fn two_sum(a: f64, b: f64) -> (f64, f64) {
-    let s = a + b;
-    let bb = s - a;
-    (s, (a - (s - bb)) + (b - bb))
-}
 
-fn quick_two_sum(a: f64, b: f64) -> (f64, f64) {
-    let s = a + b;
-    (s, b - (s - a))
-}
 
-const LN2: Dd = Dd { hi: std::f64::consts::LN_2, lo: 2.319_046_813_846_299_6e-17 };
 
-impl Dd {
-    const ZERO: Dd = Dd { hi: 0.0, lo: 0.0 };
-    const ONE: Dd = Dd { hi: 1.0, lo: 0.0 };
-
-    fn f(x: f64) -> Dd {
-        Dd { hi: x, lo: 0.0 }
-    }
-    fn prod(a: f64, b: f64) -> Dd {
-        let p = a * b;
-        Dd { hi: p, lo: a.mul_add(b, -p) }
-    }
-    fn add(self, o: Dd) -> Dd {
-        let (s1, s2) = two_sum(self.hi, o.hi);
-        let (t1, t2) = two_sum(self.lo, o.lo);
-        let (s1, s2) = quick_two_sum(s1, s2 + t1);
-        let (hi, lo) = quick_two_sum(s1, s2 + t2);
-        Dd { hi, lo }
-    }
-    fn neg(self) -> Dd {
-        Dd { hi: -self.hi, lo: -self.lo }
-    }
-    fn sub(self, o: Dd) -> Dd {
-        self.add(o.neg())
-    }
-    fn mul(self, o: Dd) -> Dd {
-        let p = Dd::prod(self.hi, o.hi);
-        let (hi, lo) = quick_two_sum(p.hi, p.lo + (self.hi * o.lo + self.lo * o.hi));
-        Dd { hi, lo }
-    }
-    fn mulf(self, x: f64) -> Dd {
-        self.mul(Dd::f(x))
-    }
-    fn div(self, o: Dd) -> Dd {
-        let q1 = self.hi / o.hi;
-        let r = self.sub(o.mulf(q1));
-        let q2 = r.hi / o.hi;
-        let r = r.sub(o.mulf(q2));
-        let q3 = r.hi / o.hi;
-        let (q1, q2) = quick_two_sum(q1, q2);
-        Dd { hi: q1, lo: q2 }.add(Dd::f(q3))
-    }
-    fn scale2(self, k: i32) -> Dd {
-        let p = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
-        if k >= -1022 {
-            Dd { hi: self.hi * p(k), lo: self.lo * p(k) }
-        } else {
-            Dd { hi: self.hi * p(-1022) * p(k + 1022), lo: self.lo * p(-1022) * p(k + 1022) }
-        }
-    }
-    fn sign(self) -> i32 {
-        let s = if self.hi != 0.0 { self.hi } else { self.lo };
-        (s > 0.0) as i32 - (s < 0.0) as i32
-    }
-    fn abs(self) -> Dd {
-        if self.sign() < 0 {
-            self.neg()
-        } else {
-            self
-        }
-    }
-    fn le(self, o: Dd) -> bool {
-        self.sub(o).sign() <= 0
-    }
-    fn max0(self) -> Dd {
-        if self.sign() > 0 {
-            self
-        } else {
-            Dd::ZERO
-        }
-    }
-    fn to_f64(self) -> f64 {
-        self.hi + self.lo
-    }
-}
 
 /// Relative error bound of the reference: its `exp` is measured at ~1e-31 (worst case over
 /// 20 000 arguments, `reference_sanity` asserts it stays below this bound), compounded by a few
@@ -210,37 +124,7 @@ fn d_ref(f: Unary, x: Dd) -> Dd {
 // Sampling helpers.
 // ---------------------------------------------------------------------------------------------
 
-struct Rng(u64);
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn sym(&mut self) -> f64 {
-        2.0 * self.unit() - 1.0
-    }
-    fn sign(&mut self) -> f64 {
-        if self.next() & 1 == 0 {
-            1.0
-        } else {
-            -1.0
-        }
-    }
-    fn corner_biased(&mut self) -> f64 {
-        match self.next() % 8 {
-            0 => self.sym(),
-            1 => 0.0,
-            _ => self.sign(),
-        }
-    }
-}
 
 const SWISH_ARGMIN: f64 = -1.278_464_542_761_073_8;
 const SWISH_TURN: f64 = 2.399_357_280_515_467;
@@ -266,19 +150,7 @@ fn samples(b: &Interval, grid: usize, random: usize, rng: &mut Rng) -> Vec<f64> 
     v
 }
 
-fn cases() -> u32 {
-    std::env::var("ZONOCERT_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
-}
 
-fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    if let Err(e) = runner.run(&strategy, test) {
-        panic!("{e}");
-    }
-}
 
 fn unary() -> impl Strategy<Value = Unary> {
     prop::sample::select(vec![Unary::Sigmoid, Unary::Swish, Unary::Relu])
@@ -473,38 +345,8 @@ fn targeted_intervals() {
 // Zonotope-level properties (same ε for shared symbols, see the domain tests).
 // ---------------------------------------------------------------------------------------------
 
-type Eps = HashMap<usize, f64>;
 
-fn eps_samples(syms: &[usize], rng: &mut Rng) -> Vec<Eps> {
-    let m = syms.len();
-    let mut out = Vec::new();
-    if m <= 5 {
-        for mask in 0..(1u32 << m) {
-            out.push(syms.iter().enumerate().map(|(k, &s)| (s, if mask >> k & 1 == 1 { 1.0 } else { -1.0 })).collect());
-        }
-    } else {
-        for _ in 0..32 {
-            out.push(syms.iter().map(|&s| (s, rng.sign())).collect());
-        }
-    }
-    for _ in 0..4 {
-        out.push(syms.iter().map(|&s| (s, rng.sym())).collect());
-    }
-    out
-}
 
-fn point(z: &Zonotope, eps: &Eps, eta: &[f64]) -> Vec<Dd> {
-    let n = z.dim();
-    (0..n)
-        .map(|j| {
-            let mut v = Dd::f(z.centre[j]);
-            for (k, s) in z.syms.iter().enumerate() {
-                v = v.add(Dd::prod(eps[s], z.gens[k * n + j]));
-            }
-            v.add(Dd::prod(z.err[j], eta[j]))
-        })
-        .collect()
-}
 
 /// `v` lies in `out` with the same ε on every symbol found in `eps`; other symbols free (and
 /// each on one neuron).

@@ -25,8 +25,7 @@
 //! 100 000 cases of the main (layer) property. `PROPTEST_RNG_SEED` fixes the seed.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use std::collections::HashMap;
+use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, LinearMap, SymbolPool, Zonotope};
 use zonocert_network::exec::Executor;
 use zonocert_network::ir::{numel, ChannelAffine, Conv, Layer, Linear, Network, Op, Shape, ValueId};
@@ -35,72 +34,17 @@ use zonocert_transform::analysis::{forward, Domain};
 use zonocert_transform::maps::{Affine, AffineMap, PreparedMaps};
 use zonocert_transform::sensitivity::{exact_point, flip_size, Certifier, Method, Region, Settings};
 
+mod support;
+use support::*;
+use support::Rng;
+
 // ---------------------------------------------------------------------------------------------
 // Double-double arithmetic (reference for the layer properties).
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Dd {
-    hi: f64,
-    lo: f64,
-}
 
-fn two_sum(a: f64, b: f64) -> (f64, f64) {
-    let s = a + b;
-    let bb = s - a;
-    (s, (a - (s - bb)) + (b - bb))
-}
 
-fn quick_two_sum(a: f64, b: f64) -> (f64, f64) {
-    let s = a + b;
-    (s, b - (s - a))
-}
 
-impl Dd {
-    const ZERO: Dd = Dd { hi: 0.0, lo: 0.0 };
-    fn f(x: f64) -> Dd {
-        Dd { hi: x, lo: 0.0 }
-    }
-    fn prod(a: f64, b: f64) -> Dd {
-        let p = a * b;
-        Dd { hi: p, lo: a.mul_add(b, -p) }
-    }
-    fn add(self, o: Dd) -> Dd {
-        let (s1, s2) = two_sum(self.hi, o.hi);
-        let (t1, t2) = two_sum(self.lo, o.lo);
-        let (s1, s2) = quick_two_sum(s1, s2 + t1);
-        let (hi, lo) = quick_two_sum(s1, s2 + t2);
-        Dd { hi, lo }
-    }
-    fn neg(self) -> Dd {
-        Dd { hi: -self.hi, lo: -self.lo }
-    }
-    fn sub(self, o: Dd) -> Dd {
-        self.add(o.neg())
-    }
-    fn mulf(self, x: f64) -> Dd {
-        let p = Dd::prod(self.hi, x);
-        let (hi, lo) = quick_two_sum(p.hi, p.lo + self.lo * x);
-        Dd { hi, lo }
-    }
-    fn sign(self) -> i32 {
-        let s = if self.hi != 0.0 { self.hi } else { self.lo };
-        (s > 0.0) as i32 - (s < 0.0) as i32
-    }
-    fn abs(self) -> Dd {
-        if self.sign() < 0 {
-            self.neg()
-        } else {
-            self
-        }
-    }
-    fn le(self, o: Dd) -> bool {
-        self.sub(o).sign() <= 0
-    }
-    fn to_f64(self) -> f64 {
-        self.hi + self.lo
-    }
-}
 
 /// Error bound of the double-double reference, relative to the magnitude of its terms.
 const REF_REL: f64 = 1e-28;
@@ -109,91 +53,16 @@ const REF_REL: f64 = 1e-28;
 // RNG, sampling, runner.
 // ---------------------------------------------------------------------------------------------
 
-struct Rng(u64);
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn sym(&mut self) -> f64 {
-        2.0 * self.unit() - 1.0
-    }
-    fn sign(&mut self) -> f64 {
-        if self.next() & 1 == 0 {
-            1.0
-        } else {
-            -1.0
-        }
-    }
-    fn corner_biased(&mut self) -> f64 {
-        match self.next() % 8 {
-            0 => self.sym(),
-            1 => 0.0,
-            _ => self.sign(),
-        }
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
-fn cases() -> u32 {
-    std::env::var("ZONOCERT_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
-}
 
 fn net_cases() -> u32 {
     (cases() / 50).max(4)
 }
 
-fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    if let Err(e) = runner.run(&strategy, test) {
-        panic!("{e}");
-    }
-}
 
-type Eps = HashMap<usize, f64>;
 
-fn eps_samples(syms: &[usize], rng: &mut Rng) -> Vec<Eps> {
-    let m = syms.len();
-    let mut out = Vec::new();
-    if m <= 5 {
-        for mask in 0..(1u32 << m) {
-            out.push(syms.iter().enumerate().map(|(k, &s)| (s, if mask >> k & 1 == 1 { 1.0 } else { -1.0 })).collect());
-        }
-    } else {
-        for _ in 0..32 {
-            out.push(syms.iter().map(|&s| (s, rng.sign())).collect());
-        }
-    }
-    for _ in 0..3 {
-        out.push(syms.iter().map(|&s| (s, rng.sym())).collect());
-    }
-    out
-}
 
-fn point(z: &Zonotope, eps: &Eps, eta: &[f64]) -> Vec<Dd> {
-    let n = z.dim();
-    (0..n)
-        .map(|j| {
-            let mut v = Dd::f(z.centre[j]);
-            for (k, s) in z.syms.iter().enumerate() {
-                v = v.add(Dd::prod(eps[s], z.gens[k * n + j]));
-            }
-            v.add(Dd::prod(z.err[j], eta[j]))
-        })
-        .collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Affine ops: strategies and the exact reference.
