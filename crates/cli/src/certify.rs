@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
 use zonocert_network::Executor;
+use zonocert_transform::precise::PreciseCertifier;
 use zonocert_transform::sensitivity::{exact_point, Certifier, Method, Region, Settings};
 
 /// The method that bounds the difference between an image and its flipped twin.
@@ -23,14 +24,45 @@ pub enum MethodArg {
     TwinZonotope,
     /// Differential zonotope: the difference carried by mean-value transformers.
     DiffZonotope,
+    /// Single image only: both images evaluated in high-precision ball arithmetic, giving a
+    /// certified enclosure [lower, upper] of the exact value.
+    Precise,
 }
 
-impl From<MethodArg> for Method {
-    fn from(m: MethodArg) -> Method {
-        match m {
-            MethodArg::Interval => Method::Interval,
-            MethodArg::TwinZonotope => Method::TwinZonotope,
-            MethodArg::DiffZonotope => Method::DiffZonotope,
+impl MethodArg {
+    /// The abstract-interpretation method, or `None` for `precise`.
+    pub fn abstract_method(self) -> Option<Method> {
+        match self {
+            MethodArg::Interval => Some(Method::Interval),
+            MethodArg::TwinZonotope => Some(Method::TwinZonotope),
+            MethodArg::DiffZonotope => Some(Method::DiffZonotope),
+            MethodArg::Precise => None,
+        }
+    }
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        self.abstract_method().map_or("precise", Method::name)
+    }
+}
+
+/// The engine that certifies one pixel at a time.
+enum Engine<'a> {
+    Abstract(Certifier<'a>),
+    Precise(PreciseCertifier<'a>),
+}
+
+impl Engine<'_> {
+    fn pixel(&self, i: usize) -> Done {
+        match self {
+            Engine::Abstract(c) => {
+                let r = c.pixel(i);
+                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class }
+            }
+            Engine::Precise(c) => {
+                let r = c.pixel(i);
+                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class }
+            }
         }
     }
 }
@@ -51,6 +83,9 @@ pub struct CertifyArgs {
     /// Generator budget of the difference zonotope.
     #[arg(long, default_value_t = Settings::default().diff_budget)]
     diff_budget: usize,
+    /// Working precision in bits of `--method precise` (rounded up to a multiple of 64).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(128..=4096))]
+    precision: u32,
     /// Also compute the exact value (single image only, f64 execution) beside each bound.
     #[arg(long)]
     with_exact: bool,
@@ -75,6 +110,10 @@ pub struct CertifyArgs {
     resume: bool,
 }
 
+/// Why `--method precise` refuses a region.
+const PRECISE_NEEDS_POINT: &str =
+    "--method precise certifies a single image: give --mnist/--index or --image with --eps 0 (balls and the global region need an abstract method)";
+
 /// Pixels certified between two partial reports.
 const CHUNK: usize = 32;
 
@@ -83,7 +122,19 @@ const CHUNK: usize = 32;
 struct Done {
     pixel: usize,
     upper: f64,
+    /// Certified lower bound on the exact value (method `precise` only).
+    lower: Option<f64>,
     class: usize,
+}
+
+impl Done {
+    fn to_json(self) -> serde_json::Value {
+        let mut p = json!({"pixel": self.pixel, "row": self.pixel / 28, "col": self.pixel % 28, "upper": self.upper, "class": self.class});
+        if let Some(l) = self.lower {
+            p["lower"] = json!(l);
+        }
+        p
+    }
 }
 
 /// Pixels already certified by an earlier, interrupted run with the same question.
@@ -102,6 +153,7 @@ fn resumed(path: &std::path::Path, method: &str, region_kind: &str, bit: u8) -> 
             Ok(Done {
                 pixel: p["pixel"].as_u64().context("--resume: pixel entry without index")? as usize,
                 upper: p["upper"].as_f64().context("--resume: pixel entry without bound")?,
+                lower: p["lower"].as_f64(),
                 class: p["class"].as_u64().unwrap_or(0) as usize,
             })
         })
@@ -113,18 +165,27 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let q = args.question.resolve()?;
     let (region, origin, label, pixels) = (q.region, q.origin, q.label, q.pixels);
     let pixels_requested = pixels.len();
+    if args.method == MethodArg::Precise && !matches!(region, Region::Point(_)) {
+        bail!("{PRECISE_NEEDS_POINT}");
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let net = args.model.load()?;
     check_classifier(&net)?;
     if args.with_exact && !matches!(region, Region::Point(_)) {
         bail!("--with-exact needs a single image (--eps 0)");
     }
-    let settings = Settings { method: args.method.into(), region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.question.bit };
     let t0 = Instant::now();
-    let certifier = Certifier::new(&net, region.clone(), settings);
+    let engine = match (args.method.abstract_method(), &region) {
+        (Some(method), _) => {
+            let settings = Settings { method, region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.question.bit };
+            Engine::Abstract(Certifier::new(&net, region.clone(), settings))
+        }
+        (None, Region::Point(px)) => Engine::Precise(PreciseCertifier::new(&net, px, args.question.bit, args.precision as usize)),
+        (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
+    };
     let region_secs = t0.elapsed().as_secs_f64();
 
-    let method_name = Method::from(args.method).name();
+    let method_name = args.method.name();
     let region_kind = match &region {
         Region::Point(_) => "point",
         Region::Ball(..) => "ball",
@@ -157,16 +218,16 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         let part: Vec<Done> = chunk
             .par_iter()
             .map(|&i| {
-                let r = certifier.pixel(i);
+                let d = engine.pixel(i);
                 bar.inc(1);
-                Done { pixel: r.pixel, upper: r.upper, class: r.class }
+                d
             })
             .collect();
         results.extend(part);
         let partial = json!({
             "complete": false, "model": args.model.model.display().to_string(), "method": method_name,
             "region": region_json, "bit": args.question.bit,
-            "pixels": results.iter().map(|r| json!({"pixel": r.pixel, "row": r.pixel / 28, "col": r.pixel % 28, "upper": r.upper, "class": r.class})).collect::<Vec<_>>(),
+            "pixels": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
             "pixels_requested": pixels.len(),
         });
         write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
@@ -185,12 +246,13 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
 
     let (max_i, max_upper) = results.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (k, r)| if r.upper > b.1 { (k, r.upper) } else { b });
-    let mut csv = String::from("pixel,row,col,upper,class,exact\n");
+    let mut csv = String::from("pixel,row,col,upper,class,exact,lower\n");
     let mut pix_json = Vec::with_capacity(results.len());
     for (k, r) in results.iter().enumerate() {
         let ex = exact.as_ref().map(|e| e[k].0);
-        csv.push_str(&format!("{},{},{},{:e},{},{}\n", r.pixel, r.pixel / 28, r.pixel % 28, r.upper, r.class, ex.map(|v| format!("{v:e}")).unwrap_or_default()));
-        let mut p = json!({"pixel": r.pixel, "row": r.pixel / 28, "col": r.pixel % 28, "upper": r.upper, "class": r.class});
+        let fmt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
+        csv.push_str(&format!("{},{},{},{:e},{},{},{}\n", r.pixel, r.pixel / 28, r.pixel % 28, r.upper, r.class, fmt(ex), fmt(r.lower)));
+        let mut p = r.to_json();
         if let Some(v) = ex {
             p["exact"] = json!(v);
         }
@@ -209,14 +271,20 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "region": region_json,
         "bit": args.question.bit,
         "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
-        "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own f64 rounding is accounted for",
-        "settings": {"region_budget": certifier.settings().region_budget, "diff_budget": certifier.settings().diff_budget},
+        "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower' (method precise) is a certified lower bound on the same exact value",
+        "settings": match &engine {
+            Engine::Abstract(c) => json!({"region_budget": c.settings().region_budget, "diff_budget": c.settings().diff_budget}),
+            Engine::Precise(c) => json!({"precision_bits": c.precision()}),
+        },
         "pixels": pix_json,
         "max_upper": max_upper,
         "max_pixel": results[max_i].pixel,
         "time_s": secs,
         "region_analysis_s": region_secs,
-        "region_peak_generators": certifier.region_analysis().peak_generators,
+        "region_peak_generators": match &engine {
+            Engine::Abstract(c) => c.region_analysis().peak_generators,
+            Engine::Precise(_) => 0,
+        },
         "heatmap": {"file": "heatmap.png", "width": w, "height": h, "colour_map": "viridis", "log_scale": args.log_scale, "min": lo, "max": hi},
     });
     write_atomic(&args.out.join("bounds.csv"), csv.as_bytes())?;
@@ -228,7 +296,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         println!(
             "{} pixels, method {}, region {}: max certified |Δp| = {:.6e} at pixel {} (row {}, col {}), {:.1} s",
             results.len(),
-            Method::from(args.method).name(),
+            method_name,
             origin,
             max_upper,
             results[max_i].pixel,

@@ -195,6 +195,34 @@ fn shipped_model_point_certificates_are_sound() {
     }
 }
 
+/// The precise method (high-precision ball arithmetic) on the shipped B0: a certified enclosure
+/// [lower, upper] of the exact value, containing the f64 evaluation (up to that evaluation's
+/// own error of a few 1e-16) and meeting the tightness target upper ≤ exact·(1 + 10⁻³) + 10⁻⁹
+/// with room to spare (it is exact to the printed digits). Three images, two pixels each.
+#[test]
+fn shipped_model_precise_certificates_are_exact() {
+    let Some(dir) = mnist() else { return };
+    let d = tmp("precise");
+    for i in 0..3 {
+        let out = d.join(format!("img{i}"));
+        let idx = i.to_string();
+        let v = ok_json(&["certify", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--method", "precise", "--pixels", "100,433", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        assert_eq!(v["method"], "precise");
+        assert_eq!(v["settings"]["precision_bits"], 256);
+        for p in v["pixels"].as_array().unwrap() {
+            let (u, l, e) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap(), p["exact"].as_f64().unwrap());
+            assert!(l <= u, "image {i} pixel {}: empty enclosure [{l}, {u}]", p["pixel"]);
+            assert!(u >= e - 1e-12 && l <= e + 1e-12, "image {i} pixel {}: [{l}, {u}] misses the f64 value {e}", p["pixel"]);
+            assert!(u <= e * (1.0 + 1e-3) + 1e-9, "image {i} pixel {}: certified {u} not tight (exact {e})", p["pixel"]);
+            assert!(u - l <= 1e-14 * u + 1e-30, "image {i} pixel {}: enclosure [{l}, {u}] wider than a few ulps", p["pixel"]);
+        }
+    }
+    // Regions are refused before anything is written.
+    let g = d.join("global");
+    fails_with(&["certify", "--model", SHIPPED, "--region", "global", "--method", "precise", "--out", g.to_str().unwrap()], "single image");
+    assert!(!g.join("report.json").exists(), "a refused run must not leave a report");
+}
+
 #[test]
 fn bad_arguments_fail_clearly() {
     let d = tmp("bad");

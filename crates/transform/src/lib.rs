@@ -12,6 +12,7 @@ pub mod activation;
 pub mod analysis;
 pub mod falsify;
 pub mod maps;
+pub mod precise;
 pub mod sensitivity;
 pub mod softmax;
 

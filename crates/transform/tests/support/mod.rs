@@ -1,11 +1,13 @@
 //! Test support shared by the transformer property tests: a double-double reference
-//! arithmetic, a seedable generator, the proptest runner and zonotope point sampling.
+//! arithmetic, a seedable generator, the proptest runner, zonotope point sampling, and small
+//! random EfficientNet-like networks with random images.
 #![allow(dead_code)]
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::collections::HashMap;
 use zonocert_domain::Zonotope;
+use zonocert_network::ir::{ChannelAffine, Conv, Layer, Linear, Network, Op, Shape, ValueId};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dd {
@@ -181,4 +183,100 @@ pub fn point(z: &Zonotope, eps: &Eps, eta: &[f64]) -> Vec<Dd> {
             v.add(Dd::prod(z.err[j], eta[j]))
         })
         .collect()
+}
+
+pub fn conv(rng: &mut Rng, ci: usize, co: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Conv {
+    let fan_in = (ci / groups) * k * k;
+    let s = (2.0 / fan_in as f64).sqrt();
+    Conv {
+        weight: (0..co * fan_in).map(|_| rng.sym() * s * 1.7).collect(),
+        bias: (0..co).map(|_| rng.sym() * 0.2).collect(),
+        in_channels: ci,
+        out_channels: co,
+        kernel: [k, k],
+        stride: [stride, stride],
+        pads: [pad; 4],
+        dilation: [1, 1],
+        groups,
+    }
+}
+
+/// A tiny EfficientNet-like network [1, 28, 28] → 10 with random weights.
+pub fn tiny_net(seed: u64, channels: usize, se: usize, relu_stem: bool) -> Network {
+    let mut rng = Rng(seed);
+    let c = channels;
+    let mut layers: Vec<Layer> = Vec::new();
+    let mut push = |name: &str, op: Op, inputs: &[usize], shape: Shape| -> usize {
+        layers.push(Layer { name: name.into(), op, inputs: inputs.iter().map(|&v| ValueId(v)).collect(), shape });
+        layers.len()
+    };
+    let norm = push(
+        "normalise",
+        Op::ChannelAffine(ChannelAffine { scale: vec![0.3081], shift: vec![-0.1307 / 0.3081], divide: true }),
+        &[0],
+        vec![1, 28, 28],
+    );
+    let pad = push("pad", Op::Pad([1, 1, 1, 1]), &[norm], vec![1, 30, 30]);
+    let stem = push("stem", Op::Conv(conv(&mut rng, 1, c, 3, 2, 0, 1)), &[pad], vec![c, 14, 14]);
+    let act = push("stem_act", if relu_stem { Op::Relu } else { Op::Swish }, &[stem], vec![c, 14, 14]);
+    let dw = push("dw", Op::Conv(conv(&mut rng, c, c, 3, 2, 1, c)), &[act], vec![c, 7, 7]);
+    let dw_act = push("dw_act", Op::Swish, &[dw], vec![c, 7, 7]);
+    let sq = push("se_pool", Op::GlobalAvgPool, &[dw_act], vec![c, 1, 1]);
+    let r = push("se_reduce", Op::Conv(conv(&mut rng, c, se, 1, 1, 0, 1)), &[sq], vec![se, 1, 1]);
+    let r_act = push("se_act", Op::Swish, &[r], vec![se, 1, 1]);
+    let e = push("se_expand", Op::Conv(conv(&mut rng, se, c, 1, 1, 0, 1)), &[r_act], vec![c, 1, 1]);
+    let gate = push("se_gate", Op::Sigmoid, &[e], vec![c, 1, 1]);
+    let scaled = push("se_mul", Op::Mul, &[dw_act, gate], vec![c, 7, 7]);
+    let proj = push("project", Op::Conv(conv(&mut rng, c, c, 1, 1, 0, 1)), &[scaled], vec![c, 7, 7]);
+    let res = push("residual", Op::Add, &[proj, dw], vec![c, 7, 7]);
+    let pool = push("pool", Op::GlobalAvgPool, &[res], vec![c, 1, 1]);
+    let flat = push("flatten", Op::Reshape, &[pool], vec![c]);
+    let lin = Linear {
+        weight: (0..10 * c).map(|_| rng.sym() * 1.5).collect(),
+        bias: (0..10).map(|_| rng.sym() * 0.3).collect(),
+        in_features: c,
+        out_features: 10,
+    };
+    let logits = push("fc", Op::Linear(lin), &[flat], vec![10]);
+    let net = Network {
+        input_name: "input".into(),
+        input_shape: vec![1, 28, 28],
+        layers,
+        output: ValueId(logits),
+        squeeze_excite: vec![],
+    };
+    net.validate().expect("valid network");
+    net
+}
+
+/// A random image: blank, noise, or an MNIST-like blob of ink.
+pub fn image(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(3) {
+        0 => (0..784).map(|_| rng.below(256) as u8).collect(),
+        1 => {
+            let (cy, cx, r) = (8.0 + 12.0 * rng.unit(), 8.0 + 12.0 * rng.unit(), 3.0 + 6.0 * rng.unit());
+            (0..784)
+                .map(|p| {
+                    let (y, x) = ((p / 28) as f64, (p % 28) as f64);
+                    let d = ((y - cy).powi(2) + (x - cx).powi(2)).sqrt();
+                    if d < r {
+                        (255.0 * (1.0 - d / r * 0.5)) as u8
+                    } else if d < r + 1.5 {
+                        rng.below(128) as u8
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            let mut v = vec![0u8; 784];
+            v.iter_mut().for_each(|b| {
+                if rng.below(10) == 0 {
+                    *b = 255;
+                }
+            });
+            v
+        }
+    }
 }
