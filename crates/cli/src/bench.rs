@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{search, SearchSettings};
-use zonocert_transform::precise::PreciseCertifier;
+use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{exact_point, Certifier, Region, Settings};
 
 /// Arguments of `zonocert bench`.
@@ -47,9 +47,6 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1.0, hide = true)]
     inject_scale: f64,
 }
-
-/// Working precision of the `precise` method in benchmarks (the `certify` default).
-const PRECISION_BITS: usize = 256;
 
 /// Lower bounds and exact values are plain `f64` evaluations of both images: each carries an
 /// absolute error of a few 10⁻¹⁶ on a probability difference. A certified bound counts as
@@ -131,7 +128,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     pixels.par_iter().map(|&p| cert.pixel(p).upper * args.inject_scale).collect()
                 }
                 (None, Region::Point(px)) => {
-                    let cert = PreciseCertifier::new(&net, px, 0, PRECISION_BITS);
+                    let cert = PreciseCertifier::new(&net, px, 0, Arithmetic::Fixed);
                     pixels.par_iter().map(|&p| cert.pixel(p).upper * args.inject_scale).collect()
                 }
                 // The precise method answers single images only.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
 use zonocert_network::Executor;
-use zonocert_transform::precise::PreciseCertifier;
+use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{exact_point, Certifier, Method, Region, Settings};
 
 /// The method that bounds the difference between an image and its flipped twin.
@@ -44,6 +44,15 @@ impl MethodArg {
     pub fn name(self) -> &'static str {
         self.abstract_method().map_or("precise", Method::name)
     }
+}
+
+/// The arithmetic of the precise method.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ArithmeticArg {
+    /// 256-bit fixed point (falls back to BigFloat where values leave its range).
+    Fixed,
+    /// Arbitrary-precision floating point (`--precision` bits).
+    Bigfloat,
 }
 
 /// The engine that certifies one pixel at a time.
@@ -83,7 +92,11 @@ pub struct CertifyArgs {
     /// Generator budget of the difference zonotope.
     #[arg(long, default_value_t = Settings::default().diff_budget)]
     diff_budget: usize,
-    /// Working precision in bits of `--method precise` (rounded up to a multiple of 64).
+    /// Arithmetic of `--method precise`: 256-bit fixed point (fast), or BigFloat at
+    /// `--precision` bits.
+    #[arg(long, value_enum, default_value = "fixed")]
+    arithmetic: ArithmeticArg,
+    /// Working precision in bits of `--arithmetic bigfloat` (rounded up to a multiple of 64).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(128..=4096))]
     precision: u32,
     /// Also compute the exact value (single image only, f64 execution) beside each bound.
@@ -180,7 +193,13 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             let settings = Settings { method, region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.question.bit };
             Engine::Abstract(Certifier::new(&net, region.clone(), settings))
         }
-        (None, Region::Point(px)) => Engine::Precise(PreciseCertifier::new(&net, px, args.question.bit, args.precision as usize)),
+        (None, Region::Point(px)) => {
+            let arithmetic = match args.arithmetic {
+                ArithmeticArg::Fixed => Arithmetic::Fixed,
+                ArithmeticArg::Bigfloat => Arithmetic::BigFloat(args.precision as usize),
+            };
+            Engine::Precise(PreciseCertifier::new(&net, px, args.question.bit, arithmetic))
+        }
         (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
     };
     let region_secs = t0.elapsed().as_secs_f64();
@@ -274,7 +293,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower' (method precise) is a certified lower bound on the same exact value",
         "settings": match &engine {
             Engine::Abstract(c) => json!({"region_budget": c.settings().region_budget, "diff_budget": c.settings().diff_budget}),
-            Engine::Precise(c) => json!({"precision_bits": c.precision()}),
+            Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }, "fallbacks_to_bigfloat": c.fallbacks()}),
         },
         "pixels": pix_json,
         "max_upper": max_upper,

@@ -3,20 +3,26 @@
 //! At a single image the question has an exact answer, `max_c |p_c(x′) − p_c(x)|`, and any
 //! sound enclosure of it is a certificate. Interval or zonotope analyses in `f64` cannot give
 //! a useful one on a deep network: every layer's rounding error is boxed, and boxing through an
-//! EfficientNet-B0 amplifies it by roughly 10³⁶ (about 90× per MBConv block, measured), so a
-//! 10⁻¹⁶ rounding becomes a vacuous bound. Here the centre of every value is carried with
-//! `precision` bits (192 by default, via `astro-float`) and its distance to the exact real
-//! value by an `f64` radius rounded upward. The same amplification then acts on a 10⁻⁵⁷
-//! starting error and the logits come out enclosed to about 10⁻²⁰.
+//! EfficientNet-B0 amplifies it by roughly 10⁴⁶ (about 90× per MBConv block; measured: at 192
+//! bits the shipped model's probabilities come out enclosed only to 10⁻¹⁰), so a 10⁻¹⁶
+//! rounding becomes a vacuous bound. Here the centre of every value is carried with 256 bits
+//! and its distance to the exact real value by an `f64` radius rounded upward; the same
+//! amplification then acts on a 10⁻⁷⁷ starting error and the probabilities come out enclosed
+//! to about 10⁻²⁷.
+//!
+//! Two backends compute the centres: [`crate::fixed`] (256-bit fixed point, the default) and
+//! `BigFloat` from `astro-float` at any precision (this file), which also serves as the
+//! fallback and computes the final softmax.
 //!
 //! What is guaranteed: for the network as stored in the IR (weights are exact binary values),
-//! every returned ball `[c − r, c + r]` contains the exact real value. Assumptions: the
-//! basic operations of `astro-float` (add, sub, mul, div) at precision `p` are correctly
-//! rounded to nearest, as its documentation states; the bound below allows four times that
-//! error (`U = 2^{2−p}` relative). The exponential is not taken from the library: it is
-//! computed from basic operations with an explicit truncation and rounding bound.
+//! every returned ball `[c − r, c + r]` contains the exact real value. Assumptions of the
+//! `BigFloat` backend: the basic operations of `astro-float` (add, sub, mul, div) at precision
+//! `p` are correctly rounded to nearest, as its documentation states; the bound allows four
+//! times that error (`U = 2^{2−p}` relative). The exponential is not taken from the library:
+//! it is computed from basic operations with an explicit truncation and rounding bound.
 
 use crate::activation::Unary;
+use crate::fixed::FixedNetwork;
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
 use zonocert_network::ir::{numel, Conv, Linear, Op};
@@ -110,7 +116,7 @@ fn magnitude(x: &BigFloat) -> f64 {
 }
 
 /// `2^k` as an `f64`, rounded up (infinite above the range, the smallest normal below it).
-fn pow2(k: i64) -> f64 {
+pub(crate) fn pow2(k: i64) -> f64 {
     if k > 1023 {
         f64::INFINITY
     } else if k < -1022 {
@@ -163,7 +169,7 @@ fn taylor_degree(precision: usize) -> usize {
 
 /// `x · (1 + slack)` rounded up: turns an `f64` sum of `n` non-negative rounded terms into an
 /// upper bound of the exact sum (`γ`-style, with margin), plus room for underflow.
-fn up(x: f64, n: usize) -> f64 {
+pub(crate) fn up(x: f64, n: usize) -> f64 {
     if x.is_nan() {
         return f64::INFINITY;
     }
@@ -195,35 +201,14 @@ pub struct PreciseNetwork<'a> {
     /// Taylor coefficients `1/j!`, `j = 0..=N`, each within `(j + 1)U` relative; `N` is the
     /// least degree whose remainder on `|s| ≤ EXP_REDUCED_MAX` is below `U`.
     taylor: Vec<BigFloat>,
-    prepared: Vec<Prepared>,
+    /// Converted on first use (the fixed-point backend needs only the softmax from here).
+    prepared: std::sync::OnceLock<Vec<Prepared>>,
 }
 
 impl<'a> PreciseNetwork<'a> {
     /// Converts the network's constants; `precision` is in bits (rounded up to 64).
     pub fn new(net: &'a Network, precision: usize) -> Self {
         let precision = precision.max(128).div_ceil(64) * 64;
-        let exact = |v: &[f64]| {
-            v.iter()
-                .map(|&x| BigFloat::from_f64(x, WEIGHT_PRECISION))
-                .collect::<Vec<_>>()
-        };
-        let prepared =
-            net.layers
-                .iter()
-                .map(|l| match &l.op {
-                    Op::Conv(Conv { weight, bias, .. })
-                    | Op::Linear(Linear { weight, bias, .. }) => Prepared::Weights {
-                        w: exact(weight),
-                        abs: weight.iter().map(|w| w.abs()).collect(),
-                        b: exact(bias),
-                    },
-                    Op::ChannelAffine(a) => Prepared::Affine {
-                        scale: exact(&a.scale),
-                        shift: exact(&a.shift),
-                    },
-                    _ => Prepared::Nothing,
-                })
-                .collect();
         // ln 2 to 64 bits beyond the working precision (its error is then negligible; it is
         // still counted as one unit in the exponential's bound).
         let ln2 = Consts::new()
@@ -240,8 +225,35 @@ impl<'a> PreciseNetwork<'a> {
             unit: pow2(2 - precision as i64),
             ln2,
             taylor,
-            prepared,
+            prepared: std::sync::OnceLock::new(),
         }
+    }
+
+    fn prepared(&self) -> &[Prepared] {
+        self.prepared.get_or_init(|| {
+            let net = self.net;
+        let exact = |v: &[f64]| {
+                v.iter()
+                    .map(|&x| BigFloat::from_f64(x, WEIGHT_PRECISION))
+                    .collect::<Vec<_>>()
+            };
+            net.layers
+                    .iter()
+                    .map(|l| match &l.op {
+                        Op::Conv(Conv { weight, bias, .. })
+                        | Op::Linear(Linear { weight, bias, .. }) => Prepared::Weights {
+                            w: exact(weight),
+                            abs: weight.iter().map(|w| w.abs()).collect(),
+                            b: exact(bias),
+                        },
+                        Op::ChannelAffine(a) => Prepared::Affine {
+                            scale: exact(&a.scale),
+                            shift: exact(&a.shift),
+                        },
+                        _ => Prepared::Nothing,
+                    })
+                    .collect()
+        })
     }
 
     /// Working precision in bits.
@@ -289,10 +301,10 @@ impl<'a> PreciseNetwork<'a> {
             let x = get(layer.inputs[0]);
             let in_shape = self.net.shape_of(layer.inputs[0]);
             let out = match &layer.op {
-                Op::Conv(conv) => self.conv(conv, &self.prepared[k], x, in_shape, &layer.shape),
-                Op::Linear(lin) => self.linear(lin, &self.prepared[k], x),
+                Op::Conv(conv) => self.conv(conv, &self.prepared()[k], x, in_shape, &layer.shape),
+                Op::Linear(lin) => self.linear(lin, &self.prepared()[k], x),
                 Op::ChannelAffine(a) => {
-                    self.channel_affine(a.divide, &self.prepared[k], x, in_shape)
+                    self.channel_affine(a.divide, &self.prepared()[k], x, in_shape)
                 }
                 Op::Relu => self.unary(Unary::Relu, x),
                 Op::Sigmoid => self.unary(Unary::Sigmoid, x),
@@ -672,6 +684,19 @@ impl<'a> PreciseNetwork<'a> {
     }
 }
 
+/// Which arithmetic evaluates the two images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// 256-bit fixed point ([`crate::fixed`]), about 30× faster; falls back to `BigFloat` for
+    /// networks or values outside its range.
+    Fixed,
+    /// `BigFloat` with this many bits.
+    BigFloat(usize),
+}
+
+/// Precision of the softmax (and of any fallback) behind the fixed-point backend.
+const FIXED_SOFTMAX_PRECISION: usize = 256;
+
 /// A certified enclosure of one image's bit-flip sensitivity at one pixel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointSensitivity {
@@ -690,6 +715,10 @@ pub struct PointSensitivity {
 /// The rigorous single-image certifier: evaluates the image once and each flipped twin once.
 pub struct PreciseCertifier<'a> {
     net: PreciseNetwork<'a>,
+    /// The fast backend, when the network suits it (see [`crate::fixed`]).
+    fixed: Option<FixedNetwork<'a>>,
+    /// Evaluations that fell back from fixed-point to `BigFloat`.
+    fallbacks: std::sync::atomic::AtomicUsize,
     image: Vec<u8>,
     ends_with_softmax: bool,
     /// Probabilities of the unflipped image.
@@ -698,13 +727,18 @@ pub struct PreciseCertifier<'a> {
 }
 
 impl<'a> PreciseCertifier<'a> {
-    /// Evaluates `image` (784 bytes) at `precision` bits.
-    pub fn new(net: &'a Network, image: &[u8], bit: u8, precision: usize) -> Self {
+    /// Evaluates `image` (784 bytes) with the chosen arithmetic.
+    pub fn new(net: &'a Network, image: &[u8], bit: u8, arithmetic: Arithmetic) -> Self {
         let ends_with_softmax = net.layers.last().is_some_and(|l| l.op == Op::Softmax)
             && net.output.0 == net.layers.len();
-        let net = PreciseNetwork::new(net, precision);
+        let (precision, fixed) = match arithmetic {
+            Arithmetic::Fixed => (FIXED_SOFTMAX_PRECISION, FixedNetwork::new(net).ok()),
+            Arithmetic::BigFloat(p) => (p, None),
+        };
         let mut c = PreciseCertifier {
-            net,
+            net: PreciseNetwork::new(net, precision),
+            fixed,
+            fallbacks: std::sync::atomic::AtomicUsize::new(0),
             image: image.to_vec(),
             ends_with_softmax,
             base: Balls::with_capacity(0),
@@ -714,12 +748,35 @@ impl<'a> PreciseCertifier<'a> {
         c
     }
 
-    /// The precision in use (bits).
+    /// The precision of the `BigFloat` backend (and of the final softmax) in bits.
     pub fn precision(&self) -> usize {
         self.net.precision()
     }
 
+    /// `"fixed-256"` when the fixed-point backend is in use, else `"bigfloat"`.
+    pub fn arithmetic_name(&self) -> &'static str {
+        if self.fixed.is_some() {
+            "fixed-256"
+        } else {
+            "bigfloat"
+        }
+    }
+
+    /// How many evaluations fell back from the fixed-point backend to `BigFloat` (values
+    /// outside its range); 0 on a typical image.
+    pub fn fallbacks(&self) -> usize {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn probabilities(&self, image: &[u8]) -> Balls {
+        if let Some(fixed) = &self.fixed {
+            match fixed.input(image).and_then(|x| fixed.forward(x)) {
+                Ok(out) => return self.net.softmax(&out),
+                Err(_) => {
+                    self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
         let out = self.net.forward(self.net.input(image));
         if self.ends_with_softmax {
             out

@@ -10,7 +10,8 @@
 //!   both corners, random corners, random interior points — evaluated at 768 bits must land in
 //!   the wide evaluation's balls (this exercises the radius propagation: |W|·r, mean-value
 //!   slopes of swish and sigmoid, products);
-//! * the certified sensitivity encloses the `f64` exact value up to that value's own error.
+//! * the certified sensitivity encloses the `f64` exact value up to that value's own error;
+//! * all of the above for both backends: `BigFloat` (256 bits) and 256-bit fixed point.
 
 mod support;
 
@@ -19,7 +20,8 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use support::{image, run, tiny_net, Rng};
 use zonocert_network::exec::Executor;
-use zonocert_transform::precise::{enclose, Balls, PreciseCertifier, PreciseNetwork};
+use zonocert_transform::fixed::{FixedNetwork, Fx};
+use zonocert_transform::precise::{enclose, Arithmetic, Balls, PreciseCertifier, PreciseNetwork};
 use zonocert_transform::sensitivity::exact_point;
 
 const RM: RoundingMode = RoundingMode::ToEven;
@@ -114,10 +116,22 @@ fn prop_point_and_ball(c: Case) -> Result<(), TestCaseError> {
     let exact768 = p768.forward_all(Balls::from_f64(&centres, &zeros, 768));
     contains_all(&exact256, &exact768, "f64-exact point")?;
 
+    // The fixed-point backend, on the same inputs.
+    let fixed = FixedNetwork::new(&net).map_err(|_| TestCaseError::fail("fixed backend refused a tiny network"))?;
+    let fx_in = |c: &[f64], r: &[f64]| -> Vec<(Fx, f64)> { c.iter().zip(r).map(|(&v, &r)| (Fx::from_f64(v).expect("pixel").0, r)).collect() };
+    let f_point = fixed.forward_all(fixed.input(&img).expect("pixels")).map_err(|_| TestCaseError::fail("fixed point"))?;
+    contains_all(&f_point, &at768, "fixed point")?;
+    let out_r = f_point.last().map(|b| b.max_radius()).unwrap_or(f64::INFINITY);
+    prop_assert!(out_r < 1e-60, "fixed point evaluation radius {out_r:e} is not tight");
+    // f64 pixel values (b/255 rounded) are exact multiples of the fixed-point unit.
+    let f_exact = fixed.forward_all(fx_in(&centres, &zeros)).map_err(|_| TestCaseError::fail("fixed exact"))?;
+    contains_all(&f_exact, &exact768, "fixed f64-exact point")?;
+
     // Wide input balls around the image, sampled.
     // The sampled points are rounded to f64: widen the ball by far more than that rounding.
     let radii = vec![c.radius * (1.0 + 1e-9); centres.len()];
     let wide = p256.forward_all(Balls::from_f64(&centres, &radii, 256));
+    let f_wide = fixed.forward_all(fx_in(&centres, &radii)).map_err(|_| TestCaseError::fail("fixed wide"))?;
     for s in 0..6 {
         let point: Vec<f64> = centres
             .iter()
@@ -132,11 +146,8 @@ fn prop_point_and_ball(c: Case) -> Result<(), TestCaseError> {
             })
             .collect();
         let exact = p768.forward_all(Balls::from_f64(&point, &vec![0.0; point.len()], 768));
-        contains_all(
-            &wide,
-            &exact,
-            &format!("ball radius {:e}, sample {s}", c.radius),
-        )?;
+        contains_all(&wide, &exact, &format!("ball radius {:e}, sample {s}", c.radius))?;
+        contains_all(&f_wide, &exact, &format!("fixed, ball radius {:e}, sample {s}", c.radius))?;
     }
     Ok(())
 }
@@ -149,11 +160,11 @@ fn balls_contain_higher_precision_and_sampled_values() {
 #[test]
 fn sensitivity_encloses_the_exact_value_tightly() {
     let mut rng = Rng(7);
-    for seed in 0..4u64 {
+    for (seed, arithmetic) in (0..6u64).zip([Arithmetic::Fixed, Arithmetic::BigFloat(256)].into_iter().cycle()) {
         let net = tiny_net(seed, 3, 2, seed == 3);
         let exec = Executor::<f64>::new(&net);
         let img = image(&mut rng);
-        let cert = PreciseCertifier::new(&net, &img, 0, 256);
+        let cert = PreciseCertifier::new(&net, &img, 0, arithmetic);
         for &px in &[0usize, 300, 406, 783] {
             let s = cert.pixel(px);
             let (exact, _) = exact_point(&exec, &img, px, 0);
@@ -244,7 +255,13 @@ fn single_layer_rounding_bounds_hold() {
             .collect();
         let zeros = vec![0.0; n];
         let a = PreciseNetwork::new(&net, 256).forward_all(Balls::from_big(big.clone(), &zeros));
-        let b = PreciseNetwork::new(&net, 768).forward_all(Balls::from_big(big, &zeros));
+        let b = PreciseNetwork::new(&net, 768).forward_all(Balls::from_big(big.clone(), &zeros));
         contains_all(&a, &b, &format!("single layer {trial}")).unwrap_or_else(|e| panic!("{e}"));
+        // Fixed point: the same centres truncated to units, taken as exact on both sides.
+        let fx: Vec<Fx> = big.iter().map(|v| Fx::from_big(v).expect("in range")).collect();
+        let fixed = FixedNetwork::new(&net).expect("supported layer");
+        let f = fixed.forward_all(fx.iter().map(|&v| (v, 0.0)).collect()).expect("in range");
+        let b = PreciseNetwork::new(&net, 768).forward_all(Balls::from_big(fx.iter().map(Fx::to_big).collect(), &zeros));
+        contains_all(&f, &b, &format!("fixed single layer {trial}")).unwrap_or_else(|e| panic!("{e}"));
     }
 }
