@@ -24,8 +24,9 @@ use zonocert_network::ir::{numel, Conv, Linear, Op};
 use zonocert_network::{Network, ValueId};
 
 const LIMBS: usize = 5;
-/// Accumulator limbs: 64 extra fraction bits below the unit and 64 bits of headroom.
-const ACC_LIMBS: usize = 7;
+/// Accumulator limbs (512 bits: the scaled products stay below 2^415, sums of up to 2^40
+/// of them below 2^455).
+const ACC_LIMBS: usize = 8;
 /// Fraction bits: one unit is `2^-FRAC`.
 const FRAC: i64 = 256;
 /// Largest accepted magnitude of a value, `2^32` (keeps every accumulator overflow-free).
@@ -161,21 +162,29 @@ impl Fx {
 
     /// Product, truncated toward zero (error below one unit).
     pub fn mul(self, o: Fx) -> Result<Fx, Unsupported> {
-        let mut p = [0u64; 2 * LIMBS];
+        // Column sums of the 64-bit halves (no carry chain), normalised once. Columns below
+        // limb 3 only feed the carry into limb 4; all ten are summed exactly.
+        let mut cols = [0u128; 2 * LIMBS];
         for i in 0..LIMBS {
-            if self.m[i] == 0 {
+            let a = self.m[i] as u128;
+            if a == 0 {
                 continue;
             }
-            let mut carry: u128 = 0;
             for j in 0..LIMBS {
-                let t = self.m[i] as u128 * o.m[j] as u128 + p[i + j] as u128 + carry;
-                p[i + j] = t as u64;
-                carry = t >> 64;
+                let t = a * o.m[j] as u128;
+                cols[i + j] += t as u64 as u128;
+                cols[i + j + 1] += t >> 64;
             }
-            p[i + LIMBS] = carry as u64;
+        }
+        let mut p = [0u64; 2 * LIMBS];
+        let mut carry: u128 = 0;
+        for k in 0..2 * LIMBS {
+            let t = cols[k] + carry;
+            p[k] = t as u64;
+            carry = t >> 64;
         }
         // The product has 512 fraction bits: drop the four low limbs.
-        if p[9] != 0 {
+        if p[9] != 0 || carry != 0 {
             return Err(Unsupported);
         }
         Fx { neg: self.neg != o.neg, m: [p[4], p[5], p[6], p[7], p[8]] }.checked()
@@ -314,123 +323,158 @@ fn shifted<const N: usize>(v: &[u64], shift: i64) -> Result<([u64; N], bool), Un
     Ok((out, exact))
 }
 
-/// A weight `w = ±mant · 2^exp`, prepared for the accumulator.
+/// A weight prepared for an accumulator in units of `2^-(256 + S)` (`S` chosen per layer).
 #[derive(Clone, Copy)]
 struct Weight {
+    /// `|w| · 2^S` when it is an integer below `2^127` (the fast path: no shifting).
+    scaled: Option<u128>,
+    /// Otherwise `|w| = mant · 2^exp`: the product lands after a shift by `exp + S`
+    /// (`64·limbs + bits`), dropping low bits.
     mant: u64,
-    /// `|x| · mant` (in units of `2^-256`) lands in accumulator units of `2^-320` after a
-    /// left shift by `exp + 64 = 64·limbs + bits`.
     limbs: i64,
     bits: u32,
     neg: bool,
 }
 
 impl Weight {
-    fn new(w: f64) -> Result<Weight, Unsupported> {
+    fn new(w: f64, scale_log2: i64) -> Result<Weight, Unsupported> {
         if !w.is_finite() || w.abs() >= MAX_WEIGHT {
             return Err(Unsupported);
         }
         if w == 0.0 {
-            return Ok(Weight { mant: 0, limbs: 0, bits: 0, neg: false });
+            return Ok(Weight { scaled: Some(0), mant: 0, limbs: 0, bits: 0, neg: false });
         }
         let (mant, exp) = decompose(w);
-        let shift = exp + 64;
-        Ok(Weight { mant, limbs: shift.div_euclid(64), bits: shift.rem_euclid(64) as u32, neg: w < 0.0 })
+        let shift = exp + scale_log2;
+        let scaled = (0..=74).contains(&shift).then(|| (mant as u128) << shift);
+        Ok(Weight { scaled, mant, limbs: shift.div_euclid(64), bits: shift.rem_euclid(64) as u32, neg: w < 0.0 })
     }
 }
 
-/// A dot-product accumulator in units of `2^-320`: positive and negative parts kept apart.
+/// The per-layer scale `S`: the largest weight times `2^S` stays below `2^127`.
+fn scale_log2(weights: &[f64]) -> i64 {
+    let max = weights.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+    if max == 0.0 {
+        return 126;
+    }
+    let (mant, exp) = decompose(max);
+    // max < 2^(exp + bits(mant)).
+    126 - (exp + (64 - mant.leading_zeros()) as i64)
+}
+
+/// A dot-product accumulator in units of `2^-(256 + S)`: positive and negative parts apart,
+/// each as column sums of 64-bit limbs in 128-bit counters. Carries are propagated once, at
+/// the end: a multiply-accumulate then has no carry chain. A column receives at most four
+/// limbs per term, so 2^62 terms cannot overflow it.
 struct Acc {
-    pos: [u64; ACC_LIMBS],
-    neg: [u64; ACC_LIMBS],
-    /// Terms whose low bits were truncated.
+    pos: [u128; ACC_LIMBS],
+    neg: [u128; ACC_LIMBS],
+    /// The layer's scale `S`.
+    scale_log2: i64,
+    /// Terms whose low bits were truncated (slow path only).
     truncated: usize,
 }
 
+/// Column sums to a normalised magnitude; an overflow beyond the top limb is an error.
+fn normalise(cols: &[u128; ACC_LIMBS]) -> Result<[u64; ACC_LIMBS], Unsupported> {
+    let mut out = [0u64; ACC_LIMBS];
+    let mut carry: u128 = 0;
+    for i in 0..ACC_LIMBS {
+        let (t, over) = cols[i].overflowing_add(carry);
+        if over {
+            return Err(Unsupported);
+        }
+        out[i] = t as u64;
+        carry = t >> 64;
+    }
+    if carry != 0 {
+        return Err(Unsupported);
+    }
+    Ok(out)
+}
+
 impl Acc {
-    fn new() -> Self {
-        Acc { pos: [0; ACC_LIMBS], neg: [0; ACC_LIMBS], truncated: 0 }
+    fn new(scale_log2: i64) -> Self {
+        Acc { pos: [0; ACC_LIMBS], neg: [0; ACC_LIMBS], scale_log2, truncated: 0 }
     }
 
     #[inline]
     fn mac(&mut self, x: &Fx, w: Weight) -> Result<(), Unsupported> {
-        if w.mant == 0 || x.is_zero() {
+        if x.is_zero() {
             return Ok(());
         }
-        let mut p = [0u64; LIMBS + 1];
-        let mut carry: u128 = 0;
-        for i in 0..LIMBS {
-            let t = x.m[i] as u128 * w.mant as u128 + carry;
-            p[i] = t as u64;
-            carry = t >> 64;
-        }
-        p[LIMBS] = carry as u64;
-        // p · 2^bits over limbs 0..=6, then placed `limbs` limbs up.
-        let mut wide = [0u64; LIMBS + 2];
-        if w.bits == 0 {
-            wide[..LIMBS + 1].copy_from_slice(&p);
+        let cols = if x.neg != w.neg { &mut self.neg } else { &mut self.pos };
+        if let Some(wv) = w.scaled {
+            if wv == 0 {
+                return Ok(());
+            }
+            // Exact product |x| · |w|·2^S, five limbs by two, into the columns.
+            let (wlo, whi) = (wv as u64 as u128, (wv >> 64) as u64 as u128);
+            for i in 0..LIMBS {
+                let xi = x.m[i] as u128;
+                let a = xi * wlo;
+                let b = xi * whi;
+                cols[i] += a as u64 as u128;
+                cols[i + 1] += (a >> 64) + (b as u64 as u128);
+                cols[i + 2] += b >> 64;
+            }
         } else {
-            let mut prev = 0u64;
-            for i in 0..=LIMBS {
-                wide[i] = (p[i] << w.bits) | (prev >> (64 - w.bits));
-                prev = p[i];
+            let mut p = [0u64; LIMBS + 1];
+            let mut carry: u128 = 0;
+            for i in 0..LIMBS {
+                let t = x.m[i] as u128 * w.mant as u128 + carry;
+                p[i] = t as u64;
+                carry = t >> 64;
             }
-            wide[LIMBS + 1] = prev >> (64 - w.bits);
-        }
-        let target = if x.neg != w.neg { &mut self.neg } else { &mut self.pos };
-        let mut carry = 0u64;
-        let mut truncated = false;
-        for (j, &v) in wide.iter().enumerate() {
-            let k = j as i64 + w.limbs;
-            if k < 0 {
-                truncated |= v != 0;
-                continue;
-            }
-            if k >= ACC_LIMBS as i64 {
-                if v != 0 || carry != 0 {
-                    return Err(Unsupported);
+            p[LIMBS] = carry as u64;
+            // p · 2^bits over seven limbs, placed `limbs` limbs up.
+            let mut wide = [0u64; LIMBS + 2];
+            if w.bits == 0 {
+                wide[..LIMBS + 1].copy_from_slice(&p);
+            } else {
+                let mut prev = 0u64;
+                for i in 0..=LIMBS {
+                    wide[i] = (p[i] << w.bits) | (prev >> (64 - w.bits));
+                    prev = p[i];
                 }
-                continue;
+                wide[LIMBS + 1] = prev >> (64 - w.bits);
             }
-            let (s1, c1) = target[k as usize].overflowing_add(v);
-            let (s2, c2) = s1.overflowing_add(carry);
-            target[k as usize] = s2;
-            carry = (c1 | c2) as u64;
-        }
-        // Propagate a carry left over above the product's top limb.
-        let mut k = (wide.len() as i64 + w.limbs).max(0) as usize;
-        while carry != 0 {
-            if k >= ACC_LIMBS {
-                return Err(Unsupported);
+            let mut truncated = false;
+            for (j, &v) in wide.iter().enumerate() {
+                let k = j as i64 + w.limbs;
+                if k < 0 {
+                    truncated |= v != 0;
+                } else if k >= ACC_LIMBS as i64 {
+                    if v != 0 {
+                        return Err(Unsupported);
+                    }
+                } else {
+                    cols[k as usize] += v as u128;
+                }
             }
-            let (s, c) = target[k].overflowing_add(carry);
-            target[k] = s;
-            carry = c as u64;
-            k += 1;
+            self.truncated += truncated as usize;
         }
-        self.truncated += truncated as usize;
         Ok(())
     }
 
     /// The sum, truncated to units, and its error bound in units.
     fn finish(self) -> Result<(Fx, f64), Unsupported> {
-        let (neg, mag) = if cmp_mag(&self.pos, &self.neg) != std::cmp::Ordering::Less {
-            (false, sub_mag(&self.pos, &self.neg))
+        let (pos, neg) = (normalise(&self.pos)?, normalise(&self.neg)?);
+        let (neg, mag) = if cmp_mag(&pos, &neg) != std::cmp::Ordering::Less {
+            (false, sub_mag(&pos, &neg))
         } else {
-            (true, sub_mag(&self.neg, &self.pos))
+            (true, sub_mag(&neg, &pos))
         };
-        if mag[6] != 0 {
-            return Err(Unsupported);
-        }
-        let v = Fx { neg, m: [mag[1], mag[2], mag[3], mag[4], mag[5]] }.checked()?;
-        // Each truncated term lost less than 2^-320; dropping the low limb less than 2^-256.
-        Ok((v, 1.0 + self.truncated as f64 * pow2(-64)))
+        let (m, _) = shifted::<LIMBS>(&mag, -self.scale_log2)?;
+        let v = Fx { neg, m }.checked()?;
+        // Each truncated term lost less than 2^-S units; the final shift less than one unit.
+        Ok((v, 1.0 + self.truncated as f64 * pow2(-self.scale_log2)))
     }
 }
 
 /// Per-layer constants.
 enum Prepared {
-    Weights { w: Vec<Weight>, abs: Vec<f64>, b: Vec<Weight> },
+    Weights { w: Vec<Weight>, abs: Vec<f64>, b: Vec<Weight>, scale_log2: i64 },
     /// Multiplier (or reciprocal of the divisor, with its error in units) and offset.
     Affine { scale: Vec<(Fx, f64)>, shift: Vec<(Fx, f64)>, scale_abs: Vec<f64> },
     Nothing,
@@ -457,11 +501,15 @@ impl<'a> FixedNetwork<'a> {
         let mut prepared = Vec::with_capacity(net.layers.len());
         for l in &net.layers {
             prepared.push(match &l.op {
-                Op::Conv(Conv { weight, bias, .. }) | Op::Linear(Linear { weight, bias, .. }) => Prepared::Weights {
-                    w: weight.iter().map(|&w| Weight::new(w)).collect::<Result<_, _>>()?,
-                    abs: weight.iter().map(|w| w.abs()).collect(),
-                    b: bias.iter().map(|&w| Weight::new(w)).collect::<Result<_, _>>()?,
-                },
+                Op::Conv(Conv { weight, bias, .. }) | Op::Linear(Linear { weight, bias, .. }) => {
+                    let s = scale_log2(weight).min(scale_log2(bias));
+                    Prepared::Weights {
+                        w: weight.iter().map(|&w| Weight::new(w, s)).collect::<Result<_, _>>()?,
+                        abs: weight.iter().map(|w| w.abs()).collect(),
+                        b: bias.iter().map(|&w| Weight::new(w, s)).collect::<Result<_, _>>()?,
+                        scale_log2: s,
+                    }
+                }
                 Op::ChannelAffine(a) => {
                     let scale = a
                         .scale
@@ -558,8 +606,9 @@ impl<'a> FixedNetwork<'a> {
     }
 
     /// `b + Σ w·x` over `(weight index, input index)` pairs: centre and radius.
-    fn dot(&self, w: &[Weight], abs: &[f64], b: Weight, x: &[(Fx, f64)], pairs: impl Iterator<Item = (usize, usize)>) -> Result<(Fx, f64), Unsupported> {
-        let mut acc = Acc::new();
+    #[allow(clippy::too_many_arguments)]
+    fn dot(&self, w: &[Weight], abs: &[f64], b: Weight, scale_log2: i64, x: &[(Fx, f64)], pairs: impl Iterator<Item = (usize, usize)>) -> Result<(Fx, f64), Unsupported> {
+        let mut acc = Acc::new(scale_log2);
         acc.mac(&Fx::ONE, b)?;
         let (mut rad, mut n) = (0.0, 0usize);
         for (wi, xi) in pairs {
@@ -572,7 +621,7 @@ impl<'a> FixedNetwork<'a> {
     }
 
     fn conv(&self, conv: &Conv, prep: &Prepared, x: &[(Fx, f64)], in_shape: &[usize], out_shape: &[usize]) -> Result<Vec<(Fx, f64)>, Unsupported> {
-        let Prepared::Weights { w, abs, b } = prep else { return Err(Unsupported) };
+        let Prepared::Weights { w, abs, b, scale_log2 } = prep else { return Err(Unsupported) };
         let (h, wd) = (in_shape[1], in_shape[2]);
         let (oh, ow) = (out_shape[1], out_shape[2]);
         let in_per_group = conv.in_channels / conv.groups;
@@ -585,7 +634,7 @@ impl<'a> FixedNetwork<'a> {
             for oc in 0..conv.out_channels {
                 for pos in 0..hw {
                     let pairs = (0..conv.in_channels).map(|ic| (oc * conv.in_channels + ic, ic * hw + pos));
-                    out.push(self.dot(w, abs, b[oc], x, pairs)?);
+                    out.push(self.dot(w, abs, b[oc], *scale_log2, x, pairs)?);
                 }
             }
             return Ok(out);
@@ -603,7 +652,7 @@ impl<'a> FixedNetwork<'a> {
                         let ic = g * in_per_group + icg;
                         Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * wd + ix))
                     });
-                    out.push(self.dot(w, abs, b[oc], x, pairs)?);
+                    out.push(self.dot(w, abs, b[oc], *scale_log2, x, pairs)?);
                 }
             }
         }
@@ -611,8 +660,8 @@ impl<'a> FixedNetwork<'a> {
     }
 
     fn linear(&self, lin: &Linear, prep: &Prepared, x: &[(Fx, f64)]) -> Result<Vec<(Fx, f64)>, Unsupported> {
-        let Prepared::Weights { w, abs, b } = prep else { return Err(Unsupported) };
-        (0..lin.out_features).map(|o| self.dot(w, abs, b[o], x, (0..lin.in_features).map(|i| (o * lin.in_features + i, i)))).collect()
+        let Prepared::Weights { w, abs, b, scale_log2 } = prep else { return Err(Unsupported) };
+        (0..lin.out_features).map(|o| self.dot(w, abs, b[o], *scale_log2, x, (0..lin.in_features).map(|i| (o * lin.in_features + i, i)))).collect()
     }
 
     fn channel_affine(&self, prep: &Prepared, x: &[(Fx, f64)], in_shape: &[usize]) -> Result<Vec<(Fx, f64)>, Unsupported> {
