@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
 use zonocert_network::Executor;
+use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{exact_point, Certifier, Method, Region, Settings};
 
@@ -102,6 +103,13 @@ pub struct CertifyArgs {
     /// Also compute the exact value (single image only, f64 execution) beside each bound.
     #[arg(long)]
     with_exact: bool,
+    /// Also search for a lower bound beside each upper bound (concrete image pairs on the
+    /// 8-bit grid; `precise` already gives a certified one) and report the ratio.
+    #[arg(long)]
+    with_lower: bool,
+    /// Ascent rounds per pixel of the lower-bound search.
+    #[arg(long, default_value_t = 4)]
+    attack_rounds: usize,
     /// Colour the heatmap by log10 of the bound.
     #[arg(long)]
     log_scale: bool,
@@ -121,6 +129,16 @@ pub struct CertifyArgs {
     /// Continue the run whose report is in --out: pixels already there are not redone.
     #[arg(long)]
     resume: bool,
+}
+
+/// The median of upper/lower over pixels with a positive lower bound.
+fn median_ratio(results: &[Done]) -> Option<f64> {
+    let mut r: Vec<f64> = results.iter().filter_map(|d| d.lower.filter(|&l| l > 0.0).map(|l| d.upper / l)).collect();
+    if r.is_empty() {
+        return None;
+    }
+    r.sort_by(|a, b| a.total_cmp(b));
+    Some(r[r.len() / 2])
 }
 
 /// Why `--method precise` refuses a region.
@@ -216,6 +234,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Region::Global => json!({"kind": "global"}),
     };
     let report_path = args.out.join("report.json");
+    let lower_exec = args.with_lower.then(|| Executor::<f64>::new(&net));
+    let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
     let mut results: Vec<Done> = if args.resume { resumed(&report_path, method_name, region_kind, args.question.bit)? } else { vec![] };
     results.retain(|d| pixels.contains(&d.pixel));
     let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
@@ -237,7 +257,10 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         let part: Vec<Done> = chunk
             .par_iter()
             .map(|&i| {
-                let d = engine.pixel(i);
+                let mut d = engine.pixel(i);
+                if let (true, None, Some(exec)) = (args.with_lower, d.lower, &lower_exec) {
+                    d.lower = Some(search(exec, &region, i, args.question.bit, search_settings).value);
+                }
                 bar.inc(1);
                 d
             })
@@ -281,7 +304,14 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     for r in &results {
         grid[r.pixel] = Some(r.upper);
     }
-    let (w, h, lo, hi) = heatmap::write(&args.out.join("heatmap.png"), &grid, args.log_scale)?;
+    let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let region_text = match &region {
+        Region::Point(_) => format!("{origin}, eps 0"),
+        Region::Ball(_, e) => format!("{origin}, eps {:.4} ({:.2}/255)", e, e * 255.0),
+        Region::Global => "global region".to_string(),
+    };
+    let title = format!("{model_name} | {region_text} | {method_name} | bit {}", args.question.bit);
+    let (w, h, lo, hi) = heatmap::write(&args.out.join("heatmap.png"), &grid, args.log_scale, &title)?;
     let report = json!({
         "complete": complete,
         "pixels_requested": pixels_requested,
@@ -290,13 +320,15 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "region": region_json,
         "bit": args.question.bit,
         "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
-        "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower' (method precise) is a certified lower bound on the same exact value",
+        "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)",
         "settings": match &engine {
             Engine::Abstract(c) => json!({"region_budget": c.settings().region_budget, "diff_budget": c.settings().diff_budget}),
             Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }, "fallbacks_to_bigfloat": c.fallbacks()}),
         },
         "pixels": pix_json,
         "max_upper": max_upper,
+        "max_lower": results.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
+        "median_ratio_upper_over_lower": median_ratio(&results),
         "max_pixel": results[max_i].pixel,
         "time_s": secs,
         "region_analysis_s": region_secs,

@@ -6,6 +6,7 @@ mod bench;
 mod bounds;
 mod certify;
 mod common;
+mod curve;
 mod heatmap;
 mod info;
 mod run;
@@ -37,6 +38,8 @@ enum Command {
     Attack(attack::AttackArgs),
     /// Every method side by side with lower bounds: JSON, CSV and Markdown tables.
     Bench(bench::BenchArgs),
+    /// The sensitivity curve of one image: max bound against the flipped bit and against ε.
+    Curve(curve::CurveArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Certify(a) => certify::run(a),
         Command::Attack(a) => attack::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Curve(a) => curve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -117,8 +117,54 @@ fn certify_point_is_sound_and_tight_on_tiny_model() {
     }
     let csv = std::fs::read_to_string(out.join("bounds.csv")).unwrap();
     assert_eq!(csv.lines().count(), 785);
-    let img = image::open(out.join("heatmap.png")).expect("heatmap is a PNG");
+    let img = image::open(out.join("heatmap.png")).expect("heatmap is a PNG").to_rgb8();
     assert!(img.width() > 28 * 8);
+    // The title and the colour bar's labels are drawn (dark text on white), not just cells.
+    let dark_in_title = (0..img.width()).flat_map(|x| (0..22).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100)).count();
+    assert!(dark_in_title > 50, "heatmap title missing ({dark_in_title} dark pixels)");
+}
+
+/// `curve`: both curves, certified ≥ lower at every point, the precise method exact at ε = 0
+/// (certified = certified lower end), both PNGs written.
+#[test]
+fn curve_against_bit_and_eps() {
+    let Some(dir) = mnist() else { return };
+    let out = tmp("curve").join("c");
+    let v = ok_json(&["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--bits", "0,3,7", "--eps", "0,0.004", "--pixels", "100,400,500", "--attack-rounds", "1", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let by_bit = v["by_bit"].as_array().unwrap();
+    assert_eq!(by_bit.len(), 3);
+    let mut last = 0.0;
+    for p in by_bit {
+        let (u, l) = (p["certified_max"].as_f64().unwrap(), p["lower_max"].as_f64().unwrap());
+        assert!(u >= l && u <= l * (1.0 + 1e-12) + 1e-30, "precise at eps 0 must be exact: {u} vs {l}");
+        assert!(u > last, "a larger flip moves the probabilities more on this model: {u} after {last}");
+        last = u;
+    }
+    let by_eps = v["by_eps"].as_array().unwrap();
+    assert_eq!(by_eps.len(), 2);
+    for p in by_eps {
+        assert!(p["certified_max"].as_f64().unwrap() >= p["lower_max"].as_f64().unwrap() - 1e-12, "{p}");
+    }
+    assert_eq!(by_eps[1]["method"], "diff-zonotope");
+    for f in ["curve.json", "curve_bits.png", "curve_eps.png"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    fails_with(&["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--bits", "9", "--out", out.to_str().unwrap()], "bits must be 0–7");
+    fails_with(&["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--ball-method", "precise", "--out", out.to_str().unwrap()], "single images only");
+}
+
+/// `certify --with-lower`: every pixel carries a lower bound below its certified bound.
+#[test]
+fn certify_with_lower_bounds() {
+    let d = tmp("with_lower");
+    let png = drawn_digit(&d);
+    let out = d.join("out");
+    let v = ok_json(&["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--eps", "0.004", "--pixels", "300,400", "--with-lower", "--attack-rounds", "1", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    for p in v["pixels"].as_array().unwrap() {
+        let (u, l) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap());
+        assert!(0.0 < l && l <= u, "pixel {}: lower {l}, upper {u}", p["pixel"]);
+    }
+    assert!(v["median_ratio_upper_over_lower"].as_f64().unwrap() >= 1.0);
 }
 
 #[test]

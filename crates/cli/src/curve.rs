@@ -1,0 +1,206 @@
+//! `zonocert curve`: the sensitivity curve of one image — the largest certified bound over the
+//! chosen pixels, and the largest lower bound found, against the flipped bit (at the image
+//! itself) and against the radius ε of the ball around it (for the chosen bit).
+//! Writes `curve.json`, `curve_bits.png` and `curve_eps.png`.
+
+use crate::certify::MethodArg;
+use crate::common::{check_classifier, parse_pixels, write_atomic, ImageArg, ModelArg};
+use crate::heatmap::{curve, Series};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+use zonocert_network::{Executor, Network};
+use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
+use zonocert_transform::sensitivity::{Certifier, Method, Region, Settings};
+
+/// Arguments of `zonocert curve`.
+#[derive(Args)]
+pub struct CurveArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    image: ImageArg,
+    /// Flipped bits for the curve against the bit (at the image itself, ε = 0).
+    #[arg(long, default_value = "0,1,2,3,4,5,6,7")]
+    bits: String,
+    /// Radii ([0, 1] scale) for the curve against ε (with --bit); empty to skip.
+    #[arg(long, default_value = "0,0.00196078431372549,0.00392156862745098,0.00784313725490196")]
+    eps: String,
+    /// The bit flipped along the ε curve.
+    #[arg(long, default_value_t = 0)]
+    bit: u8,
+    /// Pixels (same syntax as `certify --pixels`); the curve is the maximum over them.
+    #[arg(long, default_value = "all")]
+    pixels: String,
+    /// Method at ε = 0 (`precise` encloses the exact value).
+    #[arg(long, value_enum, default_value = "precise")]
+    point_method: MethodArg,
+    /// Method for ε > 0 (`precise` is for single images only).
+    #[arg(long, value_enum, default_value = "diff-zonotope")]
+    ball_method: MethodArg,
+    /// Lower-bound search effort for ε > 0 (ascent rounds per pixel).
+    #[arg(long, default_value_t = 4)]
+    attack_rounds: usize,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print the curve as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// One point of a curve.
+#[derive(Clone, Copy)]
+struct Point {
+    bit: u8,
+    eps: f64,
+    method: &'static str,
+    upper: f64,
+    upper_pixel: usize,
+    lower: f64,
+    lower_pixel: usize,
+    secs: f64,
+}
+
+impl Point {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "bit": self.bit, "eps": self.eps, "method": self.method,
+            "certified_max": self.upper, "certified_pixel": self.upper_pixel,
+            "lower_max": self.lower, "lower_pixel": self.lower_pixel,
+            "ratio": if self.lower > 0.0 { self.upper / self.lower } else { f64::INFINITY },
+            "time_s": self.secs,
+        })
+    }
+}
+
+fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
+    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| t.parse::<T>().ok().with_context(|| format!("{what}: '{t}' is not a valid value"))).collect()
+}
+
+/// Certified and lower bounds, maximised over `pixels`, for one (region, bit).
+#[allow(clippy::too_many_arguments)]
+fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: MethodArg, pixels: &[usize], rounds: usize, bar: &ProgressBar) -> Point {
+    let t0 = Instant::now();
+    let eps = match region {
+        Region::Ball(_, e) => *e,
+        _ => 0.0,
+    };
+    // (pixel, upper, lower) per pixel.
+    let rows: Vec<(usize, f64, f64)> = match (method.abstract_method(), region) {
+        (None, Region::Point(img)) => {
+            let cert = PreciseCertifier::new(net, img, bit, Arithmetic::Fixed);
+            pixels
+                .par_iter()
+                .map(|&i| {
+                    let r = cert.pixel(i);
+                    bar.inc(1);
+                    // The precise lower end is a certified lower bound on the exact value.
+                    (i, r.upper, r.lower)
+                })
+                .collect()
+        }
+        (m, _) => {
+            let cert = Certifier::new(net, region.clone(), Settings { method: m.unwrap_or(Method::DiffZonotope), bit, ..Settings::default() });
+            let search_settings = SearchSettings { restarts: 1, rounds, batch: 8, seed: 0 };
+            pixels
+                .par_iter()
+                .map(|&i| {
+                    let u = cert.pixel(i).upper;
+                    let l = search(exec, region, i, bit, search_settings).value;
+                    bar.inc(1);
+                    (i, u, l)
+                })
+                .collect()
+        }
+    };
+    let best = |f: fn(&(usize, f64, f64)) -> f64| rows.iter().fold((0usize, f64::NEG_INFINITY), |b, r| if f(r) > b.1 { (r.0, f(r)) } else { b });
+    let (upper_pixel, upper) = best(|r| r.1);
+    let (lower_pixel, lower) = best(|r| r.2);
+    Point { bit, eps, method: method.name(), upper, upper_pixel, lower, lower_pixel, secs: t0.elapsed().as_secs_f64() }
+}
+
+/// Runs `curve`.
+pub fn run(args: CurveArgs) -> Result<()> {
+    let bits: Vec<u8> = parse_list(&args.bits, "--bits")?;
+    let eps: Vec<f64> = parse_list(&args.eps, "--eps")?;
+    if let Some(b) = bits.iter().chain(std::iter::once(&args.bit)).find(|&&b| b > 7) {
+        bail!("bits must be 0–7 (8-bit pixels), got {b}");
+    }
+    if let Some(e) = eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
+        bail!("--eps values must lie in [0, 1], got {e}");
+    }
+    if args.ball_method == MethodArg::Precise && eps.iter().any(|&e| e > 0.0) {
+        bail!("--ball-method precise: the precise method answers single images only (ε = 0)");
+    }
+    let pixels = parse_pixels(&args.pixels)?;
+    let img = args.image.load()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
+    let net = args.model.load()?;
+    check_classifier(&net)?;
+    let exec = Executor::<f64>::new(&net);
+
+    let bar = ProgressBar::new(((bits.len() + eps.len()) * pixels.len()) as u64);
+    if args.quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pixel analyses  {elapsed} elapsed, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let t0 = Instant::now();
+    let point_region = Region::Point(img.pixels.clone());
+    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, &bar)).collect();
+    let by_eps: Vec<Point> = eps
+        .iter()
+        .map(|&e| {
+            // ε = 0 at the curve's bit was already computed along the bit curve.
+            if let Some(p) = by_bit.iter().find(|p| e == 0.0 && p.bit == args.bit) {
+                bar.inc(pixels.len() as u64);
+                return Point { ..*p };
+            }
+            let (region, method) = if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
+            point(&net, &exec, &region, args.bit, method, &pixels, args.attack_rounds, &bar)
+        })
+        .collect();
+    bar.finish_and_clear();
+
+    let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let lines = |pts: &[Point], x: fn(&Point) -> f64| {
+        vec![
+            Series { label: "certified (max over pixels)".into(), points: pts.iter().map(|p| (x(p), p.upper)).collect(), colour: 0 },
+            Series { label: "lower bound (max over pixels)".into(), points: pts.iter().map(|p| (x(p), p.lower)).collect(), colour: 2 },
+        ]
+    };
+    if !by_bit.is_empty() {
+        curve(&args.out.join("curve_bits.png"), &format!("{model_name} | {} | eps 0 | flipped bit", img.origin), "flipped bit (moves a pixel by 2^b/255)", &lines(&by_bit, |p| p.bit as f64))?;
+    }
+    if !by_eps.is_empty() {
+        curve(&args.out.join("curve_eps.png"), &format!("{model_name} | {} | bit {} | ball radius", img.origin, args.bit), "eps (pixel scale [0, 1])", &lines(&by_eps, |p| p.eps))?;
+    }
+    let report = json!({
+        "model": args.model.model.display().to_string(),
+        "image": img.origin, "label": img.label, "pixels": pixels.len(),
+        "by_bit": by_bit.iter().map(Point::to_json).collect::<Vec<_>>(),
+        "by_eps": by_eps.iter().map(Point::to_json).collect::<Vec<_>>(),
+        "time_s": t0.elapsed().as_secs_f64(),
+        "semantics": "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)",
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    write_atomic(&args.out.join("curve.json"), text.as_bytes())?;
+    if args.json {
+        println!("{text}");
+    } else {
+        for p in by_bit.iter().chain(&by_eps) {
+            println!("bit {} eps {:.5}: certified {:.4e} (pixel {}), lower {:.4e} (pixel {}), {} {:.1} s", p.bit, p.eps, p.upper, p.upper_pixel, p.lower, p.lower_pixel, p.method, p.secs);
+        }
+        println!("wrote {}/{{curve.json, curve_bits.png, curve_eps.png}}", args.out.display());
+    }
+    Ok(())
+}
