@@ -19,6 +19,8 @@ use zonocert_transform::sensitivity::{exact_point, Certifier, Method, Region, Se
 /// The method that bounds the difference between an image and its flipped twin.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum MethodArg {
+    /// `precise` for a single image, `diff-zonotope` for a ball or the global region.
+    Auto,
     /// Both images bounded with intervals, then subtracted.
     Interval,
     /// Both images as zonotopes over shared input symbols, then subtracted.
@@ -38,12 +40,25 @@ impl MethodArg {
             MethodArg::TwinZonotope => Some(Method::TwinZonotope),
             MethodArg::DiffZonotope => Some(Method::DiffZonotope),
             MethodArg::Precise => None,
+            MethodArg::Auto => Some(Method::DiffZonotope),
         }
     }
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
-        self.abstract_method().map_or("precise", Method::name)
+        match self {
+            MethodArg::Auto => "auto",
+            m => m.abstract_method().map_or("precise", Method::name),
+        }
+    }
+
+    /// `auto` made concrete for a region.
+    pub fn resolve(self, region: &Region) -> MethodArg {
+        match (self, region) {
+            (MethodArg::Auto, Region::Point(_)) => MethodArg::Precise,
+            (MethodArg::Auto, _) => MethodArg::DiffZonotope,
+            (m, _) => m,
+        }
     }
 }
 
@@ -84,8 +99,9 @@ pub struct CertifyArgs {
     model: ModelArg,
     #[command(flatten)]
     question: QuestionArgs,
-    /// Method.
-    #[arg(long, value_enum, default_value = "diff-zonotope")]
+    /// Method (`auto`: `precise` for a single image, `diff-zonotope` for a ball or the
+    /// global region).
+    #[arg(long, value_enum, default_value = "auto")]
     method: MethodArg,
     /// Generator budget of the region zonotope.
     #[arg(long, default_value_t = Settings::default().region_budget)]
@@ -196,7 +212,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let q = args.question.resolve()?;
     let (region, origin, label, pixels) = (q.region, q.origin, q.label, q.pixels);
     let pixels_requested = pixels.len();
-    if args.method == MethodArg::Precise && !matches!(region, Region::Point(_)) {
+    let method = args.method.resolve(&region);
+    if method == MethodArg::Precise && !matches!(region, Region::Point(_)) {
         bail!("{PRECISE_NEEDS_POINT}");
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
@@ -206,7 +223,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         bail!("--with-exact needs a single image (--eps 0)");
     }
     let t0 = Instant::now();
-    let engine = match (args.method.abstract_method(), &region) {
+    let engine = match (method.abstract_method(), &region) {
         (Some(method), _) => {
             let settings = Settings { method, region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.question.bit };
             Engine::Abstract(Certifier::new(&net, region.clone(), settings))
@@ -222,7 +239,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     };
     let region_secs = t0.elapsed().as_secs_f64();
 
-    let method_name = args.method.name();
+    let method_name = method.name();
     let region_kind = match &region {
         Region::Point(_) => "point",
         Region::Ball(..) => "ball",

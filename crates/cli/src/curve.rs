@@ -96,6 +96,7 @@ fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: 
         _ => 0.0,
     };
     // (pixel, upper, lower) per pixel.
+    let method = method.resolve(region);
     let rows: Vec<(usize, f64, f64)> = match (method.abstract_method(), region) {
         (None, Region::Point(img)) => {
             let cert = PreciseCertifier::new(net, img, bit, Arithmetic::Fixed);

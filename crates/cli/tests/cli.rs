@@ -104,7 +104,7 @@ fn certify_point_is_sound_and_tight_on_tiny_model() {
     let d = tmp("point");
     let png = drawn_digit(&d);
     let out = d.join("out");
-    let v = ok_json(&["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let v = ok_json(&["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--method", "diff-zonotope", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
     let pixels = v["pixels"].as_array().unwrap();
     assert_eq!(pixels.len(), 784);
     for p in pixels {
@@ -232,7 +232,7 @@ fn shipped_model_point_certificates_are_sound() {
     for i in 0..10 {
         let out = d.join(format!("img{i}"));
         let idx = i.to_string();
-        let v = ok_json(&["certify", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--pixels", "0-783:37", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        let v = ok_json(&["certify", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--method", "diff-zonotope", "--pixels", "0-783:37", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
         for p in v["pixels"].as_array().unwrap() {
             let (u, e) = (p["upper"].as_f64().unwrap(), p["exact"].as_f64().unwrap());
             assert!(u >= e, "image {i} pixel {}: certified {u} < exact {e}", p["pixel"]);
