@@ -132,9 +132,15 @@ pub fn parse_idx(bytes: &[u8], rank: usize) -> Result<Idx, String> {
 
 /// Reads a 28×28 greyscale PNG (8-bit grey, or 16-bit grey scaled to 8 bits).
 pub fn read_png(path: &Path) -> Result<Vec<u8>, DataError> {
-    let err = |reason: String| DataError::Image { path: path.to_path_buf(), reason };
     let bytes = std::fs::read(path).map_err(|cause| DataError::Io { path: path.to_path_buf(), cause })?;
-    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).map_err(|e| err(format!("not a readable PNG: {e}")))?;
+    parse_png(&bytes, path)
+}
+
+/// Decodes a 28×28 greyscale PNG held in memory; `origin` names it in errors.
+pub fn parse_png(bytes: &[u8], origin: &Path) -> Result<Vec<u8>, DataError> {
+    let path = origin;
+    let err = |reason: String| DataError::Image { path: path.to_path_buf(), reason };
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png).map_err(|e| err(format!("not a readable PNG: {e}")))?;
     if (img.width() as usize, img.height() as usize) != (SIDE, SIDE) {
         return Err(err(format!("{}×{} pixels, expected 28×28", img.width(), img.height())));
     }
