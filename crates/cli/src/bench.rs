@@ -4,7 +4,7 @@
 //! falls below a lower bound (a soundness failure).
 
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, load_mnist, parse_pixels, write_atomic, ModelArg};
+use crate::common::{check_classifier, load_mnist, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;
@@ -52,15 +52,6 @@ pub struct BenchArgs {
 /// absolute error of a few 10⁻¹⁶ on a probability difference. A certified bound counts as
 /// below one only beyond this slack (the `precise` method is tight enough to meet it).
 const REFERENCE_SLACK: f64 = 1e-12;
-
-fn peak_rss_mib() -> f64 {
-    // VmHWM of this process, from /proc (Linux); 0 elsewhere.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
 
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {

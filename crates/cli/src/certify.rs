@@ -1,6 +1,6 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{check_classifier, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{budgets_within, check_classifier, peak_rss_mib, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -109,6 +109,10 @@ pub struct CertifyArgs {
     /// Generator budget of the difference zonotope.
     #[arg(long, default_value_t = Settings::default().diff_budget)]
     diff_budget: usize,
+    /// Memory budget in MiB: generator budgets are lowered (tightness traded for memory)
+    /// until the estimated peak fits; an error if it cannot.
+    #[arg(long)]
+    max_memory: Option<f64>,
     /// Arithmetic of `--method precise`: 256-bit fixed point (fast), or BigFloat at
     /// `--precision` bits.
     #[arg(long, value_enum, default_value = "fixed")]
@@ -225,7 +229,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let t0 = Instant::now();
     let engine = match (method.abstract_method(), &region) {
         (Some(method), _) => {
-            let settings = Settings { method, region_budget: args.region_budget, diff_budget: args.diff_budget, bit: args.question.bit };
+            let (region_budget, diff_budget) = match args.max_memory {
+                Some(mib) => budgets_within(&net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?,
+                None => (args.region_budget, args.diff_budget),
+            };
+            let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit };
             Engine::Abstract(Certifier::new(&net, region.clone(), settings))
         }
         (None, Region::Point(px)) => {
@@ -348,6 +356,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "median_ratio_upper_over_lower": median_ratio(&results),
         "max_pixel": results[max_i].pixel,
         "time_s": secs,
+        "peak_rss_mib": peak_rss_mib(),
         "region_analysis_s": region_secs,
         "region_peak_generators": match &engine {
             Engine::Abstract(c) => c.region_analysis().peak_generators,

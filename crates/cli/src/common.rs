@@ -195,3 +195,40 @@ pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
     Ok(out)
 }
 
+/// Peak resident memory of this process in MiB (VmHWM from /proc on Linux; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A conservative estimate (MiB) of the peak memory of a zonotope analysis of `net` with
+/// these generator budgets and `threads` concurrent pixel analyses. Calibrated on the shipped
+/// B0 (peak RSS 311 MiB at budgets 8, 415 at 512/256, 640 at 1024/512, one thread): a base of
+/// 96 MiB plus 64 bytes per parameter (model, prepared maps, executor), plus 1.6 live copies
+/// of the widest layer times the generator count.
+pub fn estimate_mib(net: &Network, region_budget: usize, diff_budget: usize, threads: usize) -> f64 {
+    let widest = (0..=net.layers.len()).map(|v| zonocert_network::ir::numel(net.shape_of(zonocert_network::ValueId(v)))).max().unwrap_or(0);
+    let gens = region_budget + threads * diff_budget + 2 * threads + 1;
+    let bytes = 64.0 * net.parameters() as f64 + 8.0 * 1.6 * widest as f64 * gens as f64;
+    96.0 + bytes / (1024.0 * 1024.0)
+}
+
+/// Largest budgets (scaled down together from the requested ones) whose estimated peak fits
+/// `max_mib`; an error naming the minimum when even budgets of 8 do not fit.
+pub fn budgets_within(net: &Network, region_budget: usize, diff_budget: usize, threads: usize, max_mib: f64) -> Result<(usize, usize)> {
+    let (mut r, mut d) = (region_budget, diff_budget);
+    while estimate_mib(net, r, d, threads) > max_mib {
+        if r <= 8 && d <= 8 {
+            bail!(
+                "--max-memory {max_mib} MiB is below what this model needs even with generator budgets of 8 (about {:.0} MiB with {threads} threads); raise it or use fewer threads (RAYON_NUM_THREADS)",
+                estimate_mib(net, 8, 8, threads)
+            );
+        }
+        r = (r * 3 / 4).max(8);
+        d = (d * 3 / 4).max(8);
+    }
+    Ok((r, d))
+}

@@ -269,6 +269,19 @@ fn shipped_model_precise_certificates_are_exact() {
     assert!(!g.join("report.json").exists(), "a refused run must not leave a report");
 }
 
+/// `--max-memory` lowers the generator budgets until the estimated peak fits, and the measured
+/// peak (VmHWM) stays under it; an impossible budget is a clear error.
+#[test]
+fn max_memory_is_respected() {
+    let d = tmp("maxmem");
+    let out = d.join("ok");
+    let v = ok_json(&["certify", "--model", SHIPPED, "--region", "global", "--pixels", "100,400", "--max-memory", "450", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    assert!(v["settings"]["region_budget"].as_u64().unwrap() < 512, "budgets not lowered: {}", v["settings"]);
+    let peak = v["peak_rss_mib"].as_f64().unwrap();
+    assert!(peak > 0.0 && peak <= 450.0, "peak {peak} MiB above --max-memory 450");
+    fails_with(&["certify", "--model", SHIPPED, "--region", "global", "--pixels", "100", "--max-memory", "50", "--out", d.join("no").to_str().unwrap()], "--max-memory 50 MiB is below");
+}
+
 #[test]
 fn bad_arguments_fail_clearly() {
     let d = tmp("bad");
