@@ -282,6 +282,34 @@ fn max_memory_is_respected() {
     fails_with(&["certify", "--model", SHIPPED, "--region", "global", "--pixels", "100", "--max-memory", "50", "--out", d.join("no").to_str().unwrap()], "--max-memory 50 MiB is below");
 }
 
+/// Help texts: every subcommand documents its key options; errors exit with status 1 (clap's
+/// usage errors with 2), never with a signal.
+#[test]
+fn help_texts_and_exit_codes() {
+    let expect: &[(&str, &[&str])] = &[
+        ("info", &["--model", "--layers"]),
+        ("eval", &["--mnist", "--precision", "--batch"]),
+        ("predict", &["--image", "--index"]),
+        ("bounds", &["--eps", "--method"]),
+        ("certify", &["--method", "precise", "--arithmetic", "--with-lower", "--max-memory", "--timeout", "--resume", "--log-scale"]),
+        ("attack", &["--restarts", "--save"]),
+        ("bench", &["--methods", "--images"]),
+        ("curve", &["--bits", "--eps", "--point-method", "--ball-method"]),
+    ];
+    for (cmd, flags) in expect {
+        let o = run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help");
+        let text = String::from_utf8_lossy(&o.stdout);
+        for f in *flags {
+            assert!(text.contains(f), "`zonocert {cmd} --help` does not mention {f}");
+        }
+    }
+    let top = run(&["--help"]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains("curve"));
+    assert_eq!(run(&["certify", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(run(&["info", "--model", "/nonexistent.onnx"]).status.code(), Some(1));
+}
+
 #[test]
 fn bad_arguments_fail_clearly() {
     let d = tmp("bad");
