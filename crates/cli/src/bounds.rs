@@ -62,8 +62,10 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let logits = fwd.output.bounds();
     let diffs = logit_differences(&fwd.output);
     let probs = probability_bounds(classes, &|j, c| diffs[j][c]);
-    // The class predicted at the centre image: the one certified must be it.
-    let centre: Vec<f64> = logits.iter().map(|b| b.mid()).collect();
+    // The class the model predicts at the centre image (concrete f64 execution): the one a
+    // robustness certificate must be about.
+    let exec = zonocert_network::Executor::<f64>::new(&net);
+    let centre = exec.forward(&zonocert_network::data::to_unit::<f64>(&img.pixels), 1);
     let predicted = argmax(&centre);
     let verified = (0..classes).filter(|&j| j != predicted).all(|j| diffs[j][predicted].hi < 0.0);
     let secs = t0.elapsed().as_secs_f64();
