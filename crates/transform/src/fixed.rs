@@ -17,7 +17,7 @@
 //! falls back to the `BigFloat` backend. Nothing is ever silently clipped.
 
 use crate::activation::Unary;
-use crate::precise::{pow2, up, Balls};
+use crate::precise::{conv_taps, pad_sources, pow2, up, Balls};
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
 use zonocert_network::ir::{numel, Conv, Linear, Op};
@@ -624,9 +624,6 @@ impl<'a> FixedNetwork<'a> {
         let Prepared::Weights { w, abs, b, scale_log2 } = prep else { return Err(Unsupported) };
         let (h, wd) = (in_shape[1], in_shape[2]);
         let (oh, ow) = (out_shape[1], out_shape[2]);
-        let in_per_group = conv.in_channels / conv.groups;
-        let out_per_group = conv.out_channels / conv.groups;
-        let [kh, kw] = conv.kernel;
         let mut out = Vec::with_capacity(numel(out_shape));
         let pointwise = conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.pads == [0; 4] && conv.groups == 1;
         if pointwise {
@@ -640,19 +637,9 @@ impl<'a> FixedNetwork<'a> {
             return Ok(out);
         }
         for oc in 0..conv.out_channels {
-            let g = oc / out_per_group;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let pairs = (0..in_per_group).flat_map(move |icg| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))).filter_map(|(icg, ky, kx)| {
-                        let iy = (oy * conv.stride[0] + ky * conv.dilation[0]).checked_sub(conv.pads[0])?;
-                        let ix = (ox * conv.stride[1] + kx * conv.dilation[1]).checked_sub(conv.pads[1])?;
-                        if iy >= h || ix >= wd {
-                            return None;
-                        }
-                        let ic = g * in_per_group + icg;
-                        Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * wd + ix))
-                    });
-                    out.push(self.dot(w, abs, b[oc], *scale_log2, x, pairs)?);
+                    out.push(self.dot(w, abs, b[oc], *scale_log2, x, conv_taps(conv, h, wd, oc, oy, ox))?);
                 }
             }
         }
@@ -801,18 +788,7 @@ impl<'a> FixedNetwork<'a> {
 }
 
 fn pad(x: &[(Fx, f64)], in_shape: &[usize], pads: [usize; 4]) -> Vec<(Fx, f64)> {
-    let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
-    let (oh, ow) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
-    let mut out = Vec::with_capacity(c * oh * ow);
-    for ch in 0..c {
-        for y in 0..oh {
-            for xx in 0..ow {
-                let inside = y >= pads[0] && y < pads[0] + h && xx >= pads[1] && xx < pads[1] + w;
-                out.push(if inside { x[(ch * h + y - pads[0]) * w + xx - pads[1]] } else { (Fx::ZERO, 0.0) });
-            }
-        }
-    }
-    out
+    pad_sources(in_shape, pads).map(|src| src.map_or((Fx::ZERO, 0.0), |k| x[k])).collect()
 }
 
 #[cfg(test)]

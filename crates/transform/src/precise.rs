@@ -167,6 +167,38 @@ fn taylor_degree(precision: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// The `(weight index, input index)` pairs feeding output `(oc, oy, ox)` of a convolution over
+/// an `h × w` input: taps outside the input (zero padding) are skipped.
+pub(crate) fn conv_taps(conv: &Conv, h: usize, w: usize, oc: usize, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let in_per_group = conv.in_channels / conv.groups;
+    let g = oc / (conv.out_channels / conv.groups);
+    let [kh, kw] = conv.kernel;
+    (0..in_per_group).flat_map(move |icg| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))).filter_map(move |(icg, ky, kx)| {
+        let iy = (oy * conv.stride[0] + ky * conv.dilation[0]).checked_sub(conv.pads[0])?;
+        let ix = (ox * conv.stride[1] + kx * conv.dilation[1]).checked_sub(conv.pads[1])?;
+        if iy >= h || ix >= w {
+            return None;
+        }
+        let ic = g * in_per_group + icg;
+        Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * w + ix))
+    })
+}
+
+/// For each output of a spatial zero padding of `in_shape`, the input index it copies (`None`
+/// for a padded zero).
+pub(crate) fn pad_sources(in_shape: &[usize], pads: [usize; 4]) -> impl Iterator<Item = Option<usize>> {
+    let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
+    let (oh, ow) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+    (0..c).flat_map(move |ch| {
+        (0..oh).flat_map(move |y| {
+            (0..ow).map(move |x| {
+                let inside = y >= pads[0] && y < pads[0] + h && x >= pads[1] && x < pads[1] + w;
+                inside.then(|| (ch * h + y - pads[0]) * w + x - pads[1])
+            })
+        })
+    })
+}
+
 /// `x · (1 + slack)` rounded up: turns an `f64` sum of `n` non-negative rounded terms into an
 /// upper bound of the exact sum (`γ`-style, with margin), plus room for underflow.
 pub(crate) fn up(x: f64, n: usize) -> f64 {
@@ -375,33 +407,12 @@ impl<'a> PreciseNetwork<'a> {
         };
         let (h, wd) = (in_shape[1], in_shape[2]);
         let (oh, ow) = (out_shape[1], out_shape[2]);
-        let in_per_group = conv.in_channels / conv.groups;
-        let out_per_group = conv.out_channels / conv.groups;
-        let [kh, kw] = conv.kernel;
         let mut out = Balls::with_capacity(numel(out_shape));
         for oc in 0..conv.out_channels {
-            let g = oc / out_per_group;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut pairs = (0..in_per_group)
-                        .flat_map(move |icg| {
-                            (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))
-                        })
-                        .filter_map(|(icg, ky, kx)| {
-                            let iy = (oy * conv.stride[0] + ky * conv.dilation[0])
-                                .checked_sub(conv.pads[0])?;
-                            let ix = (ox * conv.stride[1] + kx * conv.dilation[1])
-                                .checked_sub(conv.pads[1])?;
-                            if iy >= h || ix >= wd {
-                                return None;
-                            }
-                            let ic = g * in_per_group + icg;
-                            Some((
-                                ((oc * in_per_group + icg) * kh + ky) * kw + kx,
-                                (ic * h + iy) * wd + ix,
-                            ))
-                        });
-                    let (c, r) = self.dot(w, abs, &b[oc], conv.bias[oc].abs(), x, &mut pairs);
+                    let mut taps = conv_taps(conv, h, wd, oc, oy, ox);
+                    let (c, r) = self.dot(w, abs, &b[oc], conv.bias[oc].abs(), x, &mut taps);
                     out.push(c, r);
                 }
             }
@@ -625,21 +636,11 @@ impl<'a> PreciseNetwork<'a> {
     }
 
     fn pad(&self, x: &Balls, in_shape: &[usize], pads: [usize; 4]) -> Balls {
-        let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
-        let (oh, ow) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
-        let mut out = Balls::with_capacity(c * oh * ow);
-        for ch in 0..c {
-            for y in 0..oh {
-                for xx in 0..ow {
-                    let inside =
-                        y >= pads[0] && y < pads[0] + h && xx >= pads[1] && xx < pads[1] + w;
-                    if inside {
-                        let k = (ch * h + y - pads[0]) * w + xx - pads[1];
-                        out.push(x.centre[k].clone(), x.radius[k]);
-                    } else {
-                        out.push(self.big(0.0), 0.0);
-                    }
-                }
+        let mut out = Balls::with_capacity(x.len());
+        for src in pad_sources(in_shape, pads) {
+            match src {
+                Some(k) => out.push(x.centre[k].clone(), x.radius[k]),
+                None => out.push(self.big(0.0), 0.0),
             }
         }
         out
