@@ -4,7 +4,7 @@
 //! falls below a lower bound (a soundness failure).
 
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, load_mnist, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
+use crate::common::{check_classifier, load_mnist, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;
@@ -52,15 +52,6 @@ pub struct BenchArgs {
 /// absolute error of a few 10⁻¹⁶ on a probability difference. A certified bound counts as
 /// below one only beyond this slack (the `precise` method is tight enough to meet it).
 const REFERENCE_SLACK: f64 = 1e-12;
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-}
 
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{budgets_within, check_classifier, peak_rss_mib, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{budgets_within, check_classifier, median, peak_rss_mib, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -154,11 +154,7 @@ pub struct CertifyArgs {
 /// The median of upper/lower over pixels with a positive lower bound.
 fn median_ratio(results: &[Done]) -> Option<f64> {
     let mut r: Vec<f64> = results.iter().filter_map(|d| d.lower.filter(|&l| l > 0.0).map(|l| d.upper / l)).collect();
-    if r.is_empty() {
-        return None;
-    }
-    r.sort_by(|a, b| a.total_cmp(b));
-    Some(r[r.len() / 2])
+    (!r.is_empty()).then(|| median(&mut r))
 }
 
 /// Why `--method precise` refuses a region.
@@ -259,7 +255,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Region::Global => json!({"kind": "global"}),
     };
     let report_path = args.out.join("report.json");
-    let lower_exec = args.with_lower.then(|| Executor::<f64>::new(&net));
+    // The precise method's enclosure already has a certified lower end: search only otherwise.
+    let lower_exec = (args.with_lower && method != MethodArg::Precise).then(|| Executor::<f64>::new(&net));
     let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
     let mut results: Vec<Done> = if args.resume { resumed(&report_path, method_name, region_kind, args.question.bit)? } else { vec![] };
     results.retain(|d| pixels.contains(&d.pixel));

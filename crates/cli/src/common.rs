@@ -232,3 +232,13 @@ pub fn budgets_within(net: &Network, region_budget: usize, diff_budget: usize, t
     }
     Ok((r, d))
 }
+
+/// The median (the mean of the two middle values for an even count; NaN when empty).
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}

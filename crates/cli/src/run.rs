@@ -110,8 +110,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         Precision::F64 => logits(&Executor::<f64>::new(&net), &img.pixels, 1),
     };
     // A model that ends with Softmax already outputs probabilities.
-    let ends_with_softmax = net.layers.last().is_some_and(|l| l.op == zonocert_network::Op::Softmax);
-    let p = if ends_with_softmax { z.clone() } else { softmax(&z, classes) };
+    let p = if net.ends_with_softmax() { z.clone() } else { softmax(&z, classes) };
     let k = argmax(&z);
     if args.json {
         println!("{}", json!({"logits": z, "probabilities": p, "predicted": k, "label": img.label, "image": img.origin}));

@@ -218,6 +218,12 @@ impl Network {
         self.shape_of(self.output)
     }
 
+    /// True when the output is a final Softmax layer: the network already outputs
+    /// probabilities rather than logits.
+    pub fn ends_with_softmax(&self) -> bool {
+        self.layers.last().is_some_and(|l| l.op == Op::Softmax) && self.output.0 == self.layers.len()
+    }
+
     /// Total trainable parameters.
     pub fn parameters(&self) -> usize {
         self.layers.iter().map(|l| l.op.parameters()).sum()

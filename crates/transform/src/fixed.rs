@@ -17,7 +17,7 @@
 //! falls back to the `BigFloat` backend. Nothing is ever silently clipped.
 
 use crate::activation::Unary;
-use crate::precise::{conv_taps, pad_sources, pow2, up, Balls};
+use crate::precise::{conv_taps, mean_value_radius, pad_sources, pow2, up, Balls};
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
 use zonocert_network::ir::{numel, Conv, Linear, Op};
@@ -552,21 +552,12 @@ impl<'a> FixedNetwork<'a> {
 
     /// Evaluates the network; the output balls carry exact `BigFloat` centres.
     pub fn forward(&self, input: Vec<(Fx, f64)>) -> Result<Balls, Unsupported> {
-        let out = self.run(input, false)?.pop().ok_or(Unsupported)?;
-        let radii: Vec<f64> = out.iter().map(|v| v.1).collect();
-        Ok(Balls::from_big(out.iter().map(|v| v.0.to_big()).collect(), &radii))
+        Ok(to_balls(&self.run(input, false)?.pop().ok_or(Unsupported)?))
     }
 
     /// Every value (index `k + 1` is layer `k`'s output), as balls with exact centres.
     pub fn forward_all(&self, input: Vec<(Fx, f64)>) -> Result<Vec<Balls>, Unsupported> {
-        Ok(self
-            .run(input, true)?
-            .into_iter()
-            .map(|v| {
-                let radii: Vec<f64> = v.iter().map(|x| x.1).collect();
-                Balls::from_big(v.iter().map(|x| x.0.to_big()).collect(), &radii)
-            })
-            .collect())
+        Ok(self.run(input, true)?.iter().map(|v| to_balls(v)).collect())
     }
 
     fn run(&self, input: Vec<(Fx, f64)>, keep_all: bool) -> Result<Vec<Vec<(Fx, f64)>>, Unsupported> {
@@ -745,14 +736,7 @@ impl<'a> FixedNetwork<'a> {
                         (c.mul(s)?, up(c.mag() * s_err + 1.0, 2))
                     }
                 };
-                // Mean value theorem over the ball.
-                let slope = if r == 0.0 {
-                    0.0
-                } else {
-                    let e = c.enclose();
-                    f.deriv_range(Interval::new((e.lo - r).next_down(), (e.hi + r).next_up())).mag()
-                };
-                Ok((value, up(slope * r + err * unit(), 2)))
+                Ok((value, up(mean_value_radius(f, c.enclose(), r) + err * unit(), 2)))
             })
             .collect()
     }
@@ -785,6 +769,12 @@ impl<'a> FixedNetwork<'a> {
             })
             .collect()
     }
+}
+
+/// Fixed-point balls as `BigFloat` balls (the centres convert exactly).
+fn to_balls(v: &[(Fx, f64)]) -> Balls {
+    let radii: Vec<f64> = v.iter().map(|x| x.1).collect();
+    Balls::from_big(v.iter().map(|x| x.0.to_big()).collect(), &radii)
 }
 
 fn pad(x: &[(Fx, f64)], in_shape: &[usize], pads: [usize; 4]) -> Vec<(Fx, f64)> {

@@ -199,6 +199,16 @@ pub(crate) fn pad_sources(in_shape: &[usize], pads: [usize; 4]) -> impl Iterator
     })
 }
 
+/// Mean value theorem for a ball `[c − r, c + r]` with `c` enclosed in `centre`:
+/// `|f(exact) − f(c)| ≤ sup |f′|` over the ball times `r` (not yet rounded up).
+pub(crate) fn mean_value_radius(f: Unary, centre: Interval, r: f64) -> f64 {
+    if r == 0.0 {
+        return 0.0;
+    }
+    let hull = Interval::new((centre.lo - r).next_down(), (centre.hi + r).next_up());
+    f.deriv_range(hull).mag() * r
+}
+
 /// `x · (1 + slack)` rounded up: turns an `f64` sum of `n` non-negative rounded terms into an
 /// upper bound of the exact sum (`γ`-style, with margin), plus room for underflow.
 pub(crate) fn up(x: f64, n: usize) -> f64 {
@@ -559,18 +569,10 @@ impl<'a> PreciseNetwork<'a> {
                     }
                 },
             };
-            // Mean value theorem: |f(exact) − f(c)| ≤ sup |f′| over the ball times its radius.
-            let e = enclose(c);
-            let hull = Interval::new(
-                (e.lo - x.radius[k]).next_down(),
-                (e.hi + x.radius[k]).next_up(),
+            let r = up(
+                mean_value_radius(f, enclose(c), x.radius[k]) + rel * magnitude(&value),
+                2,
             );
-            let slope = if x.radius[k] == 0.0 {
-                0.0
-            } else {
-                f.deriv_range(hull).mag()
-            };
-            let r = up(slope * x.radius[k] + rel * magnitude(&value), 2);
             out.push(value, r);
         }
         out
@@ -730,8 +732,7 @@ pub struct PreciseCertifier<'a> {
 impl<'a> PreciseCertifier<'a> {
     /// Evaluates `image` (784 bytes) with the chosen arithmetic.
     pub fn new(net: &'a Network, image: &[u8], bit: u8, arithmetic: Arithmetic) -> Self {
-        let ends_with_softmax = net.layers.last().is_some_and(|l| l.op == Op::Softmax)
-            && net.output.0 == net.layers.len();
+        let ends_with_softmax = net.ends_with_softmax();
         let (precision, fixed) = match arithmetic {
             Arithmetic::Fixed => (FIXED_SOFTMAX_PRECISION, FixedNetwork::new(net).ok()),
             Arithmetic::BigFloat(p) => (p, None),

@@ -246,8 +246,7 @@ pub fn exact_point(exec: &Executor<f64>, image: &[u8], i: usize, bit: u8) -> (f6
 /// Class probabilities from a network output: softmax of the logits, or the output itself when
 /// the network already ends with a Softmax layer.
 pub fn probabilities(exec: &Executor<f64>, out: &[f64]) -> Vec<f64> {
-    let ends_with_softmax = exec.network().layers.last().is_some_and(|l| l.op == zonocert_network::Op::Softmax && exec.network().output.0 == exec.network().layers.len());
-    if ends_with_softmax {
+    if exec.network().ends_with_softmax() {
         out.to_vec()
     } else {
         softmax(out, out.len())
