@@ -53,6 +53,21 @@ pub fn unary_of(op: &Op) -> Option<Unary> {
 /// Runs the network on an abstract input. With `keep_bounds`, records every value's interval
 /// hull (the differential analysis needs them).
 pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut SymbolPool, domain: Domain, keep_bounds: bool) -> Forward {
+    forward_keeping(net, maps, input, pool, domain, keep_bounds, &[]).0
+}
+
+/// [`forward`] that also returns the zonotopes of the values `keep` (value ids, in that order),
+/// for LP refinement windows that start there.
+pub fn forward_keeping(
+    net: &Network,
+    maps: &PreparedMaps,
+    input: Zonotope,
+    pool: &mut SymbolPool,
+    domain: Domain,
+    keep_bounds: bool,
+    keep: &[usize],
+) -> (Forward, Vec<Zonotope>) {
+    let mut kept: Vec<Option<Zonotope>> = vec![None; keep.len()];
     let budget = domain.budget();
     let interval_only = domain == Domain::Interval;
     let last_use = net.last_uses();
@@ -64,6 +79,7 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
     }
     let mut peak = input.n_gens();
     let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
+    keep_value(keep, &mut kept, 0, &input);
     vals[0] = Some(input);
     for (k, layer) in net.layers.iter().enumerate() {
         let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
@@ -103,6 +119,7 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
         if keep_bounds {
             bounds[k + 1] = out.bounds();
         }
+        keep_value(keep, &mut kept, k + 1, &out);
         vals[k + 1] = Some(out);
         for v in &layer.inputs {
             if last_use[v.0] == Some(k) && v.0 != net.output.0 {
@@ -111,7 +128,15 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
         }
     }
     let output = vals[net.output.0].take().expect("output computed");
-    Forward { output, bounds, peak_generators: peak }
+    (Forward { output, bounds, peak_generators: peak }, kept.into_iter().map(|z| z.expect("kept value computed")).collect())
+}
+
+fn keep_value(keep: &[usize], kept: &mut [Option<Zonotope>], id: usize, z: &Zonotope) {
+    for (slot, &v) in kept.iter_mut().zip(keep) {
+        if v == id {
+            *slot = Some(z.clone());
+        }
+    }
 }
 
 /// The differential analysis: given interval bounds of every value over the region `X`
@@ -123,6 +148,35 @@ pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut S
 /// on the hull of `X` and `X + D`, and (b) the interval difference `f([X + D]) − f([X])`.
 /// The product `x·s` uses `x′s′ − xs = d_x·s′ + x·d_s` with `x`, `s′` bounded by intervals.
 pub fn differential(net: &Network, maps: &PreparedMaps, x_bounds: &[Vec<Interval>], d_input: Zonotope, pool: &mut SymbolPool, budget: usize) -> Zonotope {
+    differential_keeping(net, maps, x_bounds, d_input, pool, budget, None).0
+}
+
+/// What [`differential_keeping`] records besides the output difference.
+pub struct DifferenceRecord {
+    /// Interval bounds of every value's difference (index = value id).
+    pub bounds: Vec<Vec<Interval>>,
+    /// The difference zonotopes of the requested values, in the order asked.
+    pub kept: Vec<Zonotope>,
+}
+
+/// [`differential`] that, with `keep = Some(values)`, also records every value's difference
+/// bounds and the difference zonotopes of `values` (for LP refinement).
+pub fn differential_keeping(
+    net: &Network,
+    maps: &PreparedMaps,
+    x_bounds: &[Vec<Interval>],
+    d_input: Zonotope,
+    pool: &mut SymbolPool,
+    budget: usize,
+    keep: Option<&[usize]>,
+) -> (Zonotope, Option<DifferenceRecord>) {
+    let keep_ids = keep.unwrap_or(&[]);
+    let mut kept: Vec<Option<Zonotope>> = vec![None; keep_ids.len()];
+    let mut bounds: Vec<Vec<Interval>> = if keep.is_some() { vec![vec![]; net.layers.len() + 1] } else { vec![] };
+    if keep.is_some() {
+        bounds[0] = d_input.bounds();
+    }
+    keep_value(keep_ids, &mut kept, 0, &d_input);
     let last_use = net.last_uses();
     let n_vals = net.layers.len() + 1;
     let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
@@ -161,6 +215,10 @@ pub fn differential(net: &Network, maps: &PreparedMaps, x_bounds: &[Vec<Interval
             }
             Op::Softmax => d.clone(),
         };
+        if keep.is_some() {
+            bounds[k + 1] = out.bounds();
+        }
+        keep_value(keep_ids, &mut kept, k + 1, &out);
         vals[k + 1] = Some(out);
         for v in &layer.inputs {
             if last_use[v.0] == Some(k) && v.0 != net.output.0 {
@@ -168,7 +226,9 @@ pub fn differential(net: &Network, maps: &PreparedMaps, x_bounds: &[Vec<Interval
             }
         }
     }
-    vals[net.output.0].take().expect("output computed")
+    let output = vals[net.output.0].take().expect("output computed");
+    let record = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
+    (output, record)
 }
 
 /// Per-neuron enclosure of `f(x + d) − f(x)` as `λ·d + μ ± β`.

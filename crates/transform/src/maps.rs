@@ -85,6 +85,38 @@ impl AffineMap {
 }
 
 impl AffineMap {
+    /// The layer's coefficients as sparse columns (column `j` lists `(output, coefficient)`
+    /// for input `j`) and its offset. With `e = relative_error()`, every listed coefficient
+    /// and offset is within `e·|value|` of the exact real one, and unlisted ones are exactly 0.
+    pub fn sparse_columns(&self) -> (Vec<Vec<(usize, f64)>>, Vec<f64>) {
+        const CHUNK: usize = 64;
+        let (n_in, n_out) = (self.in_dim(), self.out_dim());
+        let mut cols = Vec::with_capacity(n_in);
+        for start in (0..n_in).step_by(CHUNK) {
+            let n = CHUNK.min(n_in - start);
+            let mut eye = vec![0.0; n * n_in];
+            for k in 0..n {
+                eye[k * n_in + start + k] = 1.0;
+            }
+            let y = self.apply(&eye, n);
+            for k in 0..n {
+                cols.push(y[k * n_out..(k + 1) * n_out].iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, v)| (i, *v)).collect());
+            }
+        }
+        (cols, self.offset().unwrap_or_else(|| vec![0.0; n_out]))
+    }
+
+    /// Relative error of [`AffineMap::sparse_columns`]: 0 where coefficients are stored
+    /// weights (conv, dense, padding, reshape), one rounding where they are quotients
+    /// (per-channel division, average pooling).
+    pub fn relative_error(&self) -> f64 {
+        match &self.kind {
+            Kind::Conv { .. } | Kind::Linear { .. } | Kind::Pad(_) | Kind::Reshape => 0.0,
+            Kind::Channel(a) if !a.divide => 0.0,
+            Kind::Channel(_) | Kind::AvgPool => 2.0 * f64::EPSILON,
+        }
+    }
+
     fn in_dim(&self) -> usize {
         numel(&self.in_shape)
     }

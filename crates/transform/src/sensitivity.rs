@@ -7,9 +7,10 @@
 //! 8-bit grid is relaxed to the continuous box, which is sound. `X` is analysed once per region
 //! and shared by all pixels.
 
-use crate::analysis::{differential, forward, Domain, Forward};
+use crate::analysis::{differential_keeping, forward, forward_keeping, DifferenceRecord, Domain, Forward};
 use crate::maps::PreparedMaps;
 use crate::softmax::{class_bounds, logit_differences, ClassBound};
+
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
@@ -125,6 +126,18 @@ pub struct PixelBound {
     pub per_class: Vec<ClassBound>,
 }
 
+/// A hook that may tighten one pixel's bounds on `Δ(z_c − z_j)` (LP refinement lives in its
+/// own crate and plugs in here).
+pub trait DeltaRefiner: Sync {
+    /// Values whose difference zonotopes [`DeltaRefiner::refine`] needs (and whose region
+    /// zonotopes the certifier must keep: build it with [`Certifier::with_kept`]).
+    fn keep(&self) -> &[usize];
+
+    /// Tightens `dd[c][j]` (bounds on `Δ(z_c − z_j)`, antisymmetric) by intersecting it with
+    /// proven bounds only; `class_bounds(dd)` gives the per-class bounds `dd` implies.
+    fn refine(&self, pixel: usize, record: &DifferenceRecord, dd: &mut [Vec<Interval>], class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>);
+}
+
 /// Analyses a region once and then certifies pixels one by one (in any order, in parallel).
 pub struct Certifier<'a> {
     net: &'a Network,
@@ -137,11 +150,19 @@ pub struct Certifier<'a> {
     dx: Vec<Vec<Interval>>,
     pool_after_x: SymbolPool,
     classes: usize,
+    /// Region zonotopes of the values asked for by [`Certifier::with_kept`].
+    kept: Vec<Zonotope>,
 }
 
 impl<'a> Certifier<'a> {
     /// Runs the region analysis (`X`) for `settings.method`.
     pub fn new(net: &'a Network, region: Region, settings: Settings) -> Self {
+        Self::with_kept(net, region, settings, &[])
+    }
+
+    /// [`Certifier::new`] that also keeps the region zonotopes of the values `keep` (for a
+    /// [`DeltaRefiner`]).
+    pub fn with_kept(net: &'a Network, region: Region, settings: Settings, keep: &[usize]) -> Self {
         // A single image has only rounding-sized widths: correlations buy nothing there, so
         // both analyses run without generators (exact up to rounding, and fast).
         let settings = match region {
@@ -155,11 +176,11 @@ impl<'a> Certifier<'a> {
             _ => Domain::Zonotope { budget: settings.region_budget },
         };
         let input = Zonotope::from_box(&region.input_box(), &mut pool, domain != Domain::Interval);
-        let keep = settings.method == Method::DiffZonotope;
-        let x = forward(net, &maps, input.clone(), &mut pool, domain, keep);
+        let keep_bounds = settings.method == Method::DiffZonotope;
+        let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, keep_bounds, keep);
         let classes = x.output.dim();
         let dx = logit_differences(&x.output);
-        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes }
+        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept }
     }
 
     /// The settings in force (budgets are 0 for a single image).
@@ -190,8 +211,19 @@ impl<'a> Certifier<'a> {
         d
     }
 
+    /// The region zonotopes kept by [`Certifier::with_kept`], in the order asked.
+    pub fn kept(&self) -> &[Zonotope] {
+        &self.kept
+    }
+
     /// Certifies pixel `i`.
     pub fn pixel(&self, i: usize) -> PixelBound {
+        self.pixel_refined(i, None)
+    }
+
+    /// Certifies pixel `i`, letting `refiner` tighten the differential bounds (method
+    /// `diff-zonotope` only; other methods ignore it).
+    pub fn pixel_refined(&self, i: usize, refiner: Option<&dyn DeltaRefiner>) -> PixelBound {
         let d_box = self.difference_box(i);
         let z = &self.x.output;
         let k = self.classes;
@@ -200,12 +232,16 @@ impl<'a> Certifier<'a> {
             Method::DiffZonotope => {
                 let mut pool = SymbolPool::new();
                 let d_in = Zonotope::from_box(&d_box, &mut pool, true);
-                let d = differential(self.net, &self.maps, &self.x.bounds, d_in, &mut pool, self.settings.diff_budget);
-                let dd: Vec<Vec<Interval>> =
+                let keep = refiner.map(|r| r.keep());
+                let (d, record) = differential_keeping(self.net, &self.maps, &self.x.bounds, d_in, &mut pool, self.settings.diff_budget, keep);
+                let mut dd: Vec<Vec<Interval>> =
                     (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
                 // z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c).
-                let dxp = |j: usize, c: usize| dx[j][c].add(&dd[j][c]);
-                class_bounds(k, &|j, c| dx[j][c], &dxp, &|c, j| dd[c][j])
+                let bounds_of = |dd: &[Vec<Interval>]| class_bounds(k, &|j, c| dx[j][c], &|j, c| dx[j][c].add(&dd[j][c]), &|c, j| dd[c][j]);
+                if let (Some(r), Some(rec)) = (refiner, record.as_ref()) {
+                    r.refine(i, rec, &mut dd, &bounds_of);
+                }
+                bounds_of(&dd)
             }
             Method::TwinZonotope | Method::Interval => {
                 let mut pool = self.pool_after_x.clone();

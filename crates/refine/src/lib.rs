@@ -1,0 +1,242 @@
+//! Sound LP refinement of zonocert's bounds (good_lp with HiGHS).
+//!
+//! A window of late layers is encoded as a linear program ([`window`]) whose inputs are tied
+//! to the zonotopes of the forward (and differential) analysis. Each objective — a logit
+//! difference `z_j − z_c` for `bounds`, a difference change `Δ(z_c − z_j)` for `certify` — is
+//! minimised by HiGHS and the result is turned into a proof by a safe dual bound ([`lp`]).
+//! Refined bounds are intersected with the unrefined ones, so refinement never loosens a bound,
+//! and a solver failure or time-out leaves the unrefined bound in place.
+//!
+//! Architecture invariant: the transformer crate knows nothing of LPs; this crate encodes the
+//! ops itself and plugs into the certifier through [`DeltaRefiner`].
+
+pub mod lp;
+pub mod window;
+
+use lp::Lp;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use window::{couple, encode_layers, link_inputs, Vars, Window};
+use zonocert_domain::{Interval, Zonotope};
+use zonocert_network::Network;
+use zonocert_transform::analysis::DifferenceRecord;
+use zonocert_transform::maps::PreparedMaps;
+use zonocert_transform::sensitivity::DeltaRefiner;
+use zonocert_transform::softmax::ClassBound;
+
+/// How much LP work to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LpSettings {
+    /// Number of final layers in the window (`None`: the head after the last residual add).
+    pub window: Option<usize>,
+    /// Time limit of one LP, seconds.
+    pub timeout_s: f64,
+    /// Total time for all LPs of one run, seconds; objectives left when it is spent keep their
+    /// unrefined bounds.
+    pub budget_s: f64,
+}
+
+impl Default for LpSettings {
+    fn default() -> Self {
+        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0 }
+    }
+}
+
+/// What the LPs of a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LpStats {
+    /// LPs solved (each gives a proven bound or falls back).
+    pub lps: usize,
+    /// LPs whose proven bound beat the unrefined one.
+    pub improved: usize,
+    /// LPs stopped by their time limit (their duals still give a valid, looser bound).
+    pub timeouts: usize,
+    /// Objectives skipped because the total budget was spent.
+    pub skipped: usize,
+    /// Seconds spent building and solving.
+    pub seconds: f64,
+    /// Size of the last program: variables, rows, nonzeros.
+    pub size: (usize, usize, usize),
+    /// Sum over refined objectives of the unrefined width minus the refined width.
+    pub width_gained: f64,
+    /// Sum over refined objectives of the unrefined width.
+    pub width_before: f64,
+}
+
+impl LpStats {
+    fn merge(&mut self, o: &LpStats) {
+        self.lps += o.lps;
+        self.improved += o.improved;
+        self.timeouts += o.timeouts;
+        self.skipped += o.skipped;
+        self.seconds += o.seconds;
+        self.size = o.size;
+        self.width_gained += o.width_gained;
+        self.width_before += o.width_before;
+    }
+}
+
+/// Tightens `target` (bounds on `Σ objective`) by two LPs: the minimum of the objective and of
+/// its negation. Returns the refined interval (a subset of `target`).
+fn tighten(lp: &Lp, objective: &[(usize, f64)], target: Interval, settings: &LpSettings, deadline: Instant, stats: &mut LpStats) -> Interval {
+    let mut out = target;
+    let neg: Vec<(usize, f64)> = objective.iter().map(|&(v, c)| (v, -c)).collect();
+    for (sign, obj) in [(1.0, objective), (-1.0, &neg[..])] {
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+        if left <= 0.0 {
+            stats.skipped += 1;
+            continue;
+        }
+        let res = lp.minimise(obj, settings.timeout_s.min(left));
+        stats.lps += 1;
+        stats.timeouts += res.timed_out as usize;
+        if let Some(b) = res.bound {
+            // sign = 1: objective ≥ b; sign = −1: objective ≤ −b.
+            if sign > 0.0 && b > out.lo {
+                out.lo = b.min(out.hi);
+                stats.improved += 1;
+            } else if sign < 0.0 && -b < out.hi {
+                out.hi = (-b).max(out.lo);
+                stats.improved += 1;
+            }
+        }
+    }
+    stats.width_before += target.width();
+    stats.width_gained += target.width() - out.width();
+    out
+}
+
+/// The variables of a logit `c` in a copy.
+fn logit(vars: &Vars, output: usize, c: usize) -> usize {
+    vars[output].as_ref().expect("window output encoded")[c]
+}
+
+/// Refines bounds on logit differences over a region. `x_bounds` are the forward analysis's
+/// bounds of every value and `x_kept` its zonotopes of `window.inputs`; `diffs[j][c]` bounds
+/// `z_j − z_c` and is tightened for every pair with `j` in `rows` (all `c ≠ j`).
+#[allow(clippy::too_many_arguments)]
+pub fn refine_logit_differences(
+    net: &Network,
+    maps: &PreparedMaps,
+    window: &Window,
+    x_bounds: &[Vec<Interval>],
+    x_kept: &[Zonotope],
+    diffs: &mut [Vec<Interval>],
+    pairs: &[(usize, usize)],
+    settings: &LpSettings,
+) -> LpStats {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(settings.budget_s.max(0.0));
+    let mut lp = Lp::new();
+    let mut vars: Vars = vec![None; net.layers.len() + 1];
+    link_inputs(&mut lp, window, x_kept, x_bounds, None, &mut HashMap::new(), &mut vars);
+    encode_layers(&mut lp, net, maps, window, x_bounds, &mut vars);
+    let mut stats = LpStats { size: (lp.boxes.len(), lp.rows.len(), lp.nonzeros()), ..Default::default() };
+    let out = net.output.0;
+    for &(j, c) in pairs {
+        let obj = [(logit(&vars, out, j), 1.0), (logit(&vars, out, c), -1.0)];
+        let refined = tighten(&lp, &obj, diffs[j][c], settings, deadline, &mut stats);
+        diffs[j][c] = refined;
+        diffs[c][j] = Interval::new(-refined.hi, -refined.lo);
+    }
+    stats.seconds = t0.elapsed().as_secs_f64();
+    stats
+}
+
+/// LP refinement of the differential analysis, one twin program per pixel: copies `x` and
+/// `x′` of the window, tied at the inputs to the region zonotope and to the pixel's difference
+/// zonotope, and coupled at every value by the difference bounds.
+pub struct LpRefiner<'a> {
+    net: &'a Network,
+    maps: PreparedMaps,
+    window: Window,
+    x_bounds: &'a [Vec<Interval>],
+    x_kept: &'a [Zonotope],
+    settings: LpSettings,
+    deadline: Instant,
+    stats: Mutex<LpStats>,
+}
+
+impl<'a> LpRefiner<'a> {
+    /// A refiner over `window`; `x_bounds` and `x_kept` come from the certifier's region
+    /// analysis (bounds of every value; zonotopes of `window.inputs`).
+    pub fn new(net: &'a Network, window: Window, x_bounds: &'a [Vec<Interval>], x_kept: &'a [Zonotope], settings: LpSettings) -> Self {
+        let deadline = Instant::now() + Duration::from_secs_f64(settings.budget_s.max(0.0));
+        LpRefiner { net, maps: PreparedMaps::new(net), window, x_bounds, x_kept, settings, deadline, stats: Mutex::new(LpStats::default()) }
+    }
+
+    /// The window refined.
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// Totals over every pixel refined so far.
+    pub fn stats(&self) -> LpStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn twin_program(&self, record: &DifferenceRecord) -> (Lp, Vars, Vars) {
+        let n_vals = self.net.layers.len() + 1;
+        let mut lp = Lp::new();
+        let mut x: Vars = vec![None; n_vals];
+        let mut xp: Vars = vec![None; n_vals];
+        let xp_bounds: Vec<Vec<Interval>> = (0..n_vals)
+            .map(|v| {
+                if v < self.window.start && !self.window.inputs.contains(&v) {
+                    vec![]
+                } else {
+                    self.x_bounds[v].iter().zip(&record.bounds[v]).map(|(a, d)| a.add(d)).collect()
+                }
+            })
+            .collect();
+        link_inputs(&mut lp, &self.window, self.x_kept, self.x_bounds, None, &mut HashMap::new(), &mut x);
+        link_inputs(&mut lp, &self.window, &record.kept, &xp_bounds, Some(&x), &mut HashMap::new(), &mut xp);
+        encode_layers(&mut lp, self.net, &self.maps, &self.window, self.x_bounds, &mut x);
+        encode_layers(&mut lp, self.net, &self.maps, &self.window, &xp_bounds, &mut xp);
+        couple(&mut lp, &x, &xp, &record.bounds);
+        (lp, x, xp)
+    }
+}
+
+impl DeltaRefiner for LpRefiner<'_> {
+    fn keep(&self) -> &[usize] {
+        &self.window.inputs
+    }
+
+    fn refine(&self, _pixel: usize, record: &DifferenceRecord, dd: &mut [Vec<Interval>], class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>) {
+        if Instant::now() >= self.deadline {
+            if let Ok(mut s) = self.stats.lock() {
+                s.skipped += 1;
+            }
+            return;
+        }
+        let t0 = Instant::now();
+        let (lp, x, xp) = self.twin_program(record);
+        let mut stats = LpStats { size: (lp.boxes.len(), lp.rows.len(), lp.nonzeros()), ..Default::default() };
+        let out = self.net.output.0;
+        let k = dd.len();
+        let mut done = vec![false; k];
+        // Refine the class with the largest bound until it is one already refined: only the
+        // maximum over classes is reported, so other classes need no LPs.
+        loop {
+            let cb = class_bounds(dd);
+            let c = (0..k).fold(0, |best, c| if cb[c].bound > cb[best].bound { c } else { best });
+            if done[c] {
+                break;
+            }
+            done[c] = true;
+            for j in (0..k).filter(|&j| j != c) {
+                // Δ(z_c − z_j) = z′_c − z′_j − z_c + z_j.
+                let obj = [(logit(&xp, out, c), 1.0), (logit(&xp, out, j), -1.0), (logit(&x, out, c), -1.0), (logit(&x, out, j), 1.0)];
+                let refined = tighten(&lp, &obj, dd[c][j], &self.settings, self.deadline, &mut stats);
+                dd[c][j] = refined;
+                dd[j][c] = Interval::new(-refined.hi, -refined.lo);
+            }
+        }
+        stats.seconds = t0.elapsed().as_secs_f64();
+        if let Ok(mut s) = self.stats.lock() {
+            s.merge(&stats);
+        }
+    }
+}
