@@ -107,6 +107,17 @@ fn tighten(lp: &Lp, objective: &[(usize, f64)], target: Interval, settings: &LpS
     out
 }
 
+/// `a ∩ b` for two enclosures of the same quantity (never empty for sound inputs; if rounding
+/// made them disjoint, `a` is kept).
+fn intersect(a: Interval, b: Interval) -> Interval {
+    let (lo, hi) = (a.lo.max(b.lo), a.hi.min(b.hi));
+    if lo <= hi {
+        Interval::new(lo, hi)
+    } else {
+        a
+    }
+}
+
 /// The variables of a logit `c` in a copy.
 fn logit(vars: &Vars, output: usize, c: usize) -> usize {
     vars[output].as_ref().expect("window output encoded")[c]
@@ -138,7 +149,7 @@ pub fn refine_logit_differences(
         let obj = [(logit(&vars, out, j), 1.0), (logit(&vars, out, c), -1.0)];
         let refined = tighten(&lp, &obj, diffs[j][c], settings, deadline, &mut stats);
         diffs[j][c] = refined;
-        diffs[c][j] = Interval::new(-refined.hi, -refined.lo);
+        diffs[c][j] = intersect(diffs[c][j], Interval::new(-refined.hi, -refined.lo));
     }
     stats.seconds = t0.elapsed().as_secs_f64();
     stats
@@ -231,7 +242,7 @@ impl DeltaRefiner for LpRefiner<'_> {
                 let obj = [(logit(&xp, out, c), 1.0), (logit(&xp, out, j), -1.0), (logit(&x, out, c), -1.0), (logit(&x, out, j), 1.0)];
                 let refined = tighten(&lp, &obj, dd[c][j], &self.settings, self.deadline, &mut stats);
                 dd[c][j] = refined;
-                dd[j][c] = Interval::new(-refined.hi, -refined.lo);
+                dd[j][c] = intersect(dd[j][c], Interval::new(-refined.hi, -refined.lo));
             }
         }
         stats.seconds = t0.elapsed().as_secs_f64();

@@ -128,6 +128,9 @@ impl Lp {
         let obj: Expression = objective.iter().map(|&(v, c)| c * vars[v]).sum();
         let mut model = highs(problem.minimise(obj)).set_time_limit(time_limit.max(1e-3)).set_threads(1);
         model.set_verbose(false);
+        // Dual simplex: 5–20× faster than HiGHS's default choice (interior point) on these
+        // programs (measured on the refine tests' twin windows), and its duals are vertex duals.
+        model = model.set_option("solver", "simplex");
         // Each of our rows becomes one or two solver rows; remember which.
         let mut refs = Vec::with_capacity(self.rows.len());
         for row in &self.rows {
