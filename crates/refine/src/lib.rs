@@ -187,7 +187,9 @@ impl<'a> LpRefiner<'a> {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn twin_program(&self, record: &DifferenceRecord) -> (Lp, Vars, Vars) {
+    /// The pixel's twin program and the variables of the `x` and `x′` copies (public so that
+    /// tests can check every row against concrete pairs).
+    pub fn twin_program(&self, record: &DifferenceRecord) -> (Lp, Vars, Vars) {
         let n_vals = self.net.layers.len() + 1;
         let mut lp = Lp::new();
         let mut x: Vars = vec![None; n_vals];

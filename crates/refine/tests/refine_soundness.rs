@@ -1,0 +1,243 @@
+//! LP refinement on small random EfficientNet-style networks: refined bounds are never looser
+//! than the unrefined ones, never exclude sampled concrete values (box corners included), and
+//! do gain on wide regions.
+
+#[allow(dead_code)]
+#[path = "../../transform/tests/support/mod.rs"]
+mod support;
+
+use proptest::prelude::*;
+use support::{image, run, tiny_net, Rng};
+use zonocert_domain::{SymbolPool, Zonotope};
+use zonocert_network::exec::Executor;
+use zonocert_network::kernels::softmax;
+use zonocert_refine::window::Window;
+use zonocert_refine::{refine_logit_differences, LpRefiner, LpSettings, LpStats};
+use zonocert_transform::analysis::forward_keeping;
+use zonocert_transform::maps::PreparedMaps;
+use zonocert_transform::sensitivity::{flip_size, Certifier, Method, Region, Settings};
+use zonocert_transform::softmax::logit_differences;
+use zonocert_transform::Domain;
+
+/// Window sizes exercised: the head (affine only in these nets), the SE block and residual,
+/// and nearly the whole network (activations, depthwise conv, products).
+const WINDOWS: [Option<usize>; 3] = [None, Some(8), Some(13)];
+
+/// Points of the box: corners (each pixel at an end) and uniform interior points.
+fn sample_box(b: &[zonocert_domain::Interval], rng: &mut Rng, corner: bool) -> Vec<f64> {
+    b.iter()
+        .map(|iv| {
+            let t = if corner { (rng.next() & 1) as f64 } else { rng.unit() };
+            iv.lo + t * (iv.hi - iv.lo)
+        })
+        .collect()
+}
+
+fn settings() -> LpSettings {
+    LpSettings { window: None, timeout_s: 5.0, budget_s: 60.0 }
+}
+
+/// LPs cost 0.05–1 s each here: a few dozen random networks per test (1,000 proptest cases
+/// by default elsewhere ↦ 12 and 6 here; `ZONOCERT_PROPTEST_CASES` scales them).
+fn cases(per: u32) -> u32 {
+    (support::cases() / per).max(3)
+}
+
+#[test]
+fn refined_logit_differences_are_tighter_and_contain_samples() {
+    let gained = std::sync::Mutex::new(LpStats::default());
+    run(cases(80), (any::<u64>(), 0usize..3, 1u32..40), |(seed, w, eps_255)| {
+        let net = tiny_net(seed, 3, 2, seed % 2 == 0);
+        let mut rng = Rng(seed ^ 0x5eed);
+        let img = image(&mut rng);
+        let eps = eps_255 as f64 / 255.0;
+        let region = Region::Ball(img, eps);
+        let window = Window::new(&net, WINDOWS[w]);
+        let maps = PreparedMaps::new(&net);
+        let mut pool = SymbolPool::new();
+        let input = Zonotope::from_box(&region.input_box(), &mut pool, true);
+        let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, true, &window.inputs);
+        let before = logit_differences(&fwd.output);
+        let mut after = before.clone();
+        let pairs: Vec<(usize, usize)> = (0..10).flat_map(|j| (0..10).filter(move |&c| c != j).map(move |c| (j, c))).filter(|&(j, c)| j < c && (j + c) % 3 == 0).collect();
+        let stats = refine_logit_differences(&net, &maps, &window, &fwd.bounds, &kept, &mut after, &pairs, &settings());
+        gained.lock().expect("lock").width_gained += stats.width_gained;
+        for j in 0..10 {
+            for c in 0..10 {
+                let (b, a) = (before[j][c], after[j][c]);
+                prop_assert!(a.lo >= b.lo && a.hi <= b.hi, "pair ({j},{c}) loosened: {b:?} -> {a:?}");
+                prop_assert!(a.lo <= a.hi, "pair ({j},{c}) empty: {a:?}");
+            }
+        }
+        let exec = Executor::<f64>::new(&net);
+        let ibox = region.input_box();
+        for s in 0..48 {
+            let x = sample_box(&ibox, &mut rng, s % 2 == 0);
+            let z = exec.forward(&x, 1);
+            for j in 0..10 {
+                for c in 0..10 {
+                    let v = z[j] - z[c];
+                    let slack = 1e-9 * (1.0 + v.abs());
+                    prop_assert!(after[j][c].lo - slack <= v && v <= after[j][c].hi + slack, "sample outside refined ({j},{c}): {v} not in {:?}", after[j][c]);
+                }
+            }
+        }
+        Ok(())
+    });
+    let g = gained.lock().expect("lock").width_gained;
+    assert!(g > 0.0, "LP refinement never tightened a logit difference (total gain {g})");
+}
+
+#[test]
+fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
+    let gained = std::sync::Mutex::new(0.0f64);
+    run(cases(160), (any::<u64>(), 0usize..3, 1u32..30, 0usize..784), |(seed, w, eps_255, pixel)| {
+        let net = tiny_net(seed, 3, 2, seed % 2 == 0);
+        let mut rng = Rng(seed ^ 0xd1ff);
+        let img = image(&mut rng);
+        let eps = eps_255 as f64 / 255.0;
+        let region = Region::Ball(img, eps);
+        let window = Window::new(&net, WINDOWS[w]);
+        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0 };
+        let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
+        let bounds = &cert.region_analysis().bounds;
+        let refiner = LpRefiner::new(&net, window, bounds, cert.kept(), self::settings());
+        let plain = cert.pixel(pixel);
+        let refined = cert.pixel_refined(pixel, Some(&refiner));
+        prop_assert!(refined.upper <= plain.upper, "refinement loosened: {} -> {}", plain.upper, refined.upper);
+        *gained.lock().expect("lock") += plain.upper - refined.upper;
+        let exec = Executor::<f64>::new(&net);
+        let ibox = region.input_box();
+        let delta = flip_size(0).hi;
+        for s in 0..32 {
+            let x = sample_box(&ibox, &mut rng, s % 2 == 0);
+            let mut xp = x.clone();
+            xp[pixel] += if rng.next() & 1 == 0 { delta } else { -delta };
+            let z = exec.forward(&x, 1);
+            let zp = exec.forward(&xp, 1);
+            let (p, q) = (softmax(&z, 10), softmax(&zp, 10));
+            let change = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            prop_assert!(change <= refined.upper * (1.0 + 1e-9) + 1e-12, "sampled change {change} above refined bound {}", refined.upper);
+        }
+        Ok(())
+    });
+    let g = *gained.lock().expect("lock");
+    assert!(g > 0.0, "LP refinement never tightened a pixel bound (total gain {g})");
+}
+
+/// Checks every row of `lp` whose variables all have concrete values in `at`; returns how many
+/// rows were checked.
+fn check_rows(lp: &zonocert_refine::lp::Lp, at: &std::collections::HashMap<usize, f64>) -> Result<usize, TestCaseError> {
+    let mut checked = 0;
+    for (r, row) in lp.rows.iter().enumerate() {
+        let vals: Option<Vec<f64>> = row.terms.iter().map(|(v, c)| at.get(v).map(|x| c * x)).collect();
+        let Some(vals) = vals else { continue };
+        let sum: f64 = vals.iter().sum();
+        let tol = 1e-10 * (1.0 + vals.iter().map(|v| v.abs()).sum::<f64>());
+        prop_assert!(row.lo - tol <= sum && sum <= row.hi + tol, "row {r} violated by a concrete state: {sum} not in [{}, {}] ({:?})", row.lo, row.hi, row.terms);
+        checked += 1;
+    }
+    for (v, x) in at {
+        let b = lp.boxes[*v];
+        let tol = 1e-10 * (1.0 + x.abs());
+        prop_assert!(b.lo - tol <= *x && *x <= b.hi + tol, "variable {v} = {x} outside its box {b:?}");
+    }
+    Ok(checked)
+}
+
+/// The assignment of a copy's variables from a concrete run.
+fn assign(vars: &zonocert_refine::window::Vars, values: &[Option<Vec<f64>>], at: &mut std::collections::HashMap<usize, f64>) {
+    for (v, ids) in vars.iter().enumerate() {
+        if let (Some(ids), Some(x)) = (ids, &values[v]) {
+            for (&id, &val) in ids.iter().zip(x) {
+                at.insert(id, val);
+            }
+        }
+    }
+}
+
+/// The key invariant behind every LP bound: each row (affine, activation lines, McCormick,
+/// coupling) holds at every concrete state of the region, here at sampled images and pairs
+/// (box corners included). Rows that mention noise symbols are the zonotope links, whose
+/// soundness is that of the analyses.
+#[test]
+fn every_window_row_holds_at_concrete_states() {
+    use zonocert_domain::Interval;
+    use zonocert_transform::analysis::differential_keeping;
+    run(cases(80), (any::<u64>(), 0usize..3, 1u32..40, 0usize..784), |(seed, w, eps_255, pixel)| {
+        let net = tiny_net(seed, 3, 2, seed % 2 == 0);
+        let mut rng = Rng(seed ^ 0x7075);
+        let region = Region::Ball(image(&mut rng), eps_255 as f64 / 255.0);
+        let window = Window::new(&net, WINDOWS[w]);
+        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0 };
+        let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
+        let x_bounds = &cert.region_analysis().bounds;
+        let refiner = LpRefiner::new(&net, window.clone(), x_bounds, cert.kept(), self::settings());
+        let maps = PreparedMaps::new(&net);
+        let delta = flip_size(0).hi;
+        let mut d_box = vec![Interval::point(0.0); 784];
+        d_box[pixel] = Interval::new(-delta, delta);
+        let mut pool = SymbolPool::new();
+        let d_in = Zonotope::from_box(&d_box, &mut pool, true);
+        let (_, record) = differential_keeping(&net, &maps, x_bounds, d_in, &mut pool, 32, Some(&window.inputs));
+        let record = record.expect("record kept");
+        let (lp, x_vars, xp_vars) = refiner.twin_program(&record);
+        let exec = Executor::<f64>::new(&net);
+        let ibox = region.input_box();
+        let mut checked = 0;
+        for s in 0..24 {
+            let x = sample_box(&ibox, &mut rng, s % 2 == 0);
+            let mut xp = x.clone();
+            xp[pixel] += if rng.next() & 1 == 0 { delta } else { -delta };
+            let vx = exec.forward_all_values(&x, 1, true);
+            let vxp = exec.forward_all_values(&xp, 1, true);
+            let mut at = std::collections::HashMap::new();
+            assign(&x_vars, &vx, &mut at);
+            assign(&xp_vars, &vxp, &mut at);
+            checked += check_rows(&lp, &at)?;
+        }
+        prop_assert!(checked > 0, "no row could be checked");
+        Ok(())
+    });
+}
+
+/// The safe dual bound is below the objective at every feasible point, for any multipliers
+/// and for the solver's: random programs made feasible by construction around sampled points.
+#[test]
+fn safe_bounds_never_exceed_feasible_objectives() {
+    use zonocert_domain::Interval;
+    use zonocert_refine::lp::Lp;
+    run(support::cases() / 4, (any::<u64>(), 2usize..7, 1usize..8), |(seed, n, m)| {
+        let mut rng = Rng(seed);
+        let mut lp = Lp::new();
+        let boxes: Vec<Interval> = (0..n)
+            .map(|_| {
+                let c = rng.sym() * 10.0;
+                Interval::new(c - rng.unit() * 5.0, c + rng.unit() * 5.0)
+            })
+            .collect();
+        let vars = lp.vars(&boxes);
+        let points: Vec<Vec<f64>> = (0..6).map(|_| boxes.iter().map(|b| b.lo + rng.unit() * (b.hi - b.lo)).collect()).collect();
+        for r in 0..m {
+            let coef: Vec<f64> = (0..n).map(|_| if rng.below(3) == 0 { 0.0 } else { rng.sym() * 3.0 }).collect();
+            let vals: Vec<f64> = points.iter().map(|p| p.iter().zip(&coef).map(|(x, c)| x * c).sum()).collect();
+            let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let slack = 1e-9 * (1.0 + lo.abs().max(hi.abs()));
+            let (lo, hi) = match r % 3 {
+                0 => (lo - slack, f64::INFINITY),
+                1 => (f64::NEG_INFINITY, hi + slack),
+                _ => (lo - slack, hi + slack),
+            };
+            lp.row(vars.iter().copied().zip(coef).collect(), lo, hi);
+        }
+        let obj: Vec<(usize, f64)> = vars.iter().map(|&v| (v, rng.sym() * 2.0)).collect();
+        let best = points.iter().map(|p| obj.iter().map(|&(v, c)| c * p[v]).sum::<f64>()).fold(f64::INFINITY, f64::min);
+        let y: Vec<f64> = (0..lp.rows.len()).map(|_| rng.sym() * 4.0).collect();
+        let random = lp.safe_bound(&obj, &y);
+        prop_assert!(random <= best + 1e-9 * (1.0 + best.abs()), "random multipliers: bound {random} above feasible {best}");
+        let solved = lp.minimise(&obj, 5.0).bound.expect("bound");
+        prop_assert!(solved <= best + 1e-9 * (1.0 + best.abs()), "solver multipliers: bound {solved} above feasible {best}");
+        prop_assert!(solved >= lp.box_bound(&obj), "worse than the box");
+        Ok(())
+    });
+}
