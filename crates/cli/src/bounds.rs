@@ -1,6 +1,7 @@
 //! `zonocert bounds`: classic L∞ robustness certification of one image.
 
 use crate::common::{check_classifier, ImageArg, ModelArg};
+use crate::refine::RefineArgs;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -9,7 +10,10 @@ use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::argmax;
 use zonocert_transform::sensitivity::Region;
 use zonocert_transform::softmax::{logit_differences, probability_bounds};
-use zonocert_transform::{forward, Domain};
+use zonocert_refine::refine_logit_differences;
+use zonocert_refine::window::Window;
+use zonocert_transform::analysis::forward_keeping;
+use zonocert_transform::Domain;
 
 /// Abstract domain for `bounds`.
 #[derive(Clone, Copy, ValueEnum)]
@@ -36,6 +40,8 @@ pub struct BoundsArgs {
     /// Generator budget per tensor (zonotope only).
     #[arg(long, default_value_t = 1024)]
     budget: usize,
+    #[command(flatten)]
+    refine: RefineArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -56,17 +62,33 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         BoundsMethod::Interval => (Domain::Interval, false),
         BoundsMethod::Zonotope => (Domain::Zonotope { budget: args.budget }, true),
     };
+    let lp = args.refine.settings(&net)?;
+    if lp.is_some() && !symbols {
+        bail!("--refine lp needs --method zonotope (the LP window is tied to the zonotope's noise symbols)");
+    }
     let input = Zonotope::from_box(&region.input_box(), &mut pool, symbols);
     let maps = zonocert_transform::maps::PreparedMaps::new(&net);
-    let fwd = forward(&net, &maps, input, &mut pool, domain, false);
+    let window = lp.map(|s| Window::new(&net, s.window));
+    let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
+    let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, domain, lp.is_some(), keep);
     let logits = fwd.output.bounds();
-    let diffs = logit_differences(&fwd.output);
-    let probs = probability_bounds(classes, &|j, c| diffs[j][c]);
+    let mut diffs = logit_differences(&fwd.output);
     // The class the model predicts at the centre image (concrete f64 execution): the one a
     // robustness certificate must be about.
     let exec = zonocert_network::Executor::<f64>::new(&net);
     let centre = exec.forward(&zonocert_network::data::to_unit::<f64>(&img.pixels), 1);
     let predicted = argmax(&centre);
+    // Verification needs only the differences against the predicted class (each LP costs
+    // about a second on a head window): those pairs are refined, both ways.
+    let refinement = match (lp, &window) {
+        (Some(s), Some(w)) => {
+            let pairs: Vec<(usize, usize)> = (0..classes).filter(|&j| j != predicted).map(|j| (j, predicted)).collect();
+            let stats = refine_logit_differences(&net, &maps, w, &fwd.bounds, &kept, &mut diffs, &pairs, None, &s);
+            Some(crate::refine::report(&net, w, &stats))
+        }
+        _ => None,
+    };
+    let probs = probability_bounds(classes, &|j, c| diffs[j][c]);
     let verified = (0..classes).filter(|&j| j != predicted).all(|j| diffs[j][predicted].hi < 0.0);
     let secs = t0.elapsed().as_secs_f64();
     let method = match args.method {
@@ -79,6 +101,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
             "logits": {"lower": logits.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": logits.iter().map(|b| b.hi).collect::<Vec<_>>()},
             "probabilities": {"lower": probs.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": probs.iter().map(|b| b.hi).collect::<Vec<_>>()},
             "predicted": predicted, "verified": verified, "time_s": secs, "peak_generators": fwd.peak_generators,
+            "refinement": refinement,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -91,6 +114,18 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         }
         println!("predicted {predicted}: {}", if verified { "VERIFIED robust" } else { "not verified" });
         println!("time {secs:.2} s, peak generators {}", fwd.peak_generators);
+        if let Some(r) = &refinement {
+            println!(
+                "LP refinement over {} layers from layer {}: {} LPs, {} improved, {} timed out, {:.1} % of the width gained, {:.2} s",
+                r["window"]["layers"].as_array().map_or(0, |l| l.len()),
+                r["window"]["start_layer"],
+                r["lps"],
+                r["improved"],
+                r["timeouts"],
+                100.0 * r["width_gained_fraction"].as_f64().unwrap_or(0.0),
+                r["seconds"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use crate::common::{budgets_within, check_classifier, median, peak_rss_mib, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
+use crate::refine::RefineArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,7 +15,9 @@ use zonocert_network::data::PIXELS;
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
-use zonocert_transform::sensitivity::{exact_point, Certifier, Method, Region, Settings};
+use zonocert_refine::window::Window;
+use zonocert_refine::LpRefiner;
+use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Settings};
 
 /// The method that bounds the difference between an image and its flipped twin.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -78,10 +81,10 @@ enum Engine<'a> {
 }
 
 impl Engine<'_> {
-    fn pixel(&self, i: usize) -> Done {
+    fn pixel(&self, i: usize, refiner: Option<&dyn DeltaRefiner>) -> Done {
         match self {
             Engine::Abstract(c) => {
-                let r = c.pixel(i);
+                let r = c.pixel_refined(i, refiner);
                 Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class }
             }
             Engine::Precise(c) => {
@@ -136,6 +139,8 @@ pub struct CertifyArgs {
     /// Output directory (report.json, bounds.csv, heatmap.png).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    refine: RefineArgs,
     /// Print the report to stdout as JSON.
     #[arg(long)]
     json: bool,
@@ -222,6 +227,12 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     if args.with_exact && !matches!(region, Region::Point(_)) {
         bail!("--with-exact needs a single image (--eps 0)");
     }
+    let lp = args.refine.settings(&net)?;
+    if lp.is_some() && method != MethodArg::DiffZonotope {
+        bail!("--refine lp refines the differential analysis: use it with --method diff-zonotope (or auto on a ball or the global region)");
+    }
+    let window = lp.map(|s| Window::new(&net, s.window));
+    let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
     let t0 = Instant::now();
     let engine = match (method.abstract_method(), &region) {
         (Some(method), _) => {
@@ -230,7 +241,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
                 None => (args.region_budget, args.diff_budget),
             };
             let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit };
-            Engine::Abstract(Certifier::new(&net, region.clone(), settings))
+            Engine::Abstract(Certifier::with_kept(&net, region.clone(), settings, keep))
         }
         (None, Region::Point(px)) => {
             let arithmetic = match args.arithmetic {
@@ -242,8 +253,13 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
     };
     let region_secs = t0.elapsed().as_secs_f64();
+    let refiner = match (&engine, lp, window) {
+        (Engine::Abstract(c), Some(s), Some(w)) => Some(LpRefiner::new(&net, w, &c.region_analysis().bounds, c.kept(), s)),
+        _ => None,
+    };
 
-    let method_name = method.name();
+    // A refined run is a different method for reports, tables and --resume.
+    let method_name = if refiner.is_some() { "diff-zonotope+lp" } else { method.name() };
     let region_kind = match &region {
         Region::Point(_) => "point",
         Region::Ball(..) => "ball",
@@ -279,7 +295,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         let part: Vec<Done> = chunk
             .par_iter()
             .map(|&i| {
-                let mut d = engine.pixel(i);
+                let mut d = engine.pixel(i, refiner.as_ref().map(|r| r as &dyn DeltaRefiner));
                 if let (true, None, Some(exec)) = (args.with_lower, d.lower, &lower_exec) {
                     d.lower = Some(search(exec, &region, i, args.question.bit, search_settings).value);
                 }
@@ -359,6 +375,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             Engine::Abstract(c) => c.region_analysis().peak_generators,
             Engine::Precise(_) => 0,
         },
+        "refinement": refiner.as_ref().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
         "heatmap": {"file": "heatmap.png", "width": w, "height": h, "colour_map": "viridis", "log_scale": args.log_scale, "min": lo, "max": hi},
     });
     write_atomic(&args.out.join("bounds.csv"), csv.as_bytes())?;

@@ -9,6 +9,7 @@ mod common;
 mod curve;
 mod heatmap;
 mod info;
+mod refine;
 mod run;
 
 use clap::{Parser, Subcommand};

@@ -379,3 +379,35 @@ fn results_are_bit_identical_across_thread_counts() {
     }
     assert_eq!(outs[0], outs[1], "bounds differ between 1 and 2 threads");
 }
+
+#[test]
+fn lp_refinement_tightens_and_stays_sound() {
+    let d = tmp("refine");
+    let png = drawn_digit(&d);
+    let img = png.to_str().unwrap();
+    // bounds: refined logit differences are within the unrefined ones, still contain the centre.
+    let plain = ok_json(&["bounds", "--model", TINY, "--image", img, "--eps", "0.02", "--json"]);
+    let lp = ok_json(&["bounds", "--model", TINY, "--image", img, "--eps", "0.02", "--refine", "lp", "--json"]);
+    let r = &lp["refinement"];
+    assert_eq!(r["lps"].as_u64(), Some(18), "{r}");
+    assert!(r["width_gained_fraction"].as_f64().unwrap() > 0.0, "the default window should gain here: {r}");
+    let p = ok_json(&["predict", "--model", TINY, "--image", img, "--precision", "f64", "--json"]);
+    for c in 0..10 {
+        let (lo, hi) = (lp["probabilities"]["lower"][c].as_f64().unwrap(), lp["probabilities"]["upper"][c].as_f64().unwrap());
+        assert!(lo >= plain["probabilities"]["lower"][c].as_f64().unwrap() && hi <= plain["probabilities"]["upper"][c].as_f64().unwrap());
+        let q = p["probabilities"][c].as_f64().unwrap();
+        assert!(lo <= q && q <= hi, "class {c}: {q} outside refined [{lo}, {hi}]");
+    }
+    // certify: never looser per pixel, reported as its own method.
+    let pixels = "300,400,410,500";
+    let a = ok_json(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", pixels, "--quiet", "--json", "--out", d.join("a").to_str().unwrap()]);
+    let b = ok_json(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", pixels, "--refine", "lp", "--quiet", "--json", "--out", d.join("b").to_str().unwrap()]);
+    assert_eq!(b["method"], "diff-zonotope+lp");
+    assert!(b["refinement"]["lps"].as_u64().unwrap() >= 4 * 18);
+    for (x, y) in a["pixels"].as_array().unwrap().iter().zip(b["pixels"].as_array().unwrap()) {
+        assert!(y["upper"].as_f64().unwrap() <= x["upper"].as_f64().unwrap(), "pixel {}: refined {} > {}", x["pixel"], y["upper"], x["upper"]);
+    }
+    fails_with(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", "1", "--method", "interval", "--refine", "lp", "--out", d.join("c").to_str().unwrap()], "--refine lp");
+    fails_with(&["bounds", "--model", TINY, "--image", img, "--eps", "0.01", "--method", "interval", "--refine", "lp"], "--refine lp");
+    fails_with(&["bounds", "--model", TINY, "--image", img, "--eps", "0.01", "--refine", "lp", "--lp-window", "0"], "--lp-window");
+}

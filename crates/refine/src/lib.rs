@@ -28,18 +28,20 @@ use zonocert_transform::softmax::ClassBound;
 /// How much LP work to do.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LpSettings {
-    /// Number of final layers in the window (`None`: the head after the last residual add).
+    /// Number of final layers in the window (`None`: [`window::DEFAULT_LAYERS`]).
     pub window: Option<usize>,
     /// Time limit of one LP, seconds.
     pub timeout_s: f64,
     /// Total time for all LPs of one run, seconds; objectives left when it is spent keep their
     /// unrefined bounds.
     pub budget_s: f64,
+    /// Generator rows kept when tying a window input to its zonotope.
+    pub link_generators: usize,
 }
 
 impl Default for LpSettings {
     fn default() -> Self {
-        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0 }
+        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0, link_generators: 48 }
     }
 }
 
@@ -125,7 +127,8 @@ fn logit(vars: &Vars, output: usize, c: usize) -> usize {
 
 /// Refines bounds on logit differences over a region. `x_bounds` are the forward analysis's
 /// bounds of every value and `x_kept` its zonotopes of `window.inputs`; `diffs[j][c]` bounds
-/// `z_j − z_c` and is tightened for every pair with `j` in `rows` (all `c ≠ j`).
+/// `z_j − z_c` and is tightened (both orientations) for every pair in `pairs`; `logits`, when
+/// given, are tightened too.
 #[allow(clippy::too_many_arguments)]
 pub fn refine_logit_differences(
     net: &Network,
@@ -135,13 +138,14 @@ pub fn refine_logit_differences(
     x_kept: &[Zonotope],
     diffs: &mut [Vec<Interval>],
     pairs: &[(usize, usize)],
+    logits: Option<&mut [Interval]>,
     settings: &LpSettings,
 ) -> LpStats {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(settings.budget_s.max(0.0));
     let mut lp = Lp::new();
     let mut vars: Vars = vec![None; net.layers.len() + 1];
-    link_inputs(&mut lp, window, x_kept, x_bounds, None, &mut HashMap::new(), &mut vars);
+    link_inputs(&mut lp, window, x_kept, settings.link_generators, x_bounds, None, &mut HashMap::new(), &mut vars);
     encode_layers(&mut lp, net, maps, window, x_bounds, &mut vars);
     let mut stats = LpStats { size: (lp.boxes.len(), lp.rows.len(), lp.nonzeros()), ..Default::default() };
     let out = net.output.0;
@@ -150,6 +154,11 @@ pub fn refine_logit_differences(
         let refined = tighten(&lp, &obj, diffs[j][c], settings, deadline, &mut stats);
         diffs[j][c] = refined;
         diffs[c][j] = intersect(diffs[c][j], Interval::new(-refined.hi, -refined.lo));
+    }
+    if let Some(logits) = logits {
+        for (c, z) in logits.iter_mut().enumerate() {
+            *z = tighten(&lp, &[(logit(&vars, out, c), 1.0)], *z, settings, deadline, &mut stats);
+        }
     }
     stats.seconds = t0.elapsed().as_secs_f64();
     stats
@@ -203,8 +212,8 @@ impl<'a> LpRefiner<'a> {
                 }
             })
             .collect();
-        link_inputs(&mut lp, &self.window, self.x_kept, self.x_bounds, None, &mut HashMap::new(), &mut x);
-        link_inputs(&mut lp, &self.window, &record.kept, &xp_bounds, Some(&x), &mut HashMap::new(), &mut xp);
+        link_inputs(&mut lp, &self.window, self.x_kept, self.settings.link_generators, self.x_bounds, None, &mut HashMap::new(), &mut x);
+        link_inputs(&mut lp, &self.window, &record.kept, self.settings.link_generators, &xp_bounds, Some(&x), &mut HashMap::new(), &mut xp);
         encode_layers(&mut lp, self.net, &self.maps, &self.window, self.x_bounds, &mut x);
         encode_layers(&mut lp, self.net, &self.maps, &self.window, &xp_bounds, &mut xp);
         couple(&mut lp, &x, &xp, &record.bounds);
