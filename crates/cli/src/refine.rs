@@ -36,6 +36,11 @@ pub struct RefineArgs {
     /// boxed; more is tighter and slower).
     #[arg(long, default_value_t = LpSettings::default().link_generators)]
     pub lp_generators: usize,
+    /// Before the final objectives, tighten the region bounds of every neuron entering an
+    /// activation or product inside the window (two LPs per neuron; useful with --lp-window 3
+    /// or more, where the window holds nonlinear layers).
+    #[arg(long)]
+    pub lp_neurons: bool,
 }
 
 impl RefineArgs {
@@ -52,7 +57,7 @@ impl RefineArgs {
         if !(self.lp_timeout > 0.0) || !(self.lp_budget >= 0.0) {
             bail!("--lp-timeout must be positive and --lp-budget non-negative (got {} and {})", self.lp_timeout, self.lp_budget);
         }
-        Ok(Some(LpSettings { window: self.lp_window, timeout_s: self.lp_timeout, budget_s: self.lp_budget, link_generators: self.lp_generators }))
+        Ok(Some(LpSettings { window: self.lp_window, timeout_s: self.lp_timeout, budget_s: self.lp_budget, link_generators: self.lp_generators, neurons: self.lp_neurons }))
     }
 }
 
@@ -68,6 +73,8 @@ pub fn report(net: &Network, window: &Window, stats: &LpStats) -> Value {
             "inputs": window.inputs.iter().map(|&v| name(v)).collect::<Vec<_>>(),
         },
         "program": {"variables": stats.size.0, "rows": stats.size.1, "nonzeros": stats.size.2},
+        "neurons_tightened": stats.neurons,
+        "neurons_tightened_in": stats.neuron_values.iter().map(|&v| name(v)).collect::<Vec<_>>(),
         "lps": stats.lps,
         "improved": stats.improved,
         "timeouts": stats.timeouts,

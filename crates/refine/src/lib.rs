@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use window::{couple, encode_layers, link_inputs, Vars, Window};
 use zonocert_domain::{Interval, Zonotope};
+use zonocert_network::ir::Op;
 use zonocert_network::Network;
 use zonocert_transform::analysis::DifferenceRecord;
 use zonocert_transform::maps::PreparedMaps;
@@ -37,11 +38,15 @@ pub struct LpSettings {
     pub budget_s: f64,
     /// Generator rows kept when tying a window input to its zonotope.
     pub link_generators: usize,
+    /// First tighten, by two LPs each, the region bounds of every neuron that enters an
+    /// activation or a product inside the window (layer by layer, re-encoding the program after
+    /// each so later relaxations use the tighter boxes).
+    pub neurons: bool,
 }
 
 impl Default for LpSettings {
     fn default() -> Self {
-        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0, link_generators: 48 }
+        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0, link_generators: 48, neurons: false }
     }
 }
 
@@ -64,6 +69,10 @@ pub struct LpStats {
     pub width_gained: f64,
     /// Sum over refined objectives of the unrefined width.
     pub width_before: f64,
+    /// Neurons whose region bounds were tightened, and the values (ids) they belong to.
+    pub neurons: usize,
+    /// Values whose neurons were tightened.
+    pub neuron_values: Vec<usize>,
 }
 
 impl LpStats {
@@ -76,6 +85,12 @@ impl LpStats {
         self.size = o.size;
         self.width_gained += o.width_gained;
         self.width_before += o.width_before;
+        self.neurons += o.neurons;
+        for v in &o.neuron_values {
+            if !self.neuron_values.contains(v) {
+                self.neuron_values.push(*v);
+            }
+        }
     }
 }
 
@@ -125,6 +140,55 @@ fn logit(vars: &Vars, output: usize, c: usize) -> usize {
     vars[output].as_ref().expect("window output encoded")[c]
 }
 
+/// The single-copy program of a window over `bounds`.
+fn region_program(net: &Network, maps: &PreparedMaps, window: &Window, bounds: &[Vec<Interval>], x_kept: &[Zonotope], settings: &LpSettings) -> (Lp, Vars) {
+    let mut lp = Lp::new();
+    let mut vars: Vars = vec![None; net.layers.len() + 1];
+    link_inputs(&mut lp, window, x_kept, settings.link_generators, bounds, None, &mut HashMap::new(), &mut vars);
+    encode_layers(&mut lp, net, maps, window, bounds, &mut vars);
+    (lp, vars)
+}
+
+/// Neuron tightening may use half of the total budget, so that it never starves the final
+/// objectives.
+fn neuron_deadline(t0: Instant, settings: &LpSettings) -> Instant {
+    t0 + Duration::from_secs_f64(0.5 * settings.budget_s.max(0.0))
+}
+
+/// Tightens, in place, the region bounds of every neuron produced inside the window that
+/// enters an activation or a product there: two LPs per neuron, layer by layer, the program
+/// re-encoded after each layer so that later strips and envelopes use the tighter boxes.
+/// Bounds only shrink (each is intersected with a proven one).
+pub fn tighten_neurons(net: &Network, maps: &PreparedMaps, window: &Window, bounds: &mut [Vec<Interval>], x_kept: &[Zonotope], settings: &LpSettings, deadline: Instant) -> LpStats {
+    let t0 = Instant::now();
+    let mut stats = LpStats::default();
+    for k in window.start..net.layers.len() {
+        let layer = &net.layers[k];
+        if !matches!(layer.op, Op::Relu | Op::Sigmoid | Op::Swish | Op::Mul) {
+            continue;
+        }
+        for v in layer.inputs.iter().map(|v| v.0).filter(|&v| v > window.start) {
+            if stats.neuron_values.contains(&v) {
+                continue;
+            }
+            let (lp, vars) = region_program(net, maps, window, bounds, x_kept, settings);
+            stats.size = (lp.boxes.len(), lp.rows.len(), lp.nonzeros());
+            let ids = vars[v].clone().expect("window value encoded");
+            for (i, id) in ids.into_iter().enumerate() {
+                let b = bounds[v][i];
+                if !(b.hi - b.lo > 1e-9 * (1.0 + b.lo.abs().max(b.hi.abs()))) {
+                    continue;
+                }
+                bounds[v][i] = tighten(&lp, &[(id, 1.0)], b, settings, deadline, &mut stats);
+                stats.neurons += 1;
+            }
+            stats.neuron_values.push(v);
+        }
+    }
+    stats.seconds = t0.elapsed().as_secs_f64();
+    stats
+}
+
 /// Refines bounds on logit differences over a region. `x_bounds` are the forward analysis's
 /// bounds of every value and `x_kept` its zonotopes of `window.inputs`; `diffs[j][c]` bounds
 /// `z_j − z_c` and is tightened (both orientations) for every pair in `pairs`; `logits`, when
@@ -143,11 +207,13 @@ pub fn refine_logit_differences(
 ) -> LpStats {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(settings.budget_s.max(0.0));
-    let mut lp = Lp::new();
-    let mut vars: Vars = vec![None; net.layers.len() + 1];
-    link_inputs(&mut lp, window, x_kept, settings.link_generators, x_bounds, None, &mut HashMap::new(), &mut vars);
-    encode_layers(&mut lp, net, maps, window, x_bounds, &mut vars);
-    let mut stats = LpStats { size: (lp.boxes.len(), lp.rows.len(), lp.nonzeros()), ..Default::default() };
+    let mut bounds = window_bounds(net, window, x_bounds);
+    let mut stats = LpStats::default();
+    if settings.neurons {
+        stats.merge(&tighten_neurons(net, maps, window, &mut bounds, x_kept, settings, neuron_deadline(t0, settings)));
+    }
+    let (lp, vars) = region_program(net, maps, window, &bounds, x_kept, settings);
+    stats.size = (lp.boxes.len(), lp.rows.len(), lp.nonzeros());
     let out = net.output.0;
     for &(j, c) in pairs {
         let obj = [(logit(&vars, out, j), 1.0), (logit(&vars, out, c), -1.0)];
@@ -164,6 +230,11 @@ pub fn refine_logit_differences(
     stats
 }
 
+/// A copy of the bounds of the window's values (inputs and outputs); other values empty.
+fn window_bounds(net: &Network, window: &Window, x_bounds: &[Vec<Interval>]) -> Vec<Vec<Interval>> {
+    (0..=net.layers.len()).map(|v| if v > window.start || window.inputs.contains(&v) { x_bounds[v].clone() } else { vec![] }).collect()
+}
+
 /// LP refinement of the differential analysis, one twin program per pixel: copies `x` and
 /// `x′` of the window, tied at the inputs to the region zonotope and to the pixel's difference
 /// zonotope, and coupled at every value by the difference bounds.
@@ -171,7 +242,8 @@ pub struct LpRefiner<'a> {
     net: &'a Network,
     maps: PreparedMaps,
     window: Window,
-    x_bounds: &'a [Vec<Interval>],
+    /// The region's bounds of the window's values (tightened with `settings.neurons`).
+    x_bounds: Vec<Vec<Interval>>,
     x_kept: &'a [Zonotope],
     settings: LpSettings,
     deadline: Instant,
@@ -183,7 +255,11 @@ impl<'a> LpRefiner<'a> {
     /// analysis (bounds of every value; zonotopes of `window.inputs`).
     pub fn new(net: &'a Network, window: Window, x_bounds: &'a [Vec<Interval>], x_kept: &'a [Zonotope], settings: LpSettings) -> Self {
         let deadline = Instant::now() + Duration::from_secs_f64(settings.budget_s.max(0.0));
-        LpRefiner { net, maps: PreparedMaps::new(net), window, x_bounds, x_kept, settings, deadline, stats: Mutex::new(LpStats::default()) }
+        let maps = PreparedMaps::new(net);
+        let mut bounds = window_bounds(net, &window, x_bounds);
+        // The region is shared by every pixel: its neurons are tightened once.
+        let stats = if settings.neurons { tighten_neurons(net, &maps, &window, &mut bounds, x_kept, &settings, neuron_deadline(Instant::now(), &settings)) } else { LpStats::default() };
+        LpRefiner { net, maps, window, x_bounds: bounds, x_kept, settings, deadline, stats: Mutex::new(stats) }
     }
 
     /// The window refined.
@@ -212,9 +288,9 @@ impl<'a> LpRefiner<'a> {
                 }
             })
             .collect();
-        link_inputs(&mut lp, &self.window, self.x_kept, self.settings.link_generators, self.x_bounds, None, &mut HashMap::new(), &mut x);
+        link_inputs(&mut lp, &self.window, self.x_kept, self.settings.link_generators, &self.x_bounds, None, &mut HashMap::new(), &mut x);
         link_inputs(&mut lp, &self.window, &record.kept, self.settings.link_generators, &xp_bounds, Some(&x), &mut HashMap::new(), &mut xp);
-        encode_layers(&mut lp, self.net, &self.maps, &self.window, self.x_bounds, &mut x);
+        encode_layers(&mut lp, self.net, &self.maps, &self.window, &self.x_bounds, &mut x);
         encode_layers(&mut lp, self.net, &self.maps, &self.window, &xp_bounds, &mut xp);
         couple(&mut lp, &x, &xp, &record.bounds);
         (lp, x, xp)

@@ -34,7 +34,7 @@ fn sample_box(b: &[zonocert_domain::Interval], rng: &mut Rng, corner: bool) -> V
 }
 
 fn settings() -> LpSettings {
-    LpSettings { window: None, timeout_s: 5.0, budget_s: 60.0, link_generators: 24 }
+    LpSettings { window: None, timeout_s: 5.0, budget_s: 60.0, link_generators: 24, neurons: false }
 }
 
 /// LPs cost 0.05–1 s each here: a few dozen random networks per test (1,000 proptest cases
@@ -172,7 +172,13 @@ fn every_window_row_holds_at_concrete_states() {
         let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0 };
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let x_bounds = &cert.region_analysis().bounds;
-        let refiner = LpRefiner::new(&net, window.clone(), x_bounds, cert.kept(), self::settings());
+        // With the 8-layer window, the region's neurons inside it are first tightened by LPs:
+        // the concrete states must still lie in the tightened boxes (checked with the rows).
+        let lp_settings = LpSettings { neurons: w == 1, ..self::settings() };
+        let refiner = LpRefiner::new(&net, window.clone(), x_bounds, cert.kept(), lp_settings);
+        if w == 1 {
+            prop_assert!(refiner.stats().neurons > 0, "no neuron tightened in the 8-layer window");
+        }
         let maps = PreparedMaps::new(&net);
         let delta = flip_size(0).hi;
         let mut d_box = vec![Interval::point(0.0); 784];
