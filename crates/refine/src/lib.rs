@@ -192,7 +192,8 @@ pub fn tighten_neurons(net: &Network, maps: &PreparedMaps, window: &Window, boun
 /// Refines bounds on logit differences over a region. `x_bounds` are the forward analysis's
 /// bounds of every value and `x_kept` its zonotopes of `window.inputs`; `diffs[j][c]` bounds
 /// `z_j − z_c` and is tightened (both orientations) for every pair in `pairs`; `logits`, when
-/// given, are tightened too.
+/// given, are tightened too. `progress(done, total)` is called before each objective and at
+/// the end.
 #[allow(clippy::too_many_arguments)]
 pub fn refine_logit_differences(
     net: &Network,
@@ -204,6 +205,7 @@ pub fn refine_logit_differences(
     pairs: &[(usize, usize)],
     logits: Option<&mut [Interval]>,
     settings: &LpSettings,
+    progress: &dyn Fn(usize, usize),
 ) -> LpStats {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(settings.budget_s.max(0.0));
@@ -215,7 +217,9 @@ pub fn refine_logit_differences(
     let (lp, vars) = region_program(net, maps, window, &bounds, x_kept, settings);
     stats.size = (lp.boxes.len(), lp.rows.len(), lp.nonzeros());
     let out = net.output.0;
-    for &(j, c) in pairs {
+    let total = pairs.len() + logits.as_ref().map_or(0, |l| l.len());
+    for (done, &(j, c)) in pairs.iter().enumerate() {
+        progress(done, total);
         let obj = [(logit(&vars, out, j), 1.0), (logit(&vars, out, c), -1.0)];
         let refined = tighten(&lp, &obj, diffs[j][c], settings, deadline, &mut stats);
         diffs[j][c] = refined;
@@ -223,9 +227,11 @@ pub fn refine_logit_differences(
     }
     if let Some(logits) = logits {
         for (c, z) in logits.iter_mut().enumerate() {
+            progress(pairs.len() + c, total);
             *z = tighten(&lp, &[(logit(&vars, out, c), 1.0)], *z, settings, deadline, &mut stats);
         }
     }
+    progress(total, total);
     stats.seconds = t0.elapsed().as_secs_f64();
     stats
 }

@@ -60,7 +60,7 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
         let before = logit_differences(&fwd.output);
         let mut after = before.clone();
         let pairs: Vec<(usize, usize)> = (0..10).flat_map(|j| (0..10).filter(move |&c| c != j).map(move |c| (j, c))).filter(|&(j, c)| j < c && (j + c) % 3 == 0).collect();
-        let stats = refine_logit_differences(&net, &maps, &window, &fwd.bounds, &kept, &mut after, &pairs, None, &settings());
+        let stats = refine_logit_differences(&net, &maps, &window, &fwd.bounds, &kept, &mut after, &pairs, None, &settings(), &|_, _| {});
         gained.lock().expect("lock").width_gained += stats.width_gained;
         for j in 0..10 {
             for c in 0..10 {
