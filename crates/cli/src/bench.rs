@@ -14,7 +14,9 @@ use std::time::Instant;
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
-use zonocert_transform::sensitivity::{exact_point, Certifier, Region, Settings};
+use zonocert_refine::window::Window;
+use zonocert_refine::{LpRefiner, LpSettings};
+use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Settings};
 
 /// Arguments of `zonocert bench`.
 #[derive(Args)]
@@ -33,7 +35,8 @@ pub struct BenchArgs {
     /// Pixels (same syntax as `certify --pixels`).
     #[arg(long, default_value = "0-783:97")]
     pixels: String,
-    /// Methods, comma separated.
+    /// Methods, comma separated: interval, twin-zonotope, diff-zonotope, diff-zonotope+lp
+    /// (LP refinement with `certify --refine lp`'s defaults), precise.
     #[arg(long, default_value = "interval,twin-zonotope,diff-zonotope")]
     methods: String,
     /// Search effort for lower bounds (ascent rounds per pixel; 0 keeps only the centre image).
@@ -76,17 +79,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
             regions.push((format!("{eps:.6}"), Some(i), r));
         }
     }
-    let methods: Vec<MethodArg> = args
+    // (method, with LP refinement)
+    let methods: Vec<(MethodArg, bool)> = args
         .methods
         .split(',')
         .map(|m| match m.trim() {
-            "interval" => Ok(MethodArg::Interval),
-            "twin-zonotope" => Ok(MethodArg::TwinZonotope),
-            "diff-zonotope" => Ok(MethodArg::DiffZonotope),
-            "precise" => Ok(MethodArg::Precise),
-            other => bail!("--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, precise)"),
+            "interval" => Ok((MethodArg::Interval, false)),
+            "twin-zonotope" => Ok((MethodArg::TwinZonotope, false)),
+            "diff-zonotope" => Ok((MethodArg::DiffZonotope, false)),
+            "diff-zonotope+lp" => Ok((MethodArg::DiffZonotope, true)),
+            "precise" => Ok((MethodArg::Precise, false)),
+            other => bail!("--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, precise)"),
         })
         .collect::<Result<_>>()?;
+    let window = Window::new(&net, LpSettings::default().window);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let exec = Executor::<f64>::new(&net);
     let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
@@ -102,9 +108,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Region::Point(px) => Some(pixels.par_iter().map(|&p| exact_point(&exec, px, p, 0).0).collect()),
             _ => None,
         };
-        for &method in &methods {
+        for &(method, lp) in &methods {
             let t0 = Instant::now();
+            let name = if lp { "diff-zonotope+lp" } else { method.name() };
             let uppers: Vec<f64> = match (method.abstract_method(), region) {
+                (Some(Method::DiffZonotope), _) if lp => {
+                    let settings = Settings { method: Method::DiffZonotope, ..Settings::default() };
+                    let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
+                    let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept(), LpSettings::default());
+                    let r: &dyn DeltaRefiner = &refiner;
+                    pixels.par_iter().map(|&p| cert.pixel_refined(p, Some(r)).upper * args.inject_scale).collect()
+                }
                 (Some(m), _) => {
                     let cert = Certifier::new(&net, region.clone(), Settings { method: m, ..Settings::default() });
                     pixels.par_iter().map(|&p| cert.pixel(p).upper * args.inject_scale).collect()
@@ -119,12 +133,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let secs = t0.elapsed().as_secs_f64();
             for (k, (&u, &l)) in uppers.iter().zip(&lower).enumerate() {
                 if u < l - REFERENCE_SLACK {
-                    failures.push(format!("{} eps {eps_label} image {image:?} pixel {}: upper {u:e} < lower {l:e}", method.name(), pixels[k]));
+                    failures.push(format!("{name} eps {eps_label} image {image:?} pixel {}: upper {u:e} < lower {l:e}", pixels[k]));
                 }
             }
             let ratios: Vec<f64> = uppers.iter().zip(&lower).filter(|(_, &l)| l > 0.0).map(|(u, l)| u / l).collect();
             let row = json!({
-                "method": method.name(), "eps": eps_label, "image": image, "pixels": pixels.len(),
+                "method": name, "eps": eps_label, "image": image, "pixels": pixels.len(),
                 "median_upper": median(&mut uppers.clone()), "max_upper": uppers.iter().copied().fold(0.0, f64::max),
                 "median_lower": median(&mut lower.clone()), "max_lower": lower.iter().copied().fold(0.0, f64::max),
                 "max_exact": exact.as_ref().map(|e| e.iter().copied().fold(0.0, f64::max)),

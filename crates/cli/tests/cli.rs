@@ -334,10 +334,17 @@ fn bench_runs_and_catches_an_injected_unsound_bound() {
     let Some(dir) = mnist() else { return };
     let d = tmp("bench");
     let out = d.join("ok");
-    let o = run(&["bench", "--model", TINY, "--mnist", &dir, "--images", "0,1", "--eps", "0,0.004,global", "--pixels", "150,400", "--attack-rounds", "1", "--out", out.to_str().unwrap()]);
+    let methods = "interval,twin-zonotope,diff-zonotope,diff-zonotope+lp";
+    let o = run(&["bench", "--model", TINY, "--mnist", &dir, "--images", "0,1", "--eps", "0,0.004,global", "--pixels", "150,400", "--methods", methods, "--attack-rounds", "1", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
-    assert_eq!(v["rows"].as_array().unwrap().len(), 3 * (2 + 2 + 1));
+    assert_eq!(v["rows"].as_array().unwrap().len(), 4 * (2 + 2 + 1));
+    // LP refinement is never looser than the analysis it refines, row by row.
+    let rows = v["rows"].as_array().unwrap();
+    for lp in rows.iter().filter(|r| r["method"] == "diff-zonotope+lp") {
+        let plain = rows.iter().find(|r| r["method"] == "diff-zonotope" && r["eps"] == lp["eps"] && r["image"] == lp["image"]).unwrap();
+        assert!(lp["max_upper"].as_f64().unwrap() <= plain["max_upper"].as_f64().unwrap(), "{lp} vs {plain}");
+    }
     assert!(v["soundness_failures"].as_array().unwrap().is_empty());
     assert!(std::fs::read_to_string(out.join("bench.md")).unwrap().contains("diff-zonotope"));
     // Shrinking every certified bound to a tenth makes it fall below the exact/lower values.
