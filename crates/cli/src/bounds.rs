@@ -1,6 +1,6 @@
 //! `zonocert bounds`: classic L∞ robustness certification of one image.
 
-use crate::common::{check_classifier, ImageArg, ModelArg};
+use crate::common::{check_classifier, progress_bar, ImageArg, ModelArg};
 use crate::refine::RefineArgs;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
@@ -83,19 +83,12 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let refinement = match (lp, &window) {
         (Some(s), Some(w)) => {
             let pairs: Vec<(usize, usize)> = (0..classes).filter(|&j| j != predicted).map(|j| (j, predicted)).collect();
-            let bar = indicatif::ProgressBar::new(pairs.len() as u64);
-            if args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            }
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} logit differences by LP  {elapsed} elapsed, ETA {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let bar = progress_bar(pairs.len() as u64, "logit differences by LP", args.json);
             let progress = |done: usize, total: usize| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             };
-            let stats = refine_logit_differences(&net, &maps, w, &fwd.bounds, &kept, &mut diffs, &pairs, None, &s, &progress);
+            let stats = refine_logit_differences(&net, &maps, w, &fwd.bounds, &kept, &mut diffs, &pairs, &s, &progress);
             bar.finish_and_clear();
             Some(crate::refine::report(&net, w, &stats))
         }

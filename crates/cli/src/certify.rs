@@ -1,14 +1,12 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{budgets_within, check_classifier, median, peak_rss_mib, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{budgets_within, check_classifier, median, peak_rss_mib, progress_bar, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use crate::refine::RefineArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
@@ -279,11 +277,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
     let deadline = args.timeout.map(|t| t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
 
-    let bar = ProgressBar::new(pixels.len() as u64);
-    if args.quiet || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pixels  {elapsed} elapsed, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let bar = progress_bar(pixels.len() as u64, "pixels", args.quiet);
     bar.set_position(results.len() as u64);
     // Chunks bound how much work an interruption can lose: after each one a partial report
     // (complete: false) replaces the previous one atomically.

@@ -242,3 +242,16 @@ pub fn median(v: &mut [f64]) -> f64 {
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
+
+/// A progress bar over `len` items named `unit`, with elapsed time and ETA on stderr; hidden
+/// when `quiet` or when stderr is not a terminal.
+pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(len);
+    if quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit}  {{elapsed}} elapsed, ETA {{eta}}");
+    bar.set_style(indicatif::ProgressStyle::with_template(&template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar
+}

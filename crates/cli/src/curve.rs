@@ -4,14 +4,13 @@
 //! Writes `curve.json`, `curve_bits.png` and `curve_eps.png`.
 
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, parse_pixels, write_atomic, ImageArg, ModelArg};
+use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, ImageArg, ModelArg};
 use crate::heatmap::{curve, Series};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde_json::json;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::{Executor, Network};
@@ -150,11 +149,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
     check_classifier(&net)?;
     let exec = Executor::<f64>::new(&net);
 
-    let bar = ProgressBar::new(((bits.len() + eps.len()) * pixels.len()) as u64);
-    if args.quiet || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pixel analyses  {elapsed} elapsed, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
     let by_bit: Vec<Point> = bits.iter().map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, &bar)).collect();

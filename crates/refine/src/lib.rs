@@ -108,15 +108,14 @@ fn tighten(lp: &Lp, objective: &[(usize, f64)], target: Interval, settings: &LpS
         let res = lp.minimise(obj, settings.timeout_s.min(left));
         stats.lps += 1;
         stats.timeouts += res.timed_out as usize;
-        if let Some(b) = res.bound {
-            // sign = 1: objective ≥ b; sign = −1: objective ≤ −b.
-            if sign > 0.0 && b > out.lo {
-                out.lo = b.min(out.hi);
-                stats.improved += 1;
-            } else if sign < 0.0 && -b < out.hi {
-                out.hi = (-b).max(out.lo);
-                stats.improved += 1;
-            }
+        // sign = 1: objective ≥ b; sign = −1: objective ≤ −b.
+        let b = res.bound;
+        if sign > 0.0 && b > out.lo {
+            out.lo = b.min(out.hi);
+            stats.improved += 1;
+        } else if sign < 0.0 && -b < out.hi {
+            out.hi = (-b).max(out.lo);
+            stats.improved += 1;
         }
     }
     stats.width_before += target.width();
@@ -191,9 +190,8 @@ pub fn tighten_neurons(net: &Network, maps: &PreparedMaps, window: &Window, boun
 
 /// Refines bounds on logit differences over a region. `x_bounds` are the forward analysis's
 /// bounds of every value and `x_kept` its zonotopes of `window.inputs`; `diffs[j][c]` bounds
-/// `z_j − z_c` and is tightened (both orientations) for every pair in `pairs`; `logits`, when
-/// given, are tightened too. `progress(done, total)` is called before each objective and at
-/// the end.
+/// `z_j − z_c` and is tightened (both orientations) for every pair in `pairs`.
+/// `progress(done, total)` is called before each pair and at the end.
 #[allow(clippy::too_many_arguments)]
 pub fn refine_logit_differences(
     net: &Network,
@@ -203,7 +201,6 @@ pub fn refine_logit_differences(
     x_kept: &[Zonotope],
     diffs: &mut [Vec<Interval>],
     pairs: &[(usize, usize)],
-    logits: Option<&mut [Interval]>,
     settings: &LpSettings,
     progress: &dyn Fn(usize, usize),
 ) -> LpStats {
@@ -217,19 +214,13 @@ pub fn refine_logit_differences(
     let (lp, vars) = region_program(net, maps, window, &bounds, x_kept, settings);
     stats.size = (lp.boxes.len(), lp.rows.len(), lp.nonzeros());
     let out = net.output.0;
-    let total = pairs.len() + logits.as_ref().map_or(0, |l| l.len());
+    let total = pairs.len();
     for (done, &(j, c)) in pairs.iter().enumerate() {
         progress(done, total);
         let obj = [(logit(&vars, out, j), 1.0), (logit(&vars, out, c), -1.0)];
         let refined = tighten(&lp, &obj, diffs[j][c], settings, deadline, &mut stats);
         diffs[j][c] = refined;
         diffs[c][j] = intersect(diffs[c][j], Interval::new(-refined.hi, -refined.lo));
-    }
-    if let Some(logits) = logits {
-        for (c, z) in logits.iter_mut().enumerate() {
-            progress(pairs.len() + c, total);
-            *z = tighten(&lp, &[(logit(&vars, out, c), 1.0)], *z, settings, deadline, &mut stats);
-        }
     }
     progress(total, total);
     stats.seconds = t0.elapsed().as_secs_f64();
@@ -285,15 +276,9 @@ impl<'a> LpRefiner<'a> {
         let mut lp = Lp::new();
         let mut x: Vars = vec![None; n_vals];
         let mut xp: Vars = vec![None; n_vals];
-        let xp_bounds: Vec<Vec<Interval>> = (0..n_vals)
-            .map(|v| {
-                if v < self.window.start && !self.window.inputs.contains(&v) {
-                    vec![]
-                } else {
-                    self.x_bounds[v].iter().zip(&record.bounds[v]).map(|(a, d)| a.add(d)).collect()
-                }
-            })
-            .collect();
+        // x′ ∈ X + D, for the window's values (the others are empty in x_bounds).
+        let xp_bounds: Vec<Vec<Interval>> =
+            self.x_bounds.iter().zip(&record.bounds).map(|(x, d)| x.iter().zip(d).map(|(a, d)| a.add(d)).collect()).collect();
         link_inputs(&mut lp, &self.window, self.x_kept, self.settings.link_generators, &self.x_bounds, None, &mut HashMap::new(), &mut x);
         link_inputs(&mut lp, &self.window, &record.kept, self.settings.link_generators, &xp_bounds, Some(&x), &mut HashMap::new(), &mut xp);
         encode_layers(&mut lp, self.net, &self.maps, &self.window, &self.x_bounds, &mut x);

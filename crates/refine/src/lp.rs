@@ -43,10 +43,9 @@ pub struct Lp {
 /// What one LP solve produced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Outcome {
-    /// A rigorous lower bound on `min objective` over the region, if one was proven.
-    pub bound: Option<f64>,
-    /// The solver's (unproven) optimum, for diagnostics.
-    pub solver_value: Option<f64>,
+    /// A rigorous lower bound on `min objective` over the region (the box bound when the
+    /// solver failed).
+    pub bound: f64,
     /// Whether the solver stopped at its time limit.
     pub timed_out: bool,
 }
@@ -63,7 +62,7 @@ impl Lp {
         self.boxes.len() - 1
     }
 
-    /// Adds `n` variables with the given boxes; returns the first index.
+    /// Adds one variable per box; returns their indices.
     pub fn vars(&mut self, boxes: &[Interval]) -> Vec<usize> {
         boxes.iter().map(|b| self.var(*b)).collect()
     }
@@ -149,19 +148,17 @@ impl Lp {
             };
             refs.push(r);
         }
-        let solved = match model.solve() {
+        let mut solved = match model.solve() {
             Ok(s) => s,
-            Err(_) => return Outcome { bound: Some(floor), solver_value: None, timed_out: false },
+            Err(_) => return Outcome { bound: floor, timed_out: false },
         };
         let timed_out = matches!(solved.status(), SolutionStatus::TimeLimit);
-        let solver_value: f64 = objective.iter().map(|&(v, c)| c * solved.value(vars[v])).sum();
-        let mut solved = solved;
         let duals = solved.compute_dual();
         let dual_of = |r: &Option<ConstraintReference>| r.as_ref().map_or(0.0, |r| duals.dual(r.clone()));
         let y: Vec<f64> = refs.iter().map(|(a, b)| dual_of(a) + dual_of(b)).collect();
         let neg: Vec<f64> = y.iter().map(|v| -v).collect();
         let bound = self.safe_bound(objective, &y).max(self.safe_bound(objective, &neg)).max(floor);
-        Outcome { bound: Some(bound), solver_value: Some(solver_value), timed_out }
+        Outcome { bound, timed_out }
     }
 }
 
@@ -178,7 +175,7 @@ mod tests {
         lp.row(vec![(x, 1.0), (y, 2.0)], 2.0, f64::INFINITY);
         lp.row(vec![(x, 3.0), (y, 1.0)], 3.0, f64::INFINITY);
         let out = lp.minimise(&[(x, 1.0), (y, 1.0)], 5.0);
-        let b = out.bound.expect("bound");
+        let b = out.bound;
         assert!(b <= 1.4 && b > 1.4 - 1e-9, "bound {b}");
         // Any multipliers are valid; the wrong ones are just loose.
         assert!(lp.safe_bound(&[(x, 1.0), (y, 1.0)], &[0.0, 0.0]) <= 1.4);
@@ -192,7 +189,7 @@ mod tests {
         let x = lp.var(Interval::new(-5.0, 5.0));
         let y = lp.var(Interval::new(-1.0, 1.0));
         lp.row(vec![(x, 1.0), (y, -1.0)], 0.5, 0.5);
-        let b = lp.minimise(&[(x, -1.0)], 5.0).bound.expect("bound");
+        let b = lp.minimise(&[(x, -1.0)], 5.0).bound;
         assert!(b <= -1.5 && b > -1.5 - 1e-9, "bound {b}");
     }
 }

@@ -46,16 +46,6 @@ impl Window {
         inputs.dedup();
         Window { start, inputs }
     }
-
-    /// Number of layers in the window.
-    pub fn len(&self, net: &Network) -> usize {
-        net.layers.len() - self.start
-    }
-
-    /// Whether the window is empty (never, for a network with layers).
-    pub fn is_empty(&self, net: &Network) -> bool {
-        self.len(net) == 0
-    }
 }
 
 /// LP variables of one copy of the network: per value id, its variables (inside the window).
