@@ -57,6 +57,13 @@ impl Interval {
         self.lo <= x && x <= self.hi
     }
 
+    /// The intersection of two enclosures of the same quantity, or `None` when they are
+    /// disjoint (which two sound enclosures of one real never are).
+    pub fn meet(&self, o: &Interval) -> Option<Interval> {
+        let (lo, hi) = (self.lo.max(o.lo), self.hi.min(o.hi));
+        (lo <= hi).then_some(Interval { lo, hi })
+    }
+
     /// Smallest interval holding both.
     pub fn hull(&self, o: &Interval) -> Interval {
         Interval { lo: self.lo.min(o.lo), hi: self.hi.max(o.hi) }

@@ -173,6 +173,29 @@ impl Zonotope {
         self.radius().iter().zip(&self.centre).map(|(&r, &c)| Interval::around(c, r)).collect()
     }
 
+    /// Reduced product with an independent enclosure: every neuron whose interval `bounds[j]`
+    /// has a radius below `ratio` times the zonotope's own is replaced by that box (its
+    /// generator column zeroed, its centre and error set from the box). A replaced neuron loses
+    /// its correlations, hence `ratio < 1` in practice. Sound for every point that lies in both
+    /// sets: the replaced neurons keep their values, the others are untouched. Returns how many
+    /// neurons were replaced.
+    pub fn clamp_to(&mut self, bounds: &[Interval], ratio: f64) -> usize {
+        let n = self.dim();
+        assert_eq!(bounds.len(), n, "clamp bounds length");
+        let rad = self.radius();
+        let replace: Vec<usize> = (0..n).filter(|&j| bounds[j].mid_rad().1 < ratio * rad[j]).collect();
+        if replace.is_empty() {
+            return 0;
+        }
+        for &j in &replace {
+            let (c, r) = if bounds[j].lo == bounds[j].hi { (bounds[j].lo, 0.0) } else { bounds[j].mid_rad() };
+            self.centre[j] = c;
+            self.err[j] = r;
+        }
+        self.gens.par_chunks_mut(n.max(1)).for_each(|row| replace.iter().for_each(|&j| row[j] = 0.0));
+        replace.len()
+    }
+
     /// Sound bounds on `zᵢ − zⱼ`, keeping the correlations between the two coordinates.
     pub fn difference_bounds(&self, i: usize, j: usize) -> Interval {
         let n = self.dim();

@@ -788,6 +788,50 @@ fn reduce_and_add_fresh_contain_the_original() {
     });
 }
 
+/// `clamp_to` (reduced product with a box): every point of the zonotope that also lies in the
+/// box stays in the clamped zonotope, with the same ε on the symbols it keeps. The boxes narrow
+/// the zonotope's hull by up to 45 % on each side (so most neurons are replaced), are sometimes
+/// wider (left alone) and sometimes a point.
+#[test]
+fn clamp_to_keeps_the_points_in_both_sets() {
+    let strat = dim_and(5, |n| (zonotope(n, UNIVERSE, 7), prop::collection::vec((0.0f64..=0.45, 0.0f64..=0.45, 0u8..4), n), 0.05f64..=1.0, any::<u64>()));
+    run(cases(), strat, |(n, (z, cuts, ratio, seed))| {
+        let hull = z.bounds();
+        let boxes: Vec<Interval> = hull
+            .iter()
+            .zip(&cuts)
+            .enumerate()
+            .map(|(j, (b, &(a, c, kind)))| {
+                let w = b.hi - b.lo;
+                match kind {
+                    0 => Interval::new(b.lo - 1.0, b.hi + 1.0),
+                    1 => Interval::point(z.centre[j]),
+                    _ => Interval::new(b.lo + a * w, (b.hi - c * w).max(b.lo + a * w)),
+                }
+            })
+            .collect();
+        let mut clamped = z.clone();
+        let replaced = clamped.clamp_to(&boxes, ratio);
+        well_formed(&clamped, "clamp_to")?;
+        prop_assert!(replaced <= n);
+        prop_assert!(clamped.syms == z.syms, "clamp_to changed the symbols");
+        let cb = clamped.bounds();
+        for j in 0..n {
+            prop_assert!(cb[j].hi - cb[j].lo <= (hull[j].hi - hull[j].lo) * (1.0 + 1e-12), "neuron {} got wider", j);
+        }
+        let mut rng = Rng(seed);
+        for eps in eps_samples(&z.syms, &mut rng) {
+            for eta in eta_samples(n, &mut rng, 3).into_iter().chain(std::iter::once(vec![0.0; n])) {
+                let x = point(&z, &eps, &eta);
+                if x.iter().zip(&boxes).all(|(v, b)| in_interval(v, b)) {
+                    check(&clamped, &eps, &x, &|| format!("clamp_to boxes={boxes:?} eps={eps:?} eta={eta:?}"))?;
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn difference_bounds_are_sound() {
     let strat = dim_and(5, |n| (zonotope(n, UNIVERSE, 8), any::<u64>()));

@@ -233,3 +233,24 @@ pub fn relaxation(f: Unary, bounds: &[Interval], interval_only: bool) -> Relaxat
     }
     Relaxation { slope, offset, radius }
 }
+
+/// Per neuron, replaces a sloped relaxation by the interval image `f([l, u])` when the latter
+/// is less than half of what the slope gives on a zonotope of radius `zonotope_radius`. That
+/// happens when the zonotope's range is much wider than the (met) bounds `[l, u]`: a small
+/// slope times a huge range can exceed a bounded function's whole range. A slightly narrower
+/// image is not taken: on a monotone stretch it always is, and it would drop the neuron's
+/// correlations.
+pub fn prefer_interval_image(f: Unary, bounds: &[Interval], zonotope_radius: &[f64], rel: &mut Relaxation) {
+    for (j, b) in bounds.iter().enumerate() {
+        if rel.slope[j] == 0.0 {
+            continue;
+        }
+        let sloped = rel.slope[j].abs() * zonotope_radius[j] + rel.radius[j];
+        let (m, r) = f.image(*b).mid_rad();
+        if 2.0 * r < sloped {
+            rel.slope[j] = 0.0;
+            rel.offset[j] = m;
+            rel.radius[j] = r;
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! One exhaustive `match` over [`Op`] per analysis: adding an op to the IR fails to compile
 //! until every analysis handles it.
 
-use crate::activation::{relaxation, Unary};
+use crate::activation::{prefer_interval_image, relaxation, Unary};
 use crate::maps::PreparedMaps;
 use zonocert_domain::{Interval, Relaxation, SymbolPool, Zonotope, U};
 use zonocert_network::ir::{numel, Network, Op};
@@ -29,6 +29,10 @@ impl Domain {
         }
     }
 }
+
+/// A neuron is replaced by its interval when that is below this fraction of its zonotope range
+/// (replacing loses the neuron's correlations, which a slightly narrower box does not repay).
+pub const CLAMP_RATIO: f64 = 0.5;
 
 /// What a forward analysis produced.
 pub struct Forward {
@@ -73,62 +77,112 @@ pub fn forward_keeping(
     let last_use = net.last_uses();
     let n_vals = net.layers.len() + 1;
     let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
-    let mut bounds: Vec<Vec<Interval>> = vec![vec![]; if keep_bounds { n_vals } else { 0 }];
-    if keep_bounds {
-        bounds[0] = input.bounds();
-    }
+    // The zonotope domain runs an interval analysis in lockstep (a reduced product): each
+    // value's bounds are the meet of both, and the relaxations are built on the meet. A neuron
+    // whose interval is much narrower than its zonotope range (below `CLAMP_RATIO` of it) is
+    // replaced by that interval; a merely narrower one keeps its correlations. The recorded
+    // bounds are never looser than the interval analysis's, neuron by neuron.
+    let mut twins: Vec<Option<Zonotope>> = vec![None; if interval_only { 0 } else { n_vals }];
+    let mut met: Vec<Vec<Interval>> = vec![vec![]; n_vals];
+    met[0] = input.bounds();
     let mut peak = input.n_gens();
     let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
     keep_value(keep, &mut kept, 0, &input);
+    if !interval_only {
+        twins[0] = Some(Zonotope::from_box(&met[0], pool, false));
+    }
     vals[0] = Some(input);
     for (k, layer) in net.layers.iter().enumerate() {
-        let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
-        let out = match &layer.op {
-            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
-                a.affine(&maps.get(k, true))
-            }
-            Op::Relu | Op::Sigmoid | Op::Swish => {
-                let f = unary_of(&layer.op).expect("unary op");
-                let rel = relaxation(f, &a.bounds(), interval_only);
-                a.apply_relaxation(&rel, pool, budget)
-            }
-            Op::Mul => {
-                let b = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
-                let plane = numel(&layer.shape) / b.dim();
-                if plane > 1 {
-                    a.mul(&b.broadcast(plane), pool, budget)
-                } else {
-                    a.mul(b, pool, budget)
-                }
-            }
-            Op::Add => {
-                let mut sum = a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
-                sum.reduce(pool, budget);
-                sum
-            }
-            // Bounds are reported on logits; softmax is handled by the caller.
-            Op::Softmax => a.clone(),
-        };
+        let mut out = step(net, maps, k, &vals, &met, pool, budget, interval_only);
+        let mut replaced = 0;
+        if interval_only {
+            met[k + 1] = out.bounds();
+        } else {
+            let twin = step(net, maps, k, &twins, &met, pool, 0, true);
+            let (zb, ib) = (out.bounds(), twin.bounds());
+            // Two sound enclosures of the same reals always overlap; were they not to (a bug),
+            // the zonotope's own bounds are kept rather than inventing an empty set.
+            met[k + 1] = zb.iter().zip(&ib).map(|(z, i)| z.meet(i).unwrap_or(*z)).collect();
+            // The output has no later use for correlations beyond the logit differences, so
+            // any narrower interval is taken there.
+            let ratio = if k + 1 == net.output.0 { 1.0 } else { CLAMP_RATIO };
+            replaced = out.clamp_to(&met[k + 1], ratio);
+            twins[k + 1] = Some(Zonotope::from_box(&met[k + 1], pool, false));
+        }
         peak = peak.max(out.n_gens());
         if trace {
             let r = out.radius();
             let mr = r.iter().copied().fold(0.0, f64::max);
             let mc = out.centre.iter().map(|c| c.abs()).fold(0.0, f64::max);
-            eprintln!("layer {k:3} {:14} gens {:4} max|c| {mc:10.3e} max rad {mr:10.3e}", layer.op.kind(), out.n_gens());
-        }
-        if keep_bounds {
-            bounds[k + 1] = out.bounds();
+            let mi = met[k + 1].iter().map(|b| b.mid_rad().1).fold(0.0, f64::max);
+            eprintln!(
+                "layer {k:3} {:14} gens {:4} max|c| {mc:10.3e} max rad {mr:10.3e} (meet {mi:10.3e}, {replaced} boxed)",
+                layer.op.kind(),
+                out.n_gens()
+            );
         }
         keep_value(keep, &mut kept, k + 1, &out);
         vals[k + 1] = Some(out);
         for v in &layer.inputs {
             if last_use[v.0] == Some(k) && v.0 != net.output.0 {
                 vals[v.0] = None;
+                if !interval_only {
+                    twins[v.0] = None;
+                }
+                if !keep_bounds {
+                    met[v.0] = vec![];
+                }
             }
         }
     }
     let output = vals[net.output.0].take().expect("output computed");
+    let bounds = if keep_bounds { met } else { vec![] };
     (Forward { output, bounds, peak_generators: peak }, kept.into_iter().map(|z| z.expect("kept value computed")).collect())
+}
+
+/// One layer of the forward analysis on `vals`; unary relaxations are built on the bounds
+/// `met` of their input (at least as tight as the input's own hull).
+#[allow(clippy::too_many_arguments)]
+fn step(
+    net: &Network,
+    maps: &PreparedMaps,
+    k: usize,
+    vals: &[Option<Zonotope>],
+    met: &[Vec<Interval>],
+    pool: &mut SymbolPool,
+    budget: usize,
+    interval_only: bool,
+) -> Zonotope {
+    let layer = &net.layers[k];
+    let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
+    match &layer.op {
+        Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => a.affine(&maps.get(k, true)),
+        Op::Relu | Op::Sigmoid | Op::Swish => {
+            let f = unary_of(&layer.op).expect("unary op");
+            let b = &met[layer.inputs[0].0];
+            let mut rel = relaxation(f, b, interval_only);
+            if !interval_only {
+                prefer_interval_image(f, b, &a.radius(), &mut rel);
+            }
+            a.apply_relaxation(&rel, pool, budget)
+        }
+        Op::Mul => {
+            let b = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
+            let plane = numel(&layer.shape) / b.dim();
+            if plane > 1 {
+                a.mul(&b.broadcast(plane), pool, budget)
+            } else {
+                a.mul(b, pool, budget)
+            }
+        }
+        Op::Add => {
+            let mut sum = a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
+            sum.reduce(pool, budget);
+            sum
+        }
+        // Bounds are reported on logits; softmax is handled by the caller.
+        Op::Softmax => a.clone(),
+    }
 }
 
 fn keep_value(keep: &[usize], kept: &mut [Option<Zonotope>], id: usize, z: &Zonotope) {

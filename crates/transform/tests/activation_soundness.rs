@@ -25,7 +25,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
-use zonocert_transform::activation::{relaxation, Unary};
+use zonocert_transform::activation::{prefer_interval_image, relaxation, Unary};
 use zonocert_transform::analysis::differential_relaxation;
 use zonocert_transform::softmax::{class_bounds, logit_differences, max_bernoulli_variance, probability_bounds};
 
@@ -261,6 +261,12 @@ fn check_all(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
     for interval_only in [false, true] {
         let rel = relaxation(f, &[b], interval_only);
         check_parallelogram(f, b, (rel.slope[0], rel.offset[0], rel.radius[0]), xs, if interval_only { "relaxation(interval)" } else { "relaxation" })?;
+    }
+    // The reduced product's choice: a zonotope far wider than the bounds makes the image win.
+    for zrad in [0.0, b.mid_rad().1, 1e3 * b.mid_rad().1 + 1.0, 1e30] {
+        let mut rel = relaxation(f, &[b], false);
+        prefer_interval_image(f, &[b], &[zrad], &mut rel);
+        check_parallelogram(f, b, (rel.slope[0], rel.offset[0], rel.radius[0]), xs, "prefer_interval_image")?;
     }
     // residual_bounds for an arbitrary slope: g(x) = f(x) − λx.
     for lam in [0.0, 0.25, 1.0, -0.1] {
