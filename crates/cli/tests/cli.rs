@@ -241,6 +241,54 @@ fn shipped_model_point_certificates_are_sound() {
     }
 }
 
+/// `bounds` on the shipped B0 contains the f64 logits of 1,000 points of the ball (three of
+/// four coordinates at a corner of the clipped ball, the rest inside) for two images and two
+/// radii, in both domains; the zonotope is never wider than the interval on any logit.
+#[test]
+fn shipped_model_bounds_contain_sampled_logits() {
+    let Some(dir) = mnist() else { return };
+    let net = zonocert_network::onnx::load(&root().join(SHIPPED)).expect("shipped model loads");
+    let exec = zonocert_network::Executor::<f64>::new(&net);
+    let images = zonocert_network::data::Mnist::test(Path::new(&dir)).expect("MNIST test set");
+    let mut state = 0x5EED_u64;
+    let mut unit = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for i in [0usize, 3] {
+        let px: Vec<f64> = images.image(i).unwrap().iter().map(|&b| b as f64 / 255.0).collect();
+        for eps in [0.5 / 255.0, 2.0 / 255.0] {
+            let n = 1000;
+            let mut pts = Vec::with_capacity(n * px.len());
+            for _ in 0..n {
+                for &x in &px {
+                    let t = unit();
+                    let off = if t < 0.375 { -eps } else if t < 0.75 { eps } else { eps * (2.0 * unit() - 1.0) };
+                    pts.push((x + off).clamp((x - eps).max(0.0), (x + eps).min(1.0)));
+                }
+            }
+            let y = exec.forward(&pts, n);
+            let (idx, e) = (i.to_string(), eps.to_string());
+            let mut widths = vec![];
+            for m in ["interval", "zonotope"] {
+                let v = ok_json(&["bounds", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--eps", &e, "--method", m, "--json"]);
+                let lo: Vec<f64> = v["logits"]["lower"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                let hi: Vec<f64> = v["logits"]["upper"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                for s in 0..n {
+                    for c in 0..10 {
+                        let z = y[s * 10 + c];
+                        assert!(lo[c] <= z && z <= hi[c], "{m}, image {i}, eps {e}: logit {c} = {z} of sample {s} outside [{}, {}]", lo[c], hi[c]);
+                    }
+                }
+                widths.push(lo.iter().zip(&hi).map(|(l, h)| h - l).collect::<Vec<f64>>());
+            }
+            for c in 0..10 {
+                assert!(widths[1][c] <= widths[0][c], "image {i}, eps {e}: zonotope logit {c} wider than interval ({} > {})", widths[1][c], widths[0][c]);
+            }
+        }
+    }
+}
+
 /// The precise method (high-precision ball arithmetic) on the shipped B0: a certified enclosure
 /// [lower, upper] of the exact value, containing the f64 evaluation (up to that evaluation's
 /// own error of a few 1e-16) and meeting the tightness target upper ≤ exact·(1 + 10⁻³) + 10⁻⁹
