@@ -159,10 +159,20 @@ impl Zonotope {
         self.gens.len() * 8
     }
 
+    /// Per-neuron `Σₖ|gₖ|` in floating point (not yet rounded up; see [`Zonotope::radius_from`]).
+    /// Transformers that need both this and the radius compute it once.
+    pub fn abs_sums(&self) -> Vec<f64> {
+        abs_sum_rows(&self.gens, self.dim())
+    }
+
     /// Per-neuron radius `Σₖ|gₖ| + e`, rounded up.
     pub fn radius(&self) -> Vec<f64> {
+        self.radius_from(&self.abs_sums())
+    }
+
+    /// [`Zonotope::radius`] from the sums `s` of [`Zonotope::abs_sums`] of this zonotope.
+    pub fn radius_from(&self, s: &[f64]) -> Vec<f64> {
         let infl = 1.0 + gamma(self.n_gens() + 1);
-        let s = abs_sum_rows(&self.gens, self.dim());
         // A coordinate with no generator weight and no error is exact: keep it at zero, so
         // callers can tell "no uncertainty reaches here" (e.g. an unaffected neuron of D).
         s.iter().zip(&self.err).map(|(a, e)| if a + e == 0.0 { 0.0 } else { ((a + e) * infl).next_up() }).collect()
@@ -244,10 +254,15 @@ impl Zonotope {
     /// symbols (one per neuron with β > 0), subject to `budget` total generator rows; the
     /// rest are boxed into the error term (see [`Zonotope::reduce`]).
     pub fn apply_relaxation(&self, rel: &Relaxation, pool: &mut SymbolPool, budget: usize) -> Zonotope {
+        self.apply_relaxation_with(rel, &self.abs_sums(), pool, budget)
+    }
+
+    /// [`Zonotope::apply_relaxation`] given this zonotope's [`Zonotope::abs_sums`] `s`.
+    pub fn apply_relaxation_with(&self, rel: &Relaxation, s: &[f64], pool: &mut SymbolPool, budget: usize) -> Zonotope {
         let n = self.dim();
         assert_eq!(rel.slope.len(), n, "relaxation length");
+        assert_eq!(s.len(), n, "abs sums length");
         let m = self.n_gens();
-        let s = abs_sum_rows(&self.gens, n);
         let mut gens = self.gens.clone();
         gens.par_chunks_mut(n.max(1)).for_each(|row| row.iter_mut().zip(&rel.slope).for_each(|(g, l)| *g *= l));
         let mut centre = Vec::with_capacity(n);

@@ -72,6 +72,10 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize, out: &mut
     c_cm.gemm(T::one(), &b_cm, &a_cm, T::zero());
 }
 
+/// Pointwise convolutions over planes smaller than this many pixels are batched across samples
+/// into GEMMs of about this many columns.
+const GEMM_COLUMNS: usize = 256;
+
 /// Conv weights converted to the kernel's scalar type.
 #[derive(Debug, Clone)]
 pub struct ConvKernel<T> {
@@ -105,6 +109,29 @@ impl<T: Real> ConvKernel<T> {
         if pointwise && h * w == 1 {
             // One GEMM over the whole batch: [n, in] · Wᵀ.
             matmul(x, &self.weight_t, n, c.in_channels, c.out_channels, &mut out);
+        } else if pointwise && n > 1 && h * w < GEMM_COLUMNS {
+            // A small plane makes each sample's GEMM thin (h·w columns), where GEMM kernels fall
+            // back to vector loops: regroup a fixed number of samples (independent of the
+            // thread count, so results stay bit-identical) into one W · [in, group·h·w].
+            let hw = h * w;
+            let group = GEMM_COLUMNS.div_ceil(hw);
+            out.par_chunks_mut(group * out_len).zip(x.par_chunks(group * in_len)).for_each(|(o, xi)| {
+                let g = xi.len() / in_len;
+                let cols = g * hw;
+                let mut xt = vec![T::zero(); c.in_channels * cols];
+                for (s, sample) in xi.chunks_exact(in_len).enumerate() {
+                    for (ci, plane) in sample.chunks_exact(hw).enumerate() {
+                        xt[ci * cols + s * hw..ci * cols + (s + 1) * hw].copy_from_slice(plane);
+                    }
+                }
+                let mut yt = vec![T::zero(); c.out_channels * cols];
+                matmul(&self.weight, &xt, c.out_channels, c.in_channels, cols, &mut yt);
+                for (s, sample) in o.chunks_exact_mut(out_len).enumerate() {
+                    for (co, plane) in sample.chunks_exact_mut(hw).enumerate() {
+                        plane.copy_from_slice(&yt[co * cols + s * hw..co * cols + (s + 1) * hw]);
+                    }
+                }
+            });
         } else {
             out.par_chunks_mut(out_len.max(1)).zip(x.par_chunks(in_len.max(1))).for_each(|(o, xi)| {
                 if pointwise {
@@ -138,30 +165,48 @@ fn transpose<T: Copy>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
     t
 }
 
+/// Depthwise convolution, tap by tap: for each kernel tap, the output rows it reaches are
+/// updated over the column range whose inputs lie inside the image, so the inner loop has no
+/// bounds tests (and vectorises at stride 1). Each output is the sum of its in-image taps in
+/// kernel order (the same terms as a direct loop).
 #[allow(clippy::too_many_arguments)]
 fn depthwise<T: Real>(c: &Conv, weight: &[T], x: &[T], h: usize, w: usize, oh: usize, ow: usize, out: &mut [T]) {
     let [kh, kw] = c.kernel;
+    let [sy, sx] = c.stride;
+    let [dy, dx] = c.dilation;
+    let (py, px) = (c.pads[0] as isize, c.pads[1] as isize);
+    // The output index range [lo, hi) whose input index o·s + k·d − p falls in [0, len).
+    let valid = |k: usize, s: usize, d: usize, p: isize, len: usize, olen: usize| -> (usize, usize) {
+        let off = (k * d) as isize - p;
+        let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
+        let last = len as isize - 1 - off;
+        let hi = if last < 0 { 0 } else { (last as usize / s + 1).min(olen) };
+        (lo.min(hi), hi)
+    };
     for ch in 0..c.out_channels {
         let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
         let xin = &x[ch * h * w..(ch + 1) * h * w];
         let o = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = T::zero();
-                for ky in 0..kh {
-                    let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
-                        if ix < 0 || ix >= w as isize {
-                            continue;
-                        }
-                        acc += wk[ky * kw + kx] * xin[iy as usize * w + ix as usize];
+        o.iter_mut().for_each(|v| *v = T::zero());
+        for ky in 0..kh {
+            let (oy0, oy1) = valid(ky, sy, dy, py, h, oh);
+            for kx in 0..kw {
+                let (ox0, ox1) = valid(kx, sx, dx, px, w, ow);
+                if ox0 >= ox1 {
+                    continue;
+                }
+                let wt = wk[ky * kw + kx];
+                for oy in oy0..oy1 {
+                    let iy = (oy * sy + ky * dy) as isize - py;
+                    let row = &xin[iy as usize * w..(iy as usize + 1) * w];
+                    let orow = &mut o[oy * ow + ox0..oy * ow + ox1];
+                    let ix0 = ((ox0 * sx + kx * dx) as isize - px) as usize;
+                    if sx == 1 {
+                        orow.iter_mut().zip(&row[ix0..ix0 + (ox1 - ox0)]).for_each(|(v, &xv)| *v += wt * xv);
+                    } else {
+                        orow.iter_mut().zip(row[ix0..].iter().step_by(sx)).for_each(|(v, &xv)| *v += wt * xv);
                     }
                 }
-                o[oy * ow + ox] = acc;
             }
         }
     }

@@ -161,10 +161,11 @@ fn step(
             let f = unary_of(&layer.op).expect("unary op");
             let b = &met[layer.inputs[0].0];
             let mut rel = relaxation(f, b, interval_only);
+            let sums = a.abs_sums();
             if !interval_only {
-                prefer_interval_image(f, b, &a.radius(), &mut rel);
+                prefer_interval_image(f, b, &a.radius_from(&sums), &mut rel);
             }
-            a.apply_relaxation(&rel, pool, budget)
+            a.apply_relaxation_with(&rel, &sums, pool, budget)
         }
         Op::Mul => {
             let b = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
@@ -244,8 +245,9 @@ pub fn differential_keeping(
             }
             Op::Relu | Op::Sigmoid | Op::Swish => {
                 let f = unary_of(&layer.op).expect("unary op");
-                let rel = differential_relaxation(f, xin, d);
-                d.apply_relaxation(&rel, pool, budget)
+                let sums = d.abs_sums();
+                let rel = differential_relaxation_with(f, xin, d, &d.radius_from(&sums));
+                d.apply_relaxation_with(&rel, &sums, pool, budget)
             }
             Op::Mul => {
                 let ds = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
@@ -287,8 +289,12 @@ pub fn differential_keeping(
 
 /// Per-neuron enclosure of `f(x + d) − f(x)` as `λ·d + μ ± β`.
 pub fn differential_relaxation(f: Unary, x: &[Interval], d: &Zonotope) -> Relaxation {
-    let db = d.bounds();
-    let rad = d.radius();
+    differential_relaxation_with(f, x, d, &d.radius())
+}
+
+/// [`differential_relaxation`] given `d`'s radius.
+fn differential_relaxation_with(f: Unary, x: &[Interval], d: &Zonotope, rad: &[f64]) -> Relaxation {
+    let db: Vec<Interval> = rad.iter().zip(&d.centre).map(|(&r, &c)| Interval::around(c, r)).collect();
     let n = x.len();
     let mut rel = Relaxation { slope: vec![0.0; n], offset: vec![0.0; n], radius: vec![0.0; n] };
     for j in 0..n {
