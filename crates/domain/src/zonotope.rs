@@ -264,7 +264,14 @@ impl Zonotope {
         assert_eq!(s.len(), n, "abs sums length");
         let m = self.n_gens();
         let mut gens = self.gens.clone();
-        gens.par_chunks_mut(n.max(1)).for_each(|row| row.iter_mut().zip(&rel.slope).for_each(|(g, l)| *g *= l));
+        // The scaled rows' L1 norms (what order reduction ranks by) come with the scaling pass.
+        let norms: Vec<f64> = gens
+            .par_chunks_mut(n.max(1))
+            .map(|row| {
+                row.iter_mut().zip(&rel.slope).for_each(|(g, l)| *g *= l);
+                row.iter().map(|v| v.abs()).sum()
+            })
+            .collect();
         let mut centre = Vec::with_capacity(n);
         let mut err = Vec::with_capacity(n);
         let mut beta = Vec::with_capacity(n);
@@ -278,13 +285,18 @@ impl Zonotope {
             beta.push((rel.radius[j] * (1.0 + 2.0 * U)).next_up());
         }
         let mut z = Zonotope { centre, syms: self.syms.clone(), gens, err };
-        z.add_fresh(&beta, pool, budget);
+        z.add_fresh_ranked(&beta, pool, budget, Some(norms));
         z
     }
 
     /// Adds, for each neuron `j` with `beta[j] > 0`, a fresh symbol of weight `beta[j]` on that
     /// neuron alone; keeps at most `budget` generator rows (largest by L1 norm), boxing the rest.
     pub fn add_fresh(&mut self, beta: &[f64], pool: &mut SymbolPool, budget: usize) {
+        self.add_fresh_ranked(beta, pool, budget, None);
+    }
+
+    /// [`Zonotope::add_fresh`] given the rows' L1 norms when the caller already has them.
+    fn add_fresh_ranked(&mut self, beta: &[f64], pool: &mut SymbolPool, budget: usize, norms: Option<Vec<f64>>) {
         let n = self.dim();
         let m = self.n_gens();
         // Rounding-sized terms carry no useful correlation: they go straight to the error box.
@@ -301,7 +313,7 @@ impl Zonotope {
             keep_rows.iter_mut().for_each(|k| *k = false);
             keep_fresh.iter_mut().for_each(|k| *k = false);
         } else if m + fresh.len() > budget {
-            let norms: Vec<f64> = self.gens.par_chunks(n.max(1)).map(|r| r.iter().map(|v| v.abs()).sum()).collect();
+            let norms = norms.unwrap_or_else(|| self.gens.par_chunks(n.max(1)).map(|r| r.iter().map(|v| v.abs()).sum()).collect());
             let mut order: Vec<(f64, usize)> = norms.iter().copied().enumerate().map(|(k, v)| (v, k)).collect();
             order.extend(fresh.iter().enumerate().map(|(k, &j)| (beta[j], m + k)));
             order.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1)));
@@ -323,14 +335,17 @@ impl Zonotope {
             }
             let infl = 1.0 + gamma(dropped.len() + 1);
             self.err.iter_mut().for_each(|e| *e = (*e * infl).next_up());
-            let mut gens = Vec::with_capacity((m - dropped.len()) * n);
-            let mut syms = Vec::with_capacity(m - dropped.len());
+            // Compact the kept rows in place, in order (no new allocation).
+            let mut w = 0;
             for k in (0..m).filter(|&k| keep_rows[k]) {
-                gens.extend_from_slice(&self.gens[k * n..(k + 1) * n]);
-                syms.push(self.syms[k]);
+                if w != k {
+                    self.gens.copy_within(k * n..(k + 1) * n, w * n);
+                    self.syms[w] = self.syms[k];
+                }
+                w += 1;
             }
-            self.gens = gens;
-            self.syms = syms;
+            self.gens.truncate(w * n);
+            self.syms.truncate(w);
         }
         let kept: Vec<usize> = fresh.iter().enumerate().filter(|(k, _)| keep_fresh[*k]).map(|(_, &j)| j).collect();
         for (k, &j) in fresh.iter().enumerate() {
