@@ -33,10 +33,13 @@ const FRAC: i64 = 256;
 const MAX_VALUE_LOG2: u32 = 32;
 /// Largest accepted magnitude of a weight, `2^20`.
 const MAX_WEIGHT: f64 = 1048576.0;
-/// Taylor degree of `exp(−s)` on `|s| ≤ 0.003` (remainder below 10⁻⁸³, far under one unit).
-const EXP_DEGREE: usize = 22;
-/// Halvings in the exponential's argument reduction.
-const EXP_HALVINGS: u32 = 8;
+/// Taylor degree of `exp(−s)` on `|s| ≤ 1.01·2⁻¹²` (remainder below 2⁻²⁶⁷, under one unit).
+const EXP_DEGREE: usize = 17;
+/// The exponential's tables: `e^{−j/64}` for `j` in `EXP_COARSE` and `e^{−k/4096}` for `k` in
+/// `EXP_FINE` (the reduced argument lies in `[−0.015, 0.75]`; the ranges leave a step of slack
+/// for the `f64` estimate of each index).
+const EXP_COARSE: std::ops::RangeInclusive<i64> = -2..=49;
+const EXP_FINE: std::ops::RangeInclusive<i64> = -2..=66;
 /// `e^{−a}` for `a` at least this is below one unit.
 const EXP_UNDERFLOW: f64 = 178.0;
 
@@ -488,6 +491,10 @@ pub struct FixedNetwork<'a> {
     ln2: (Fx, f64),
     /// `1/j!` for `j = 0..=EXP_DEGREE`, each within 2 units.
     taylor: Vec<Fx>,
+    /// `e^{−j/64}` for `j` in `EXP_COARSE` (from the range's start), each within one unit.
+    exp_coarse: Vec<Fx>,
+    /// `e^{−k/4096}` for `k` in `EXP_FINE` (from the range's start), each within one unit.
+    exp_fine: Vec<Fx>,
 }
 
 /// One unit, `2^-256`, as an `f64`.
@@ -542,7 +549,17 @@ impl<'a> FixedNetwork<'a> {
             let next = taylor[j - 1].div_int(j as u64);
             taylor.push(next);
         }
-        Ok(FixedNetwork { net, prepared, ln2, taylor })
+        // Table entries from 768-bit BigFloat exponentials (error about 2⁻⁷⁶⁰), truncated to
+        // a unit: within one unit.
+        let mut consts = Consts::new().map_err(|_| Unsupported)?;
+        let mut table = |range: std::ops::RangeInclusive<i64>, step: f64| -> Result<Vec<Fx>, Unsupported> {
+            range
+                .map(|j| Fx::from_big(&BigFloat::from_f64(-(j as f64) / step, 768).exp(768, rm, &mut consts)))
+                .collect()
+        };
+        let exp_coarse = table(EXP_COARSE, 64.0)?;
+        let exp_fine = table(EXP_FINE, 4096.0)?;
+        Ok(FixedNetwork { net, prepared, ln2, taylor, exp_coarse, exp_fine })
     }
 
     /// The image's pixels `b / 255` (each within one unit).
@@ -662,11 +679,14 @@ impl<'a> FixedNetwork<'a> {
 
     /// `e^{−a}` for `a ≥ 0`, and its error in units.
     ///
-    /// `a = n ln2 + r`; `e^{−r} = T(r/2^8)^(2^8)` with `T` the degree-22 Taylor polynomial of
-    /// `e^{−s}` by Horner's rule; then `2^{−n}` by a shift. Horner on `|s| < 0.003` with
-    /// coefficients within 2 units and truncated products stays within 4 units (plus one for
-    /// the truncated `s`); each squaring of `t ≤ 1.001` maps an error `e` to at most
-    /// `2.002 e + e² + 1`; an error `δ` in `r` moves `e^{−r}` by at most `1.02 δ`.
+    /// `a = n ln2 + r`, `r = j/64 + k/4096 + s` with `j`, `k` from the `f64` estimate of `r` and
+    /// `s` exact (dyadic steps); `e^{−r} = e^{−j/64} · e^{−k/4096} · T(s)`, `T` the degree-17
+    /// Taylor polynomial of `e^{−s}` by Horner's rule; then `2^{−n}` by a shift.
+    /// Errors in units: Horner on `|s| ≤ 1.01·2⁻¹²` with coefficients within 2 units and truncated
+    /// products stays within 4 (remainder under one more); each table entry is within one;
+    /// a truncated product `x·y` of values with errors `ex`, `ey` and magnitudes ≤ 1.04 is off by
+    /// at most `1.04(ex + ey) + ex·ey·unit + 1`; an error `δ` in `r ≥ −0.015` moves `e^{−r}` by
+    /// at most `e^{0.015} δ ≤ 1.02 δ`.
     fn exp_neg(&self, a: Fx) -> Result<(Fx, f64), Unsupported> {
         let af = a.enclose();
         if af.lo >= EXP_UNDERFLOW {
@@ -676,22 +696,37 @@ impl<'a> FixedNetwork<'a> {
         let r = a.sub(self.ln2.0.mul_int(n)?)?;
         let r_err = n as f64 * self.ln2.1;
         let rf = r.enclose();
-        if rf.lo < -0.05 || rf.hi > 0.75 {
+        if rf.lo < -0.015 || rf.hi > 0.75 {
             return Err(Unsupported);
         }
-        let s = r.shr(EXP_HALVINGS);
+        // Dyadic steps are exact in fixed point, so s = r − j/64 − k/4096 has no rounding.
+        let step = |i: i64, log2: u32| -> Result<Fx, Unsupported> {
+            let v = Fx::from_int(i.abs())?.shr(log2);
+            Ok(if i < 0 { v.neg() } else { v })
+        };
+        let j = ((rf.mid() * 64.0).floor() as i64).clamp(*EXP_COARSE.start(), *EXP_COARSE.end());
+        let r1 = r.sub(step(j, 6)?)?;
+        let k = ((r1.enclose().mid() * 4096.0).floor() as i64).clamp(*EXP_FINE.start(), *EXP_FINE.end());
+        let s = r1.sub(step(k, 12)?)?;
+        // j and k are floors of f64 estimates: s ∈ [0, 2⁻¹²) up to those estimates' error.
+        if s.enclose().mag() > 1.01 * pow2(-12) {
+            return Err(Unsupported);
+        }
         let minus_s = s.neg();
         let mut t = self.taylor[EXP_DEGREE];
         for c in self.taylor[..EXP_DEGREE].iter().rev() {
             t = c.add(minus_s.mul(t)?)?;
         }
-        let mut err = 5.0;
-        for _ in 0..EXP_HALVINGS {
-            t = t.mul(t)?;
-            err = up(2.002 * err + err * err * unit() + 1.0, 3);
-        }
-        err = up(err + 1.02 * r_err, 2);
-        let v = t.shr(n.min(400) as u32);
+        let t_err = 5.0;
+        let coarse = self.exp_coarse[(j - EXP_COARSE.start()) as usize];
+        let fine = self.exp_fine[(k - EXP_FINE.start()) as usize];
+        // |e^{−j/64}| ≤ e^{2/64}, |e^{−k/4096}| ≤ e^{2/4096}, |T(s)| ≤ e^{2⁻¹¹}: all below 1.04.
+        let product_err = |ex: f64, ey: f64| up(1.04 * (ex + ey) + ex * ey * unit() + 1.0, 4);
+        let cf = coarse.mul(fine)?;
+        let cf_err = product_err(1.0, 1.0);
+        let v = cf.mul(t)?;
+        let err = up(product_err(cf_err, t_err) + 1.02 * r_err, 2);
+        let v = v.shr(n.min(400) as u32);
         Ok((v, up(err * pow2(-(n.min(1000) as i64)) + 1.0, 2)))
     }
 

@@ -28,7 +28,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, LinearMap, SymbolPool, Zonotope};
 use zonocert_network::exec::Executor;
-use zonocert_network::ir::{numel, ChannelAffine, Conv, Linear, Network, Op, Shape};
+use zonocert_network::ir::{numel, ChannelAffine, Conv, Linear, Op, Shape};
 use zonocert_network::kernels::{self, ConvKernel, LinearKernel};
 use zonocert_transform::analysis::{forward, Domain};
 use zonocert_transform::maps::{Affine, AffineMap, PreparedMaps};
