@@ -38,7 +38,8 @@ pub const CLAMP_RATIO: f64 = 0.5;
 pub struct Forward {
     /// The abstract output (logits; a final Softmax is not applied).
     pub output: Zonotope,
-    /// Interval bounds of every value (index = value id), when requested.
+    /// Interval bounds of every value (index = value id), when requested: in the zonotope
+    /// domain the meet of the zonotope's hull and the lockstep interval analysis.
     pub bounds: Vec<Vec<Interval>>,
     /// Largest generator count seen on any tensor.
     pub peak_generators: usize,
@@ -55,7 +56,7 @@ pub fn unary_of(op: &Op) -> Option<Unary> {
 }
 
 /// Runs the network on an abstract input. With `keep_bounds`, records every value's interval
-/// hull (the differential analysis needs them).
+/// bounds (the differential analysis needs them).
 pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut SymbolPool, domain: Domain, keep_bounds: bool) -> Forward {
     forward_keeping(net, maps, input, pool, domain, keep_bounds, &[]).0
 }
