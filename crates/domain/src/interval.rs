@@ -40,8 +40,12 @@ impl Interval {
         0.5 * self.lo + 0.5 * self.hi
     }
 
-    /// A centre `c` and radius `r` with `[lo, hi] ⊆ [c − r, c + r]`.
+    /// A centre `c` and radius `r` with `[lo, hi] ⊆ [c − r, c + r]`; a point is its own centre
+    /// with radius 0.
     pub fn mid_rad(&self) -> (f64, f64) {
+        if self.lo == self.hi {
+            return (self.lo, 0.0);
+        }
         let c = self.mid();
         let r = (self.hi - c).max(c - self.lo).next_up();
         (c, r)

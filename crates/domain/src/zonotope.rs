@@ -124,7 +124,7 @@ impl Zonotope {
         let mut centre = Vec::with_capacity(dim);
         let mut rad = Vec::with_capacity(dim);
         for b in bounds {
-            let (c, r) = if b.lo == b.hi { (b.lo, 0.0) } else { b.mid_rad() };
+            let (c, r) = b.mid_rad();
             centre.push(c);
             rad.push(r);
         }
@@ -180,7 +180,12 @@ impl Zonotope {
 
     /// The interval hull of the zonotope, rounded outward.
     pub fn bounds(&self) -> Vec<Interval> {
-        self.radius().iter().zip(&self.centre).map(|(&r, &c)| Interval::around(c, r)).collect()
+        self.bounds_from(&self.radius())
+    }
+
+    /// [`Zonotope::bounds`] from this zonotope's [`Zonotope::radius`] `rad`.
+    pub fn bounds_from(&self, rad: &[f64]) -> Vec<Interval> {
+        rad.iter().zip(&self.centre).map(|(&r, &c)| Interval::around(c, r)).collect()
     }
 
     /// Reduced product with an independent enclosure: every neuron whose interval `bounds[j]`
@@ -189,16 +194,19 @@ impl Zonotope {
     /// its correlations, hence `ratio < 1` in practice. Sound for every point that lies in both
     /// sets: the replaced neurons keep their values, the others are untouched. Returns how many
     /// neurons were replaced.
-    pub fn clamp_to(&mut self, bounds: &[Interval], ratio: f64) -> usize {
+    ///
+    /// `rad` is the zonotope's [`Zonotope::radius`] (callers usually have it already); it only
+    /// decides which neurons are replaced, so soundness does not depend on it.
+    pub fn clamp_to(&mut self, bounds: &[Interval], rad: &[f64], ratio: f64) -> usize {
         let n = self.dim();
         assert_eq!(bounds.len(), n, "clamp bounds length");
-        let rad = self.radius();
+        assert_eq!(rad.len(), n, "clamp radius length");
         let replace: Vec<usize> = (0..n).filter(|&j| bounds[j].mid_rad().1 < ratio * rad[j]).collect();
         if replace.is_empty() {
             return 0;
         }
         for &j in &replace {
-            let (c, r) = if bounds[j].lo == bounds[j].hi { (bounds[j].lo, 0.0) } else { bounds[j].mid_rad() };
+            let (c, r) = bounds[j].mid_rad();
             self.centre[j] = c;
             self.err[j] = r;
         }

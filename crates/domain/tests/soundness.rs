@@ -811,7 +811,7 @@ fn clamp_to_keeps_the_points_in_both_sets() {
             })
             .collect();
         let mut clamped = z.clone();
-        let replaced = clamped.clamp_to(&boxes, ratio);
+        let replaced = clamped.clamp_to(&boxes, &z.radius(), ratio);
         well_formed(&clamped, "clamp_to")?;
         prop_assert!(replaced <= n);
         prop_assert!(clamped.syms == z.syms, "clamp_to changed the symbols");

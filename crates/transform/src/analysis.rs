@@ -32,7 +32,7 @@ impl Domain {
 
 /// A neuron is replaced by its interval when that is below this fraction of its zonotope range
 /// (replacing loses the neuron's correlations, which a slightly narrower box does not repay).
-pub const CLAMP_RATIO: f64 = 0.5;
+const CLAMP_RATIO: f64 = 0.5;
 
 /// What a forward analysis produced.
 pub struct Forward {
@@ -100,14 +100,15 @@ pub fn forward_keeping(
             met[k + 1] = out.bounds();
         } else {
             let twin = step(net, maps, k, &twins, &met, pool, 0, true);
-            let (zb, ib) = (out.bounds(), twin.bounds());
+            let rad = out.radius();
+            let (zb, ib) = (out.bounds_from(&rad), twin.bounds());
             // Two sound enclosures of the same reals always overlap; were they not to (a bug),
             // the zonotope's own bounds are kept rather than inventing an empty set.
             met[k + 1] = zb.iter().zip(&ib).map(|(z, i)| z.meet(i).unwrap_or(*z)).collect();
             // The output has no later use for correlations beyond the logit differences, so
             // any narrower interval is taken there.
             let ratio = if k + 1 == net.output.0 { 1.0 } else { CLAMP_RATIO };
-            replaced = out.clamp_to(&met[k + 1], ratio);
+            replaced = out.clamp_to(&met[k + 1], &rad, ratio);
             twins[k + 1] = Some(Zonotope::from_box(&met[k + 1], pool, false));
         }
         peak = peak.max(out.n_gens());
@@ -295,7 +296,7 @@ pub fn differential_relaxation(f: Unary, x: &[Interval], d: &Zonotope) -> Relaxa
 
 /// [`differential_relaxation`] given `d`'s radius.
 fn differential_relaxation_with(f: Unary, x: &[Interval], d: &Zonotope, rad: &[f64]) -> Relaxation {
-    let db: Vec<Interval> = rad.iter().zip(&d.centre).map(|(&r, &c)| Interval::around(c, r)).collect();
+    let db = d.bounds_from(rad);
     let n = x.len();
     let mut rel = Relaxation { slope: vec![0.0; n], offset: vec![0.0; n], radius: vec![0.0; n] };
     for j in 0..n {
