@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Regenerates the measured tables of benchmarks/RESULTS.md. Each table sits between
 #   <!-- generated: NAME -->   and   <!-- end generated -->
-# and is replaced by the output of NAME's command below; the prose around it is kept (read it
-# again against the new numbers). A section is written into RESULTS.md as soon as it finishes,
-# so an interrupted run keeps what it measured. Every section: about 1.5 hours on 2 cores.
+# and is replaced by the output of NAME's command below, in RESULTS.md and in
+# papers/zonocert.md where the paper carries the same section; the prose around it is kept
+# (read it again against the new numbers). A section is written into RESULTS.md as soon as it finishes,
+# so an interrupted run keeps what it measured. Every section: about 4 hours on 2 cores, 2.5 of
+# them for bench-b0-full, which resumes from out/bench-b0-full (delete it to measure afresh).
 #   bash benchmarks/regenerate.sh [NAME ...]        (default: every section, in file order)
 #   bash benchmarks/regenerate.sh --list
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mnist=${ZONOCERT_MNIST:-../shared/data/mnist}
 results=benchmarks/RESULTS.md
+paper=papers/zonocert.md
 tiny=tests/vectors/tiny_effnet_tv.onnx
 Z=target/release/zonocert
 
@@ -48,6 +51,9 @@ PY
     bench-tiny)
       "$Z" bench --model "$tiny" --mnist "$mnist" --images 0,1 --pixels 0-783:97 --out out/bench-tiny >/dev/null
       cat out/bench-tiny/bench.md ;;
+    auto-lirpa)
+      bash benchmarks/auto_lirpa.sh "$tiny" "$mnist" --images 0,1 --eps 0.00784313725490196,0.00392156862745098 \
+        --pixels 0-783:97 --batch 6 --method CROWN-IBP 2> out/regenerate/auto-lirpa.log ;;
     bounds-b0) bash benchmarks/bounds.sh ;;
     bounds-tiny) bash benchmarks/bounds.sh "$tiny" 20 0.00196078431372549,0.00392156862745098,0.00784313725490196,0.02 ;;
     refine) bash benchmarks/refine.sh ;;
@@ -59,6 +65,7 @@ PY
       "$Z" bench --mnist "$mnist" --images 0,1,2,3,4 --eps 0.00392156862745098,0.00784313725490196,global \
         --pixels 0-783:98 --methods interval,twin-zonotope,diff-zonotope --attack-rounds 2 --out out/bench-b0 >/dev/null
       cat out/bench-b0/bench.md ;;
+    bench-b0-full) bash benchmarks/bench_b0_full.sh ;;
     executor) bash benchmarks/executor.sh ;;
     *) echo "section '$1' has no command in $0" >&2; return 2 ;;
   esac
@@ -69,16 +76,19 @@ for n in $names; do
   echo "== $n" >&2
   start=$(date +%s)
   section "$n" > "out/regenerate/$n.md"
-  python3 - "$results" "$n" "out/regenerate/$n.md" <<'PY'
+  python3 - "$n" "out/regenerate/$n.md" "$results" "$paper" <<'PY'
 import os, sys
-path, name, body = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().strip("\n")
-text = open(path).read()
+name, body, paths = sys.argv[1], open(sys.argv[2]).read().strip("\n"), sys.argv[3:]
 begin, end = f"<!-- generated: {name} -->\n", "<!-- end generated -->"
-i = text.index(begin) + len(begin)
-j = text.index(end, i)
-tmp = path + ".tmp"
-open(tmp, "w").write(text[:i] + body + "\n" + text[j:])
-os.replace(tmp, path)
+for path in paths:  # RESULTS.md always; the paper where it carries the same section
+    text = open(path).read()
+    if begin not in text:
+        continue
+    i = text.index(begin) + len(begin)
+    j = text.index(end, i)
+    tmp = path + ".tmp"
+    open(tmp, "w").write(text[:i] + body + "\n" + text[j:])
+    os.replace(tmp, path)
 PY
   echo "   $n: $(( $(date +%s) - start )) s" >&2
 done
