@@ -127,7 +127,7 @@ def probability_bounds(diff):
     """diff[j][c] = (lo, hi) of z_j − z_c → bounds on every p_c."""
     out = []
     for c in range(CLASSES):
-        s_lo = sum(math.exp(diff[j][c][0]) for j in range(CLASSES) if j != c)
+        s_lo = sum(math.exp(min(diff[j][c][0], 700.0)) for j in range(CLASSES) if j != c)
         s_hi = sum(math.exp(min(diff[j][c][1], 700.0)) for j in range(CLASSES) if j != c)
         out.append((1.0 / (1.0 + s_hi), min(1.0, 1.0 / (1.0 + s_lo))))
     return out
