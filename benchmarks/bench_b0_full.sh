@@ -34,9 +34,10 @@ PY
 }
 
 run() { # NAME EPS IMAGE PIXELS METHODS
-  local d="$o/$1" methods
+  local d methods
   methods=$(missing "$2" "$3" "$5")
   [ -n "$methods" ] || return 0
+  d="$o/$1-${methods//,/+}"  # named by what it runs, so a later run for other methods never collides
   rm -rf "$d.tmp"
   echo "$1: $methods" >&2
   "$Z" bench --mnist "$mnist" --images "$3" --eps "$2" --pixels "$4" --methods "$methods" \
