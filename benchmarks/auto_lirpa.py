@@ -11,10 +11,10 @@ p_c(1 − p_c)·max_j |Δ(z_c − z_j)|, capped at 1); the pixel's bound is the 
 signs. auto_LiRPA computes in floating point without outward rounding, so this column is a
 comparison, not a certificate.
 
-The ONNX file is read with onnx2torch after two graph rewrites that change nothing numerically
-(Identity-shared initializers copied; scalar constants given shape 1×1×1×1), and run in float64.
-One shape fix is patched into auto_LiRPA (`_flat_concretize_root`): in patch mode, an input
-root's bound came back as N×C×H×W where the caller adds N×(C·H·W) tensors.
+The ONNX file is read with onnx2torch, after copying initializers the exporter shared through
+Identity nodes (which onnx2torch cannot read), and run in float64.
+Convolutions are bounded in auto_LiRPA's dense matrix mode: its memory-saving patch mode fails
+on this graph (in the concretization of input bounds and in average pooling).
 
 Usage: python3 benchmarks/auto_lirpa.py MODEL MNIST_DIR --images 0,1 --eps 0.0078,global
            --pixels 0-783:97 [--method CROWN] [--bit 0] [--batch 8] [--json OUT.json]
@@ -26,19 +26,6 @@ import onnx
 import onnx2torch
 import torch
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
-from auto_LiRPA import backward_bound
-
-_concretize_root = backward_bound.concretize_root
-
-
-def _flat_concretize_root(*args, **kwargs):
-    # Patch-mode roots come back as N×C×H×W where the caller sums N×(C·H·W) tensors.
-    flat = lambda b: b.reshape(b.shape[0], -1) if isinstance(b, torch.Tensor) and b.ndim > 2 else b
-    lb, ub = _concretize_root(*args, **kwargs)
-    return flat(lb), flat(ub)
-
-
-backward_bound.concretize_root = _flat_concretize_root
 
 CLASSES = 10
 
@@ -53,22 +40,7 @@ def load(path):
             t.name = n.output[0]
             g.initializer.append(t)
             g.node.remove(n)
-    for i in g.initializer:
-        if len(i.dims) == 0:
-            i.dims.extend([1, 1, 1, 1])
-    f = onnx2torch.convert(model).eval().double()
-    # GlobalAveragePool → AvgPool2d over the whole plane (same values): auto_LiRPA's patch mode
-    # handles average pooling but not the mean reduction onnx2torch emits.
-    sizes = {}
-    pools = [(n, m) for n, m in f.named_modules() if "GlobalAveragePool" in type(m).__name__]
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, i[0].shape[-2:])) for n, m in pools]
-    f(torch.zeros(1, 1, 28, 28, dtype=torch.float64))
-    for h in hooks:
-        h.remove()
-    for n, _ in pools:
-        parent, _, leaf = n.rpartition(".")
-        setattr(f.get_submodule(parent) if parent else f, leaf, torch.nn.AvgPool2d(tuple(sizes[n])))
-    return f
+    return onnx2torch.convert(model).eval().double()
 
 
 def test_images(mnist):
@@ -96,8 +68,8 @@ def pixel_list(spec):
 
 
 class Twin(torch.nn.Module):
-    """(z(x), z(x + d)); d is an input held to one value (a zero-width perturbation), which
-    auto_LiRPA's patch mode handles where it rejects constant tensors."""
+    """(z(x), z(x + d)); d is an input held to one value (a zero-width perturbation), so one
+    bounded module serves every batch of flips."""
 
     def __init__(self, f):
         super().__init__()

@@ -2,8 +2,7 @@
 # The auto_LiRPA column: installs auto_LiRPA and onnx2torch into out/lirpa-venv (once), then runs
 # benchmarks/auto_lirpa.py with the arguments given. auto_LiRPA's last PyPI release (0.3, 2022)
 # requires torch < 1.13, which no longer installs on Python ≥ 3.11; the current auto_LiRPA that
-# NeuralSAT 0.2.17 ships inside its wheel (src/abstractor/auto_LiRPA) is used instead, unmodified
-# apart from the one shape fix documented in auto_lirpa.py.
+# NeuralSAT 0.2.17 ships inside its wheel (src/abstractor/auto_LiRPA) is used instead, unmodified.
 #   bash benchmarks/auto_lirpa.sh MODEL MNIST_DIR [--images …] [--eps …] [--pixels …] [--method CROWN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
