@@ -66,6 +66,13 @@ PY
         --pixels 0-783:98 --methods interval,twin-zonotope,diff-zonotope --attack-rounds 2 --out out/bench-b0 >/dev/null
       cat out/bench-b0/bench.md ;;
     bench-b0-full) bash benchmarks/bench_b0_full.sh ;;
+    screening) bash benchmarks/screening.sh ;;
+    screen-ratio)
+      cargo build --release -q --example screen_ratio
+      echo "| model | region | image | pixels | max full-pass bound | median ratio | min ratio | max ratio | screening pass s/pixel | full pass s/pixel |"
+      echo "|---|---|---|---|---|---|---|---|---|---|"
+      target/release/examples/screen_ratio "$tiny" "$mnist" 0,1,2,3,4 0.000392156862745098,0.00392156862745098,0.00784313725490196,0.0196078431372549,global 0-783:13
+      target/release/examples/screen_ratio models/efficientnet_b0_mnist.onnx "$mnist" 0,1 0.00784313725490196,global 0-783:98 ;;
     executor) bash benchmarks/executor.sh ;;
     *) echo "section '$1' has no command in $0" >&2; return 2 ;;
   esac

@@ -111,26 +111,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for &(method, lp) in &methods {
             let t0 = Instant::now();
             let name = if lp { "diff-zonotope+lp" } else { method.name() };
-            let uppers: Vec<f64> = match (method.abstract_method(), region) {
+            // (upper, screened) per pixel.
+            let results: Vec<(f64, bool)> = match (method.abstract_method(), region) {
                 (Some(Method::DiffZonotope), _) if lp => {
                     let settings = Settings { method: Method::DiffZonotope, ..Settings::default() };
                     let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
                     let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept(), LpSettings::default());
                     let r: &dyn DeltaRefiner = &refiner;
-                    pixels.par_iter().map(|&p| cert.pixel_refined(p, Some(r)).upper * args.inject_scale).collect()
+                    pixels.par_iter().map(|&p| (cert.pixel_refined(p, Some(r)).upper * args.inject_scale, false)).collect()
                 }
                 (Some(m), _) => {
                     let cert = Certifier::new(&net, region.clone(), Settings { method: m, ..Settings::default() });
-                    pixels.par_iter().map(|&p| cert.pixel(p).upper * args.inject_scale).collect()
+                    pixels
+                        .par_iter()
+                        .map(|&p| {
+                            let b = cert.pixel(p);
+                            (b.upper * args.inject_scale, b.screened)
+                        })
+                        .collect()
                 }
                 (None, Region::Point(px)) => {
                     let cert = PreciseCertifier::new(&net, px, 0, Arithmetic::Fixed);
-                    pixels.par_iter().map(|&p| cert.pixel(p).upper * args.inject_scale).collect()
+                    pixels.par_iter().map(|&p| (cert.pixel(p).upper * args.inject_scale, false)).collect()
                 }
                 // The precise method answers single images only.
                 (None, _) => continue,
             };
             let secs = t0.elapsed().as_secs_f64();
+            let uppers: Vec<f64> = results.iter().map(|r| r.0).collect();
+            let screened = results.iter().filter(|r| r.1).count();
             for (k, (&u, &l)) in uppers.iter().zip(&lower).enumerate() {
                 if u < l - REFERENCE_SLACK {
                     failures.push(format!("{name} eps {eps_label} image {image:?} pixel {}: upper {u:e} < lower {l:e}", pixels[k]));
@@ -144,7 +153,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "max_exact": exact.as_ref().map(|e| e.iter().copied().fold(0.0, f64::max)),
                 "median_ratio_upper_over_lower": median(&mut ratios.clone()),
                 "time_s": secs, "time_per_pixel_s": secs / pixels.len() as f64, "lower_search_s": lower_s,
-                "peak_rss_mib": peak_rss_mib(),
+                "peak_rss_mib": peak_rss_mib(), "screened_pixels": screened,
             });
             eprintln!("{}", row);
             rows.push(row);

@@ -15,7 +15,7 @@ use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_refine::window::Window;
 use zonocert_refine::LpRefiner;
-use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Settings};
+use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Screen, Settings};
 
 /// The method that bounds the difference between an image and its flipped twin.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -83,11 +83,11 @@ impl Engine<'_> {
         match self {
             Engine::Abstract(c) => {
                 let r = c.pixel_refined(i, refiner);
-                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class }
+                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened }
             }
             Engine::Precise(c) => {
                 let r = c.pixel(i);
-                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class }
+                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class, screened: false }
             }
         }
     }
@@ -110,6 +110,14 @@ pub struct CertifyArgs {
     /// Generator budget of the difference zonotope.
     #[arg(long, default_value_t = Settings::default().diff_budget)]
     diff_budget: usize,
+    /// `diff-zonotope` first runs a screening pass (difference budget 0) and skips the full
+    /// pass when even logit-difference bounds this many times tighter would give the trivial
+    /// bound 1 (reported per pixel as "screened").
+    #[arg(long, default_value_t = Screen::default().factor, value_parser = positive_factor)]
+    screen_factor: f64,
+    /// Run the full-budget pass on every pixel (no screening).
+    #[arg(long)]
+    no_screen: bool,
     /// Memory budget in MiB: generator budgets are lowered (tightness traded for memory)
     /// until the estimated peak fits; an error if it cannot.
     #[arg(long)]
@@ -175,6 +183,8 @@ struct Done {
     /// Certified lower bound on the exact value (method `precise` only).
     lower: Option<f64>,
     class: usize,
+    /// The full pass was skipped by screening (see `Screen`).
+    screened: bool,
 }
 
 impl Done {
@@ -183,7 +193,18 @@ impl Done {
         if let Some(l) = self.lower {
             p["lower"] = json!(l);
         }
+        if self.screened {
+            p["screened"] = json!(true);
+        }
         p
+    }
+}
+
+/// A screening factor: a finite number ≥ 1.
+fn positive_factor(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a finite number ≥ 1")),
     }
 }
 
@@ -205,6 +226,7 @@ fn resumed(path: &std::path::Path, method: &str, region_kind: &str, bit: u8) -> 
                 upper: p["upper"].as_f64().context("--resume: pixel entry without bound")?,
                 lower: p["lower"].as_f64(),
                 class: p["class"].as_u64().unwrap_or(0) as usize,
+                screened: p["screened"].as_bool().unwrap_or(false),
             })
         })
         .collect()
@@ -238,7 +260,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
                 Some(mib) => budgets_within(&net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?,
                 None => (args.region_budget, args.diff_budget),
             };
-            let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit };
+            let screen = (!args.no_screen).then_some(Screen { factor: args.screen_factor, ..Screen::default() });
+            let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit, screen };
             Engine::Abstract(Certifier::with_kept(&net, region.clone(), settings, keep))
         }
         (None, Region::Point(px)) => {
@@ -354,7 +377,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
         "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)",
         "settings": match &engine {
-            Engine::Abstract(c) => json!({"region_budget": c.settings().region_budget, "diff_budget": c.settings().diff_budget}),
+            Engine::Abstract(c) => json!({
+                "region_budget": c.settings().region_budget,
+                "diff_budget": c.settings().diff_budget,
+                "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && refiner.is_none()).map(|s| json!({"budget": s.budget, "factor": s.factor})),
+            }),
             Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }, "fallbacks_to_bigfloat": c.fallbacks()}),
         },
         "pixels": pix_json,
@@ -362,6 +389,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "max_lower": results.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
         "median_ratio_upper_over_lower": median_ratio(&results),
         "max_pixel": results[max_i].pixel,
+        "screened_pixels": results.iter().filter(|r| r.screened).count(),
         "time_s": secs,
         "peak_rss_mib": peak_rss_mib(),
         "region_analysis_s": region_secs,
@@ -389,6 +417,14 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             results[max_i].pixel % 28,
             secs
         );
+        let screened = results.iter().filter(|r| r.screened).count();
+        if screened > 0 {
+            println!(
+                "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still give 1, so it was skipped (--no-screen runs it)",
+                results.len(),
+                args.screen_factor
+            );
+        }
         println!("wrote {}/{{report.json, bounds.csv, heatmap.png}}", args.out.display());
     }
     if !complete {

@@ -241,6 +241,33 @@ fn shipped_model_point_certificates_are_sound() {
     }
 }
 
+/// On the shipped B0 at 2/255 the screening pass decides every pixel (its logit-difference
+/// bounds are ~10⁴⁰ wide, so a full pass 10¹² times tighter would still certify nothing), and on
+/// a pixel the full pass, run with `--no-screen`, gives the same trivial bound: the skip lost
+/// nothing there. The flags reach the report.
+#[test]
+fn shipped_model_ball_is_screened() {
+    let Some(dir) = mnist() else { return };
+    let d = tmp("screen");
+    let eps = (2.0f64 / 255.0).to_string();
+    let base = ["certify", "--model", SHIPPED, "--mnist", &dir, "--index", "0", "--eps", &eps, "--quiet", "--json"];
+    let out = d.join("screened");
+    let v = ok_json(&[&base[..], &["--pixels", "0-783:97", "--out", out.to_str().unwrap()]].concat());
+    let px = v["pixels"].as_array().unwrap();
+    assert_eq!(v["screened_pixels"].as_u64(), Some(px.len() as u64), "every pixel should be screened: {v}");
+    assert_eq!(v["settings"]["screen"]["factor"].as_f64(), Some(1e12));
+    for p in px {
+        assert_eq!(p["screened"], true);
+        assert_eq!(p["upper"].as_f64(), Some(1.0));
+    }
+    let out = d.join("full");
+    let v = ok_json(&[&base[..], &["--pixels", "406", "--no-screen", "--out", out.to_str().unwrap()]].concat());
+    assert_eq!(v["screened_pixels"].as_u64(), Some(0));
+    assert!(v["settings"]["screen"].is_null());
+    assert_eq!(v["pixels"][0]["upper"].as_f64(), Some(1.0), "full pass on pixel 406: {v}");
+    fails_with(&[&base[..], &["--pixels", "406", "--screen-factor", "0.5", "--out", out.to_str().unwrap()]].concat(), "--screen-factor");
+}
+
 /// `bounds` on the shipped B0 contains the f64 logits of 1,000 points of the ball (three of
 /// four coordinates at a corner of the clipped ball, the rest inside) for two images and two
 /// radii, in both domains; the zonotope is never wider than the interval on any logit.

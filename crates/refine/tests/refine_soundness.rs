@@ -98,7 +98,7 @@ fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
         let eps = eps_255 as f64 / 255.0;
         let region = Region::Ball(img, eps);
         let window = Window::new(&net, WINDOWS[w]);
-        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0 };
+        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None };
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let bounds = &cert.region_analysis().bounds;
         let refiner = LpRefiner::new(&net, window, bounds, cert.kept(), self::settings());
@@ -169,7 +169,7 @@ fn every_window_row_holds_at_concrete_states() {
         let mut rng = Rng(seed ^ 0x7075);
         let region = Region::Ball(image(&mut rng), eps_255 as f64 / 255.0);
         let window = Window::new(&net, WINDOWS[w]);
-        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0 };
+        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None };
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let x_bounds = &cert.region_analysis().bounds;
         // With the 8-layer window, the region's neurons inside it are first tightened by LPs:

@@ -105,11 +105,39 @@ pub struct Settings {
     pub diff_budget: usize,
     /// Which bit flips (0 = least significant).
     pub bit: u8,
+    /// Screening pass of `diff-zonotope` (`None`: every pixel gets the full-budget pass).
+    pub screen: Option<Screen>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit: 0 }
+        Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit: 0, screen: Some(Screen::default()) }
+    }
+}
+
+/// A cheap pass of the differential analysis run before the full-budget one, which is skipped
+/// when it could not change the answer.
+///
+/// The full pass is skipped when the screening pass's bounds on every `Δ(z_c − z_j)`, shrunk
+/// `factor` times, would give no better bound than no bounds on them at all (what the region's
+/// own probability ranges give, [`Certifier::trivial_bound`]; 1 on the shipped B0): a full pass
+/// would have to be `factor` times tighter on every logit difference to certify anything. The
+/// screening result (the trivial bound) is then reported; it is sound like every pass. The
+/// full pass was at most 1,700 times tighter than the screening pass on the networks and regions
+/// measured (`benchmarks/RESULTS.md`, § Screening), against a default factor of 10¹². A skip
+/// trades no soundness, only the (remote) chance that the full pass is more than `factor`
+/// times tighter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Screen {
+    /// Difference generator budget of the screening pass (0: every new term boxed at once).
+    pub budget: usize,
+    /// How much tighter than the screening pass a full pass would have to be to matter.
+    pub factor: f64,
+}
+
+impl Default for Screen {
+    fn default() -> Self {
+        Screen { budget: 0, factor: 1e12 }
     }
 }
 
@@ -124,6 +152,8 @@ pub struct PixelBound {
     pub class: usize,
     /// Per-class bounds.
     pub per_class: Vec<ClassBound>,
+    /// The bound comes from the screening pass: the full pass was skipped (see [`Screen`]).
+    pub screened: bool,
 }
 
 /// A hook that may tighten one pixel's bounds on `Δ(z_c − z_j)` (LP refinement lives in its
@@ -152,6 +182,8 @@ pub struct Certifier<'a> {
     classes: usize,
     /// Region zonotopes of the values asked for by [`Certifier::with_kept`].
     kept: Vec<Zonotope>,
+    /// [`Certifier::trivial_bound`].
+    trivial: f64,
 }
 
 impl<'a> Certifier<'a> {
@@ -180,7 +212,17 @@ impl<'a> Certifier<'a> {
         let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, keep_bounds, keep);
         let classes = x.output.dim();
         let dx = logit_differences(&x.output);
-        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept }
+        let mut cert = Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial: 1.0 };
+        let unbounded = (0..classes).map(|c| (0..classes).map(|j| if c == j { Interval::point(0.0) } else { Interval::new(f64::NEG_INFINITY, f64::INFINITY) }).collect()).collect::<Vec<Vec<_>>>();
+        cert.trivial = finish(0, cert.delta_bounds(&unbounded), false).upper;
+        cert
+    }
+
+    /// The bound a pixel gets when nothing is known about how its flip moves the logits: from
+    /// the region's probability ranges alone (`max_c max(1 − p_c, p_c)` over the region; 1 when
+    /// those ranges are trivial).
+    pub fn trivial_bound(&self) -> f64 {
+        self.trivial
     }
 
     /// The settings in force (budgets are 0 for a single image).
@@ -224,31 +266,39 @@ impl<'a> Certifier<'a> {
     /// Certifies pixel `i`, letting `refiner` tighten the differential bounds (method
     /// `diff-zonotope` only; other methods ignore it).
     pub fn pixel_refined(&self, i: usize, refiner: Option<&dyn DeltaRefiner>) -> PixelBound {
-        let d_box = self.difference_box(i);
-        let z = &self.x.output;
+        self.pixel_at_budget(i, refiner, self.settings.diff_budget)
+    }
+
+    /// [`Certifier::pixel_refined`] with difference generator budget `budget` (the screening
+    /// pass, when one is set, still runs at its own budget).
+    pub fn pixel_at_budget(&self, i: usize, refiner: Option<&dyn DeltaRefiner>, budget: usize) -> PixelBound {
         let k = self.classes;
         let dx = &self.dx;
         let per_class = match self.settings.method {
             Method::DiffZonotope => {
-                let mut pool = SymbolPool::new();
-                let d_in = Zonotope::from_box(&d_box, &mut pool, true);
-                let keep = refiner.map(|r| r.keep());
-                let (d, record) = differential_keeping(self.net, &self.maps, &self.x.bounds, d_in, &mut pool, self.settings.diff_budget, keep);
-                let mut dd: Vec<Vec<Interval>> =
-                    (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
-                // z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c).
-                let bounds_of = |dd: &[Vec<Interval>]| class_bounds(k, &|j, c| dx[j][c], &|j, c| dx[j][c].add(&dd[j][c]), &|c, j| dd[c][j]);
-                if let (Some(r), Some(rec)) = (refiner, record.as_ref()) {
-                    r.refine(i, rec, &mut dd, &bounds_of);
+                if let (None, Some(screen)) = (refiner, self.settings.screen) {
+                    if screen.budget < budget {
+                        let (dd, _) = self.differences(i, screen.budget, None);
+                        let shrunk: Vec<Vec<Interval>> =
+                            dd.iter().map(|row| row.iter().map(|d| Interval::new(d.lo / screen.factor, d.hi / screen.factor)).collect()).collect();
+                        if finish(i, self.delta_bounds(&shrunk), true).upper >= self.trivial {
+                            return finish(i, self.delta_bounds(&dd), true);
+                        }
+                    }
                 }
-                bounds_of(&dd)
+                let (mut dd, record) = self.differences(i, budget, refiner.map(|r| r.keep()));
+                if let (Some(r), Some(rec)) = (refiner, record.as_ref()) {
+                    r.refine(i, rec, &mut dd, &|dd: &[Vec<Interval>]| self.delta_bounds(dd));
+                }
+                self.delta_bounds(&dd)
             }
             Method::TwinZonotope | Method::Interval => {
+                let z = &self.x.output;
                 let mut pool = self.pool_after_x.clone();
                 let interval = self.settings.method == Method::Interval;
-                let d_in = Zonotope::from_box(&d_box, &mut pool, !interval);
+                let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, !interval);
                 let xp_in = self.input.add(&d_in);
-                let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget: self.settings.diff_budget } };
+                let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget } };
                 let zp = forward(self.net, &self.maps, xp_in, &mut pool, domain, false).output;
                 let dxp = logit_differences(&zp);
                 let delta = if interval {
@@ -261,9 +311,32 @@ impl<'a> Certifier<'a> {
                 class_bounds(k, &|j, c| dx[j][c], &|j, c| dxp[j][c], &|c, j| delta[c][j])
             }
         };
-        let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| if b.bound > best.1 { (c, b.bound) } else { best });
-        PixelBound { pixel: i, upper, class, per_class }
+        finish(i, per_class, false)
     }
+
+    /// The differential analysis of pixel `i` at difference budget `budget`: bounds on every
+    /// `Δ(z_c − z_j)` (antisymmetric, zero diagonal), and the record `keep` asks for.
+    fn differences(&self, i: usize, budget: usize, keep: Option<&[usize]>) -> (Vec<Vec<Interval>>, Option<DifferenceRecord>) {
+        let k = self.classes;
+        let mut pool = SymbolPool::new();
+        let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, true);
+        let (d, record) = differential_keeping(self.net, &self.maps, &self.x.bounds, d_in, &mut pool, budget, keep);
+        let dd = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
+        (dd, record)
+    }
+
+    /// Per-class bounds implied by bounds `dd` on every `Δ(z_c − z_j)`, using
+    /// `z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c)`.
+    fn delta_bounds(&self, dd: &[Vec<Interval>]) -> Vec<ClassBound> {
+        let dx = &self.dx;
+        class_bounds(self.classes, &|j, c| dx[j][c], &|j, c| dx[j][c].add(&dd[j][c]), &|c, j| dd[c][j])
+    }
+}
+
+/// The pixel's result from its per-class bounds.
+fn finish(pixel: usize, per_class: Vec<ClassBound>, screened: bool) -> PixelBound {
+    let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| if b.bound > best.1 { (c, b.bound) } else { best });
+    PixelBound { pixel, upper, class, per_class, screened }
 }
 
 /// The exact sensitivity of one image at pixel `i` (f64 execution of both images; rounding of

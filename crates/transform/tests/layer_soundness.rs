@@ -32,7 +32,7 @@ use zonocert_network::ir::{numel, ChannelAffine, Conv, Linear, Op, Shape};
 use zonocert_network::kernels::{self, ConvKernel, LinearKernel};
 use zonocert_transform::analysis::{forward, Domain};
 use zonocert_transform::maps::{Affine, AffineMap, PreparedMaps};
-use zonocert_transform::sensitivity::{exact_point, flip_size, Certifier, Method, Region, Settings};
+use zonocert_transform::sensitivity::{exact_point, flip_size, Certifier, Method, Region, Screen, Settings};
 
 mod support;
 use support::*;
@@ -580,7 +580,7 @@ fn certified_sensitivity_bounds_sampled_pairs() {
         let img = image(&mut rng);
         let eps = if nc.eps == 0.0 { 0.01 } else { nc.eps };
         let bit = [0u8, 0, 3, 7][rng.below(4)];
-        let settings = |method| Settings { method, region_budget: 512, diff_budget: 256, bit };
+        let settings = |method| Settings { method, region_budget: 512, diff_budget: 256, bit, screen: None };
         // Pixels: random, one inside the ink, one in the centre.
         let mut pixels = vec![rng.below(784), 14 * 28 + 14];
         if let Some(p) = (0..784).find(|&p| img[p] > 100) {
@@ -592,10 +592,13 @@ fn certified_sensitivity_bounds_sampled_pairs() {
         let d = grid(delta.lo);
         let region = Region::Ball(img.clone(), eps);
         let bx = region.input_box();
-        let certs: Vec<Certifier> = [Method::Interval, Method::TwinZonotope, Method::DiffZonotope]
+        let mut certs: Vec<Certifier> = [Method::Interval, Method::TwinZonotope, Method::DiffZonotope]
             .into_iter()
             .map(|m| Certifier::new(&net, region.clone(), settings(m)))
             .collect();
+        // Screening forced to skip every full pass: the screening pass alone must be sound.
+        let always_skip = Screen { budget: 0, factor: 1e-300 };
+        certs.push(Certifier::new(&net, region.clone(), Settings { screen: Some(always_skip), ..settings(Method::DiffZonotope) }));
         let n = 300;
         for &i in &pixels {
             let uppers: Vec<f64> = certs.iter().map(|c| c.pixel(i).upper).collect();
@@ -616,7 +619,7 @@ fn certified_sensitivity_bounds_sampled_pairs() {
             }
             let (p, pp) = (probabilities(&exec, &x, n), probabilities(&exec, &xp, n));
             let worst = (0..n * 10).map(|k| (pp[k] - p[k]).abs()).fold(0.0, f64::max);
-            for (m, u) in ["interval", "twin-zonotope", "diff-zonotope"].iter().zip(&uppers) {
+            for (m, u) in ["interval", "twin-zonotope", "diff-zonotope", "diff-zonotope (screening pass only)"].iter().zip(&uppers) {
                 prop_assert!(worst <= *u, "{} Ball(eps={}) pixel {} bit {}: sampled |Δp| = {:e} > certified {:e} ({:?})", m, eps, i, bit, worst, u, nc);
             }
         }
@@ -646,6 +649,30 @@ fn certified_sensitivity_bounds_sampled_pairs() {
     });
 }
 
+/// Screening only skips hopeless pixels: where the bounds are far from trivial (these small
+/// networks, balls and the global region) the default screening changes no bit of any result,
+/// and a screening pass forced to decide does mark its results as screened.
+#[test]
+fn screening_leaves_non_trivial_results_unchanged() {
+    for seed in 0..4u64 {
+        let net = tiny_net(seed, 2 + (seed % 3) as usize, 1 + (seed % 2) as usize, seed % 4 == 3);
+        let mut rng = Rng(seed ^ 0x5C2E);
+        let img = image(&mut rng);
+        for (name, region) in [("ball 2/255", Region::Ball(img.clone(), 2.0 / 255.0)), ("global", Region::Global)] {
+            let plain = Certifier::new(&net, region.clone(), Settings { screen: None, ..Settings::default() });
+            let screened = Certifier::new(&net, region.clone(), Settings::default());
+            let forced = Certifier::new(&net, region.clone(), Settings { screen: Some(Screen { budget: 0, factor: 1e-300 }), ..Settings::default() });
+            for i in [rng.below(784), 14 * 28 + 14, 400] {
+                let (a, b, f) = (plain.pixel(i), screened.pixel(i), forced.pixel(i));
+                assert!(a.upper < 1.0, "seed {seed} {name} pixel {i}: expected a non-trivial bound, got {}", a.upper);
+                assert!(!a.screened && !b.screened, "seed {seed} pixel {i}: screened a non-trivial pixel");
+                assert_eq!(a, b, "seed {seed} pixel {i}: screening changed a non-trivial result");
+                assert!(f.screened, "seed {seed} pixel {i}: a screening pass with factor 1e-300 must decide: {f:?}");
+            }
+        }
+    }
+}
+
 /// The Point-region tightness numbers for the report: certified / exact for every method.
 #[test]
 fn point_tightness_report() {
@@ -657,7 +684,7 @@ fn point_tightness_report() {
         let img = image(&mut rng);
         for bit in [0u8, 3, 7] {
             for (k, method) in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope].into_iter().enumerate() {
-                let cert = Certifier::new(&net, Region::Point(img.clone()), Settings { method, region_budget: 512, diff_budget: 256, bit });
+                let cert = Certifier::new(&net, Region::Point(img.clone()), Settings { method, region_budget: 512, diff_budget: 256, bit, screen: None });
                 for i in [rng.below(784), 14 * 28 + 14, 200, 500] {
                     let upper = cert.pixel(i).upper;
                     let (exact, _) = exact_point(&exec, &img, i, bit);
