@@ -5,6 +5,9 @@
 # about 0.9 s per pixel, 2 h for every pixel of those 11 workloads on 2 cores). At ε = 0 the
 # methods are interval, twin-zonotope and diff-zonotope, beside the f64 exact value (`precise`
 # there: benchmarks/point_exact.sh). Lower bounds from the coordinate-ascent search (2 rounds).
+# `diff-zonotope` runs its full pass on every pixel (`--no-screen`): the table measures that
+# pass; with screening the B0's ball and global workloads take about 22 s each
+# (benchmarks/screening.sh).
 # About 2.5 hours on 2 cores. Resumable: each workload's bench.json is kept under
 # $OUT_DIR (default out/bench-b0-full) with the machine it ran on, and a method that already has
 # a row there for the same region and image (in any */bench.json, or */rows.json: rows imported
@@ -41,7 +44,7 @@ run() { # NAME EPS IMAGE PIXELS METHODS
   rm -rf "$d.tmp"
   echo "$1: $methods" >&2
   "$Z" bench --mnist "$mnist" --images "$3" --eps "$2" --pixels "$4" --methods "$methods" \
-    --attack-rounds 2 --out "$d.tmp" > /dev/null 2> "$d.log"
+    --attack-rounds 2 --no-screen --out "$d.tmp" > /dev/null 2> "$d.log"
   echo "$(nproc) threads, $(lscpu | sed -n 's/^Model name: *//p' | head -1)" > "$d.tmp/machine.txt"
   mv "$d.tmp" "$d"
 }

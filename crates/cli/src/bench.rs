@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
+    /// `diff-zonotope` without its screening pass: the full pass on every pixel (as
+    /// `certify --no-screen`).
+    #[arg(long)]
+    no_screen: bool,
     /// Multiply every certified bound by this factor before the soundness check (tests use
     /// a factor below 1 to check that an unsound bound is caught).
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -121,7 +125,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     pixels.par_iter().map(|&p| (cert.pixel_refined(p, Some(r)).upper * args.inject_scale, false)).collect()
                 }
                 (Some(m), _) => {
-                    let cert = Certifier::new(&net, region.clone(), Settings { method: m, ..Settings::default() });
+                    let screen = if args.no_screen { None } else { Settings::default().screen };
+                    let cert = Certifier::new(&net, region.clone(), Settings { method: m, screen, ..Settings::default() });
                     pixels
                         .par_iter()
                         .map(|&p| {
