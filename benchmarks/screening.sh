@@ -2,7 +2,8 @@
 # The default `certify` (diff-zonotope with its screening pass) on every pixel of the shipped
 # model: test images 0-4 at eps 1/255 and 2/255, and the global region. One row per run: wall
 # time for all pixels (model load and region analysis included), how many pixels the
-# screening pass decided, the largest bound, peak memory. Prints a Markdown table; exits
+# screening pass decided, the largest bound, the median unclamped mean-value bound (how far
+# from informative), peak memory. Prints a Markdown table; exits
 # non-zero if a run fails.
 #   bash benchmarks/screening.sh [MODEL] [MNIST_DIR] [IMAGES] [PIXELS]
 set -euo pipefail
@@ -17,8 +18,8 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); \`$Z certify --model $MODEL … --pixels $PIXELS\`, default settings."
 echo
-echo "| region | image | pixels | screened | max upper | wall time (s) | region analysis (s) | peak RSS (MiB) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| region | image | pixels | screened | max upper | median mean-value bound | wall time (s) | region analysis (s) | peak RSS (MiB) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 row() { # label image args...
   local label=$1 image=$2; shift 2
   local t0 t1
@@ -29,7 +30,8 @@ row() { # label image args...
 import json, sys
 r = json.load(open(sys.argv[1]))
 secs, peak, label, image = float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-print(f"| {label} | {image} | {len(r['pixels'])} | {r['screened_pixels']} | {r['max_upper']:.3g} | {secs:.1f} | {r['region_analysis_s']:.1f} | {peak} |")
+mv = sorted(p.get("mean_value_bound") or float("inf") for p in r["pixels"])
+print(f"| {label} | {image} | {len(r['pixels'])} | {r['screened_pixels']} | {r['max_upper']:.3g} | {mv[len(mv) // 2]:.2e} | {secs:.1f} | {r['region_analysis_s']:.1f} | {peak} |")
 PY
   rm -rf "$OUT/w"
 }

@@ -4,7 +4,7 @@
 //! falls below a lower bound (a soundness failure).
 
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, load_mnist, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
+use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;
@@ -180,7 +180,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             r["max_lower"], r["max_exact"], r["median_ratio_upper_over_lower"], r["time_per_pixel_s"], r["peak_rss_mib"]
         ));
     }
-    let report = json!({"model": args.model.model.display().to_string(), "rows": rows, "soundness_failures": failures});
+    let report = json!({"model": args.model.model.display().to_string(), "machine": machine(), "rows": rows, "soundness_failures": failures});
     write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
     write_atomic(&args.out.join("bench.md"), md.as_bytes())?;

@@ -1,6 +1,6 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{budgets_within, check_classifier, median, peak_rss_mib, progress_bar, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{budgets_within, check_classifier, machine, median, peak_rss_mib, progress_bar, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use crate::refine::RefineArgs;
 use anyhow::{bail, Context, Result};
@@ -83,11 +83,12 @@ impl Engine<'_> {
         match self {
             Engine::Abstract(c) => {
                 let r = c.pixel_refined(i, refiner);
-                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened }
+                let mean_value = r.per_class.iter().map(|b| b.from_mean_value).fold(0.0, f64::max);
+                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened, mean_value: Some(mean_value) }
             }
             Engine::Precise(c) => {
                 let r = c.pixel(i);
-                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class, screened: false }
+                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class, screened: false, mean_value: None }
             }
         }
     }
@@ -185,6 +186,10 @@ struct Done {
     class: usize,
     /// The full pass was skipped by screening (see `Screen`).
     screened: bool,
+    /// Abstract methods: the softmax mean-value bound `max_c p_c(1 − p_c)·max_j |Δ(z_c − z_j)|`
+    /// before the minimum with the probability ranges and 1 (how far a trivial bound is from
+    /// an informative one).
+    mean_value: Option<f64>,
 }
 
 impl Done {
@@ -195,6 +200,9 @@ impl Done {
         }
         if self.screened {
             p["screened"] = json!(true);
+        }
+        if let Some(m) = self.mean_value {
+            p["mean_value_bound"] = json!(m);
         }
         p
     }
@@ -227,6 +235,7 @@ fn resumed(path: &std::path::Path, method: &str, region_kind: &str, bit: u8) -> 
                 lower: p["lower"].as_f64(),
                 class: p["class"].as_u64().unwrap_or(0) as usize,
                 screened: p["screened"].as_bool().unwrap_or(false),
+                mean_value: p["mean_value_bound"].as_f64(),
             })
         })
         .collect()
@@ -392,6 +401,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "screened_pixels": results.iter().filter(|r| r.screened).count(),
         "time_s": secs,
         "peak_rss_mib": peak_rss_mib(),
+        "machine": machine(),
         "region_analysis_s": region_secs,
         "region_peak_generators": match &engine {
             Engine::Abstract(c) => c.region_analysis().peak_generators,

@@ -195,6 +195,14 @@ pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
     Ok(out)
 }
 
+/// The machine a measurement ran on: worker threads and CPU model (for reports and tables).
+pub fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()));
+    serde_json::json!({"threads": rayon::current_num_threads(), "cpu": cpu})
+}
+
 /// Peak resident memory of this process in MiB (VmHWM from /proc on Linux; 0 elsewhere).
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

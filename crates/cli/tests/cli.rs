@@ -241,8 +241,8 @@ fn shipped_model_point_certificates_are_sound() {
     }
 }
 
-/// On the shipped B0 at 2/255 the screening pass decides every pixel (its logit-difference
-/// bounds are ~10⁴⁰ wide, so a full pass 10¹² times tighter would still certify nothing), and on
+/// On the shipped B0 at 2/255 the screening pass decides every pixel (its mean-value bounds
+/// are ~10³⁷, so a full pass 10¹² times tighter would still certify nothing), and on
 /// a pixel the full pass, run with `--no-screen`, gives the same trivial bound: the skip lost
 /// nothing there. The flags reach the report.
 #[test]
@@ -256,9 +256,13 @@ fn shipped_model_ball_is_screened() {
     let px = v["pixels"].as_array().unwrap();
     assert_eq!(v["screened_pixels"].as_u64(), Some(px.len() as u64), "every pixel should be screened: {v}");
     assert_eq!(v["settings"]["screen"]["factor"].as_f64(), Some(1e12));
+    assert!(v["machine"]["threads"].as_u64().is_some_and(|t| t >= 1), "report names its machine: {}", v["machine"]);
     for p in px {
         assert_eq!(p["screened"], true);
         assert_eq!(p["upper"].as_f64(), Some(1.0));
+        // Screening needs the mean-value bound to stay trivial even 10¹² times smaller.
+        let mv = p["mean_value_bound"].as_f64().unwrap_or(f64::INFINITY);
+        assert!(mv >= 1e12, "pixel {}: screened with mean-value bound {mv:e}", p["pixel"]);
     }
     let out = d.join("full");
     let v = ok_json(&[&base[..], &["--pixels", "406", "--no-screen", "--out", out.to_str().unwrap()]].concat());
