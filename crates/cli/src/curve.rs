@@ -46,6 +46,9 @@ pub struct CurveArgs {
     /// Lower-bound search effort for ε > 0 (ascent rounds per pixel).
     #[arg(long, default_value_t = 4)]
     attack_rounds: usize,
+    /// `diff-zonotope` without its screening pass (as `certify --no-screen`).
+    #[arg(long)]
+    no_screen: bool,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -88,7 +91,7 @@ fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
 
 /// Certified and lower bounds, maximised over `pixels`, for one (region, bit).
 #[allow(clippy::too_many_arguments)]
-fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: MethodArg, pixels: &[usize], rounds: usize, bar: &ProgressBar) -> Point {
+fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: MethodArg, pixels: &[usize], rounds: usize, screen: bool, bar: &ProgressBar) -> Point {
     let t0 = Instant::now();
     let eps = match region {
         Region::Ball(_, e) => *e,
@@ -110,7 +113,8 @@ fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: 
                 .collect()
         }
         (m, _) => {
-            let cert = Certifier::new(net, region.clone(), Settings { method: m.unwrap_or(Method::DiffZonotope), bit, ..Settings::default() });
+            let screen = if screen { Settings::default().screen } else { None };
+            let cert = Certifier::new(net, region.clone(), Settings { method: m.unwrap_or(Method::DiffZonotope), bit, screen, ..Settings::default() });
             let search_settings = SearchSettings { restarts: 1, rounds, batch: 8, seed: 0 };
             pixels
                 .par_iter()
@@ -152,7 +156,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
-    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, &bar)).collect();
+    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, !args.no_screen, &bar)).collect();
     let by_eps: Vec<Point> = eps
         .iter()
         .map(|&e| {
@@ -162,7 +166,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
                 return Point { ..*p };
             }
             let (region, method) = if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
-            point(&net, &exec, &region, args.bit, method, &pixels, args.attack_rounds, &bar)
+            point(&net, &exec, &region, args.bit, method, &pixels, args.attack_rounds, !args.no_screen, &bar)
         })
         .collect();
     bar.finish_and_clear();
