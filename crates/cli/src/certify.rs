@@ -83,8 +83,7 @@ impl Engine<'_> {
         match self {
             Engine::Abstract(c) => {
                 let r = c.pixel_refined(i, refiner);
-                let mean_value = r.per_class.iter().map(|b| b.from_mean_value).fold(0.0, f64::max);
-                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened, mean_value: Some(mean_value) }
+                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened, mean_value: Some(r.mean_value_bound()) }
             }
             Engine::Precise(c) => {
                 let r = c.pixel(i);
@@ -112,8 +111,8 @@ pub struct CertifyArgs {
     #[arg(long, default_value_t = Settings::default().diff_budget)]
     diff_budget: usize,
     /// `diff-zonotope` first runs a screening pass (difference budget 0) and skips the full
-    /// pass when even logit-difference bounds this many times tighter would give the trivial
-    /// bound 1 (reported per pixel as "screened").
+    /// pass when even logit-difference bounds this many times tighter would give no better
+    /// bound than the region's probability ranges alone (reported per pixel as "screened").
     #[arg(long, default_value_t = Screen::default().factor, value_parser = positive_factor)]
     screen_factor: f64,
     /// Run the full-budget pass on every pixel (no screening).
@@ -350,6 +349,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         _ => None,
     };
     let secs = t0.elapsed().as_secs_f64();
+    let screened = results.iter().filter(|r| r.screened).count();
 
     let (max_i, max_upper) = results.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (k, r)| if r.upper > b.1 { (k, r.upper) } else { b });
     let mut csv = String::from("pixel,row,col,upper,class,exact,lower\n");
@@ -398,7 +398,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "max_lower": results.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
         "median_ratio_upper_over_lower": median_ratio(&results),
         "max_pixel": results[max_i].pixel,
-        "screened_pixels": results.iter().filter(|r| r.screened).count(),
+        "screened_pixels": screened,
         "time_s": secs,
         "peak_rss_mib": peak_rss_mib(),
         "machine": machine(),
@@ -427,10 +427,9 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             results[max_i].pixel % 28,
             secs
         );
-        let screened = results.iter().filter(|r| r.screened).count();
         if screened > 0 {
             println!(
-                "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still give 1, so it was skipped (--no-screen runs it)",
+                "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still certify nothing, so it was skipped (--no-screen runs it)",
                 results.len(),
                 args.screen_factor
             );

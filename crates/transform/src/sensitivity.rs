@@ -156,6 +156,14 @@ pub struct PixelBound {
     pub screened: bool,
 }
 
+impl PixelBound {
+    /// The softmax mean-value bound `max_c p_c(1 − p_c)·max_j |Δ(z_c − z_j)|` before the minimum
+    /// with the probability ranges and 1: how far a trivial `upper` is from an informative one.
+    pub fn mean_value_bound(&self) -> f64 {
+        self.per_class.iter().map(|b| b.from_mean_value).fold(0.0, f64::max)
+    }
+}
+
 /// A hook that may tighten one pixel's bounds on `Δ(z_c − z_j)` (LP refinement lives in its
 /// own crate and plugs in here).
 pub trait DeltaRefiner: Sync {
@@ -212,15 +220,15 @@ impl<'a> Certifier<'a> {
         let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, keep_bounds, keep);
         let classes = x.output.dim();
         let dx = logit_differences(&x.output);
-        let mut cert = Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial: 1.0 };
-        let unbounded = (0..classes).map(|c| (0..classes).map(|j| if c == j { Interval::point(0.0) } else { Interval::new(f64::NEG_INFINITY, f64::INFINITY) }).collect()).collect::<Vec<Vec<_>>>();
-        cert.trivial = finish(0, cert.delta_bounds(&unbounded), false).upper;
-        cert
+        let unbounded: Vec<Vec<Interval>> =
+            (0..classes).map(|c| (0..classes).map(|j| if c == j { Interval::point(0.0) } else { Interval::new(f64::NEG_INFINITY, f64::INFINITY) }).collect()).collect();
+        let trivial = finish(0, delta_bounds(&dx, &unbounded), false).upper;
+        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial }
     }
 
     /// The bound a pixel gets when nothing is known about how its flip moves the logits: from
-    /// the region's probability ranges alone (`max_c max(1 − p_c, p_c)` over the region; 1 when
-    /// those ranges are trivial).
+    /// the region's probability ranges alone (`max_c max(1 − min p_c, max p_c)` over the region;
+    /// 1 when those ranges are trivial).
     pub fn trivial_bound(&self) -> f64 {
         self.trivial
     }
@@ -281,16 +289,16 @@ impl<'a> Certifier<'a> {
                         let (dd, _) = self.differences(i, screen.budget, None);
                         let shrunk: Vec<Vec<Interval>> =
                             dd.iter().map(|row| row.iter().map(|d| Interval::new(d.lo / screen.factor, d.hi / screen.factor)).collect()).collect();
-                        if finish(i, self.delta_bounds(&shrunk), true).upper >= self.trivial {
-                            return finish(i, self.delta_bounds(&dd), true);
+                        if finish(i, delta_bounds(&self.dx, &shrunk), true).upper >= self.trivial {
+                            return finish(i, delta_bounds(&self.dx, &dd), true);
                         }
                     }
                 }
                 let (mut dd, record) = self.differences(i, budget, refiner.map(|r| r.keep()));
                 if let (Some(r), Some(rec)) = (refiner, record.as_ref()) {
-                    r.refine(i, rec, &mut dd, &|dd: &[Vec<Interval>]| self.delta_bounds(dd));
+                    r.refine(i, rec, &mut dd, &|dd: &[Vec<Interval>]| delta_bounds(dx, dd));
                 }
-                self.delta_bounds(&dd)
+                delta_bounds(dx, &dd)
             }
             Method::TwinZonotope | Method::Interval => {
                 let z = &self.x.output;
@@ -324,13 +332,12 @@ impl<'a> Certifier<'a> {
         let dd = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
         (dd, record)
     }
+}
 
-    /// Per-class bounds implied by bounds `dd` on every `Δ(z_c − z_j)`, using
-    /// `z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c)`.
-    fn delta_bounds(&self, dd: &[Vec<Interval>]) -> Vec<ClassBound> {
-        let dx = &self.dx;
-        class_bounds(self.classes, &|j, c| dx[j][c], &|j, c| dx[j][c].add(&dd[j][c]), &|c, j| dd[c][j])
-    }
+/// Per-class bounds implied by the region's bounds `dx` on every `z_j − z_c` and bounds `dd` on
+/// every `Δ(z_c − z_j)`, using `z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c)`.
+fn delta_bounds(dx: &[Vec<Interval>], dd: &[Vec<Interval>]) -> Vec<ClassBound> {
+    class_bounds(dx.len(), &|j, c| dx[j][c], &|j, c| dx[j][c].add(&dd[j][c]), &|c, j| dd[c][j])
 }
 
 /// The pixel's result from its per-class bounds.
