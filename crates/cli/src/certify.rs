@@ -1,12 +1,12 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{budgets_within, check_classifier, machine, median, peak_rss_mib, progress_bar, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{budgets_within, check_classifier, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use crate::refine::RefineArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
@@ -83,11 +83,13 @@ impl Engine<'_> {
         match self {
             Engine::Abstract(c) => {
                 let r = c.pixel_refined(i, refiner);
-                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened, mean_value: Some(r.mean_value_bound()) }
+                let overflow = r.overflowed();
+                let mean_value = Some(r.mean_value_bound()).filter(|m| m.is_finite());
+                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened, mean_value, overflow }
             }
             Engine::Precise(c) => {
                 let r = c.pixel(i);
-                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class, screened: false, mean_value: None }
+                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class, screened: false, mean_value: None, overflow: false }
             }
         }
     }
@@ -189,6 +191,8 @@ struct Done {
     /// before the minimum with the probability ranges and 1 (how far a trivial bound is from
     /// an informative one).
     mean_value: Option<f64>,
+    /// The analysis overflowed (a bound became ±∞ or NaN): `upper` is the trivial bound.
+    overflow: bool,
 }
 
 impl Done {
@@ -203,7 +207,26 @@ impl Done {
         if let Some(m) = self.mean_value {
             p["mean_value_bound"] = json!(m);
         }
+        if self.overflow {
+            p["overflow"] = json!(true);
+        }
         p
+    }
+
+    /// A pixel entry of a stored report; every field a bound depends on must be present.
+    fn from_json(p: &Value) -> Result<Done> {
+        let pixel = p["pixel"].as_u64().filter(|&i| (i as usize) < PIXELS).context("pixel entry without a valid index")? as usize;
+        let upper = p["upper"].as_f64().filter(|u| (0.0..=1.0).contains(u)).with_context(|| format!("pixel {pixel}: no bound in [0, 1]"))?;
+        let class = p["class"].as_u64().with_context(|| format!("pixel {pixel}: no class"))? as usize;
+        Ok(Done {
+            pixel,
+            upper,
+            lower: p["lower"].as_f64(),
+            class,
+            screened: p["screened"].as_bool().unwrap_or(false),
+            mean_value: p["mean_value_bound"].as_f64(),
+            overflow: p["overflow"].as_bool().unwrap_or(false),
+        })
     }
 }
 
@@ -215,29 +238,68 @@ fn positive_factor(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Pixels already certified by an earlier, interrupted run with the same question.
-fn resumed(path: &std::path::Path, method: &str, region_kind: &str, bit: u8) -> Result<Vec<Done>> {
-    let text = match std::fs::read_to_string(path) {
+/// Pixels already certified by an earlier, interrupted run of the same question: the stored
+/// report's `run` record must equal `run` in every field (model hash, image hash, region,
+/// ε, bit, method, budgets, screening, LP, semantics, version), or the resume is refused.
+fn resumed(path: &std::path::Path, run: &Value) -> Result<Vec<Done>> {
+    let text = match std::fs::read(path) {
         Ok(t) => t,
-        Err(_) => return Ok(vec![]),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("--resume: reading {}", path.display())),
     };
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("--resume: {} is not a report", path.display()))?;
-    if v["method"] != method || v["region"]["kind"] != region_kind || v["bit"] != bit {
-        bail!("--resume: {} was made with another method, region or bit; use a fresh --out", path.display());
+    let v: Value = serde_json::from_slice(&text)
+        .with_context(|| format!("--resume: {} is truncated or not a zonocert report; remove it or use a fresh --out", path.display()))?;
+    let stored = v.get("run").and_then(Value::as_object).with_context(|| {
+        format!("--resume: {} has no run record (made by another zonocert version?); use a fresh --out", path.display())
+    })?;
+    let expected = run.as_object().context("run record is an object")?;
+    let mut fields: Vec<&String> = expected.keys().chain(stored.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    for field in fields {
+        let (was, now) = (stored.get(field).unwrap_or(&Value::Null), expected.get(field).unwrap_or(&Value::Null));
+        if was != now {
+            bail!("--resume: {} was made with a different {field} ({was} there, {now} now); use a fresh --out, or drop --resume to overwrite it", path.display());
+        }
     }
-    let px = v["pixels"].as_array().cloned().unwrap_or_default();
-    px.iter()
-        .map(|p| {
-            Ok(Done {
-                pixel: p["pixel"].as_u64().context("--resume: pixel entry without index")? as usize,
-                upper: p["upper"].as_f64().context("--resume: pixel entry without bound")?,
-                lower: p["lower"].as_f64(),
-                class: p["class"].as_u64().unwrap_or(0) as usize,
-                screened: p["screened"].as_bool().unwrap_or(false),
-                mean_value: p["mean_value_bound"].as_f64(),
-            })
+    let pixels = v["pixels"].as_array().with_context(|| format!("--resume: {} has no pixel list", path.display()))?;
+    pixels.iter().map(|p| Done::from_json(p).with_context(|| format!("--resume: {}", path.display()))).collect()
+}
+
+/// Everything that determines a report's numbers (what `--resume` must find unchanged).
+struct RunRecord<'a> {
+    model_sha256: String,
+    region: &'a Region,
+    origin: &'a str,
+    method: &'a str,
+    bit: u8,
+    settings: Value,
+    lp: Value,
+    lower_search: Value,
+}
+
+impl RunRecord<'_> {
+    fn to_json(&self) -> Value {
+        let (kind, eps) = match self.region {
+            Region::Point(_) => ("point", 0.0),
+            Region::Ball(_, e) => ("ball", *e),
+            Region::Global => ("global", 0.0),
+        };
+        json!({
+            "zonocert_version": env!("CARGO_PKG_VERSION"),
+            "model_sha256": self.model_sha256,
+            "region_kind": kind,
+            "eps": eps,
+            "image": self.origin,
+            "image_sha256": self.region.image().map(sha256_hex),
+            "bit": self.bit,
+            "method": self.method,
+            "settings": self.settings,
+            "lp": self.lp,
+            "lower_search": self.lower_search,
+            "semantics": "real",
         })
-        .collect()
+    }
 }
 
 /// Runs `certify`.
@@ -251,6 +313,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let net = args.model.load()?;
+    let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
     if args.with_exact && !matches!(region, Region::Point(_)) {
         bail!("--with-exact needs a single image (--eps 0)");
@@ -289,11 +352,6 @@ pub fn run(args: CertifyArgs) -> Result<()> {
 
     // A refined run is a different method for reports, tables and --resume.
     let method_name = if refiner.is_some() { "diff-zonotope+lp" } else { method.name() };
-    let region_kind = match &region {
-        Region::Point(_) => "point",
-        Region::Ball(..) => "ball",
-        Region::Global => "global",
-    };
     let region_json = match &region {
         Region::Point(_) => json!({"kind": "point", "image": origin, "label": label, "eps": 0.0}),
         Region::Ball(_, e) => json!({"kind": "ball", "image": origin, "label": label, "eps": e}),
@@ -303,7 +361,25 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     // The precise method's enclosure already has a certified lower end: search only otherwise.
     let lower_exec = (args.with_lower && method != MethodArg::Precise).then(|| Executor::<f64>::new(&net));
     let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
-    let mut results: Vec<Done> = if args.resume { resumed(&report_path, method_name, region_kind, args.question.bit)? } else { vec![] };
+    let run_record = RunRecord {
+        model_sha256,
+        region: &region,
+        origin: &origin,
+        method: method_name,
+        bit: args.question.bit,
+        settings: match &engine {
+            Engine::Abstract(c) => json!({
+                "region_budget": c.settings().region_budget,
+                "diff_budget": c.settings().diff_budget,
+                "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && refiner.is_none()).map(|s| json!({"budget": s.budget, "factor": s.factor})),
+            }),
+            Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": c.precision()}),
+        },
+        lp: lp.map_or(Value::Null, |s| json!(format!("{s:?}"))),
+        lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed}) } else { Value::Null },
+    }
+    .to_json();
+    let mut results: Vec<Done> = if args.resume { resumed(&report_path, &run_record)? } else { vec![] };
     results.retain(|d| pixels.contains(&d.pixel));
     let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
     let deadline = args.timeout.map(|t| t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
@@ -333,7 +409,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             "complete": false, "model": args.model.model.display().to_string(), "method": method_name,
             "region": region_json, "bit": args.question.bit,
             "pixels": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-            "pixels_requested": pixels.len(),
+            "pixels_requested": pixels.len(), "run": run_record,
         });
         write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
     }
@@ -399,6 +475,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "median_ratio_upper_over_lower": median_ratio(&results),
         "max_pixel": results[max_i].pixel,
         "screened_pixels": screened,
+        "overflow_pixels": results.iter().filter(|r| r.overflow).count(),
+        "run": run_record,
         "time_s": secs,
         "peak_rss_mib": peak_rss_mib(),
         "machine": machine(),

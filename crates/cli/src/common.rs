@@ -24,6 +24,12 @@ impl ModelArg {
         let net = onnx::load(&self.model).with_context(|| format!("loading model {}", self.model.display()))?;
         Ok(net)
     }
+
+    /// The SHA-256 of the model file (what a report is bound to).
+    pub fn sha256(&self) -> Result<String> {
+        let bytes = std::fs::read(&self.model).with_context(|| format!("reading model {}", self.model.display()))?;
+        Ok(sha256_hex(&bytes))
+    }
 }
 
 /// Where one image comes from: an MNIST test image or a PNG file.
@@ -92,9 +98,20 @@ pub fn check_classifier(net: &Network) -> Result<usize> {
 /// Writes a file through a temporary sibling and a rename, so readers never see a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("out")));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let written = std::fs::write(&tmp, bytes)
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display())));
+    if written.is_err() {
+        // Never leave a partial file behind (the temporary may not exist: ignore that).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Which region: every image, or one image / a ball around it.

@@ -48,13 +48,19 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 fn atomic_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>) -> Result<()> {
     fonts();
     let tmp = path.with_extension("tmp.png");
-    {
+    let written = (|| {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         draw(&root)?;
         root.present().map_err(draw_err).with_context(|| format!("writing {}", tmp.display()))?;
+        drop(root);
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    })();
+    if written.is_err() {
+        // Never leave a partial file behind (the temporary may not exist: ignore that).
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    written
 }
 
 /// A short, readable number for axes and colour bars.

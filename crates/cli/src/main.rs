@@ -43,7 +43,18 @@ enum Command {
     Curve(curve::CurveArgs),
 }
 
+/// A closed pipe (`zonocert info | head`) ends the process quietly, as Unix tools do, instead
+/// of a panic in `println!`: restore the default SIGPIPE action that Rust's runtime ignores.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),

@@ -12,7 +12,7 @@ use zonocert_refine::{LpSettings, LpStats};
 pub enum RefineArg {
     /// No refinement.
     None,
-    /// LPs over a window of late layers (HiGHS; each result proven by a safe dual bound).
+    /// LPs over a window of late layers (each result proven by a safe dual bound).
     Lp,
 }
 
@@ -66,7 +66,7 @@ pub fn report(net: &Network, window: &Window, stats: &LpStats) -> Value {
     let name = |v: usize| if v == 0 { net.input_name.clone() } else { net.layers[v - 1].name.clone() };
     json!({
         "method": "lp",
-        "solver": "HiGHS via good_lp (dual simplex; interior point above 30k nonzeros); every bound proven by a safe dual bound (Neumaier-Shcherbina) in outward-rounded arithmetic",
+        "solver": format!("{}; every bound proven by a safe dual bound (Neumaier-Shcherbina) in outward-rounded arithmetic", zonocert_refine::lp::SOLVER),
         "window": {
             "start_layer": window.start,
             "layers": net.layers[window.start..].iter().map(|l| format!("{} ({})", l.name, l.op.kind())).collect::<Vec<_>>(),

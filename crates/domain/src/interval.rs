@@ -1,4 +1,9 @@
 //! Closed intervals `[lo, hi]` of reals with outward rounding.
+//!
+//! NaN is contagious: an operation with a NaN end gives NaN ends (never an end that silently
+//! ignores it), so an overflow upstream can never shrink into a small, wrong bound. Callers
+//! test [`Interval::is_finite`] before trusting a result. An infinite end means "unbounded",
+//! and `0 · ±∞` is taken as 0 (the product of 0 and any real), as in IEEE 1788.
 
 /// A closed interval; `lo ≤ hi` unless empty (never produced by this crate).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,9 +56,27 @@ impl Interval {
         (c, r)
     }
 
-    /// `max(|lo|, |hi|)`.
+    /// `max(|lo|, |hi|)` (NaN when an end is NaN).
     pub fn mag(&self) -> f64 {
+        if self.is_nan() {
+            return f64::NAN;
+        }
         self.lo.abs().max(self.hi.abs())
+    }
+
+    /// The interval of everything: what an overflowed or NaN quantity is known to lie in.
+    pub const fn unbounded() -> Self {
+        Interval { lo: f64::NEG_INFINITY, hi: f64::INFINITY }
+    }
+
+    /// True when both ends are finite numbers (not ±∞, not NaN).
+    pub fn is_finite(&self) -> bool {
+        self.lo.is_finite() && self.hi.is_finite()
+    }
+
+    /// True when an end is NaN.
+    pub fn is_nan(&self) -> bool {
+        self.lo.is_nan() || self.hi.is_nan()
     }
 
     /// True when `x` lies in the interval.
@@ -63,13 +86,20 @@ impl Interval {
 
     /// The intersection of two enclosures of the same quantity, or `None` when they are
     /// disjoint (which two sound enclosures of one real never are).
+    /// A NaN operand gives a NaN interval (not the other operand).
     pub fn meet(&self, o: &Interval) -> Option<Interval> {
+        if self.is_nan() || o.is_nan() {
+            return Some(Interval { lo: f64::NAN, hi: f64::NAN });
+        }
         let (lo, hi) = (self.lo.max(o.lo), self.hi.min(o.hi));
         (lo <= hi).then_some(Interval { lo, hi })
     }
 
     /// Smallest interval holding both.
     pub fn hull(&self, o: &Interval) -> Interval {
+        if self.is_nan() || o.is_nan() {
+            return Interval { lo: f64::NAN, hi: f64::NAN };
+        }
         Interval { lo: self.lo.min(o.lo), hi: self.hi.max(o.hi) }
     }
 
@@ -85,7 +115,12 @@ impl Interval {
 
     /// Outward-rounded product.
     pub fn mul(&self, o: &Interval) -> Interval {
-        let c = [self.lo * o.lo, self.lo * o.hi, self.hi * o.lo, self.hi * o.hi];
+        if self.is_nan() || o.is_nan() {
+            return Interval { lo: f64::NAN, hi: f64::NAN };
+        }
+        // With NaN operands excluded, a NaN product is 0 · ±∞, whose value is 0.
+        let prod = |a: f64, b: f64| if a == 0.0 || b == 0.0 { 0.0 } else { a * b };
+        let c = [prod(self.lo, o.lo), prod(self.lo, o.hi), prod(self.hi, o.lo), prod(self.hi, o.hi)];
         let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Interval { lo: lo.next_down(), hi: hi.next_up() }

@@ -307,13 +307,20 @@ impl Zonotope {
     fn add_fresh_ranked(&mut self, beta: &[f64], pool: &mut SymbolPool, budget: usize, norms: Option<Vec<f64>>) {
         let n = self.dim();
         let m = self.n_gens();
+        // A radius that is NaN or infinite (an overflowed relaxation) leaves the neuron
+        // unbounded; the comparisons below would otherwise skip a NaN as if it were 0.
+        for (e, &b) in self.err.iter_mut().zip(beta) {
+            if !b.is_finite() {
+                *e = f64::INFINITY;
+            }
+        }
         // Rounding-sized terms carry no useful correlation: they go straight to the error box.
         let scale = self.centre.iter().map(|c| c.abs()).sum::<f64>() / n.max(1) as f64;
         let negligible = |j: usize| beta[j] <= NEGLIGIBLE * (self.centre[j].abs() + scale) + 1e-280;
-        for j in (0..n).filter(|&j| beta[j] > 0.0 && negligible(j)) {
+        for j in (0..n).filter(|&j| beta[j] > 0.0 && beta[j].is_finite() && negligible(j)) {
             self.err[j] = ((self.err[j] + beta[j]) * (1.0 + 2.0 * U)).next_up();
         }
-        let fresh: Vec<usize> = (0..n).filter(|&j| beta[j] > 0.0 && !negligible(j)).collect();
+        let fresh: Vec<usize> = (0..n).filter(|&j| beta[j] > 0.0 && beta[j].is_finite() && !negligible(j)).collect();
         // Candidates: existing rows (norm = L1) then fresh diagonal rows (norm = β).
         let mut keep_rows = vec![true; m];
         let mut keep_fresh = vec![true; fresh.len()];

@@ -36,8 +36,25 @@ pub fn load(path: &Path) -> Result<Network, ImportError> {
 pub fn load_bytes(bytes: &[u8], origin: &Path) -> Result<Network, ImportError> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| ImportError::Decode { path: origin.to_path_buf(), reason: e.to_string() })?;
-    let net = import(&model)?;
-    Ok(passes::optimize(net))
+    let net = passes::optimize(import(&model)?);
+    check_softmax_is_final(&net)?;
+    Ok(net)
+}
+
+/// A Softmax is supported only as the network's output: every analysis reports bounds on the
+/// logits and applies the softmax step itself, so a Softmax feeding further layers would be
+/// analysed as the identity (unsound).
+pub fn check_softmax_is_final(net: &Network) -> Result<(), ImportError> {
+    for (k, layer) in net.layers.iter().enumerate() {
+        if layer.op == Op::Softmax && net.output.0 != k + 1 {
+            return Err(ImportError::Unsupported {
+                node: layer.name.clone(),
+                op: "Softmax".into(),
+                reason: "a Softmax whose result feeds further layers (zonocert supports Softmax only as the network's output)".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A constant tensor during folding. Integers are held in `f64` (exact below 2⁵³).

@@ -1,5 +1,6 @@
-//! A linear program kept in our own exact form, solved by HiGHS through good_lp, and turned
-//! into a rigorous bound by the safe dual bound of Neumaier and Shcherbina.
+//! A linear program kept in our own exact form, solved through good_lp (Clarabel, pure Rust, by
+//! default; HiGHS with the `highs` feature), and turned into a rigorous bound by the safe dual
+//! bound of Neumaier and Shcherbina.
 //!
 //! The solver's optimum is never trusted: any row multipliers `y` prove, for every feasible
 //! `x` (in particular every true network state), `cᵀx = (c − Aᵀy)ᵀx + Σᵢ yᵢ aᵢᵀx ≥
@@ -10,14 +11,46 @@
 //! Paper: Neumaier, Shcherbina, "Safe bounds in linear and mixed-integer linear programming",
 //! Math. Programming 99 (2004).
 
-use good_lp::highs;
-use good_lp::solvers::{DualValues, SolutionWithDual};
 use good_lp::constraint::ConstraintReference;
-use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolutionStatus, SolverModel, Variable};
+use good_lp::solvers::{DualValues, SolutionWithDual};
+use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel, Variable};
 use zonocert_domain::Interval;
 
+/// The solver this build uses, as reports name it.
+#[cfg(feature = "highs")]
+pub const SOLVER: &str = "HiGHS via good_lp (dual simplex; interior point above 30k nonzeros)";
+/// The solver this build uses, as reports name it.
+#[cfg(not(feature = "highs"))]
+pub const SOLVER: &str = "Clarabel via good_lp (interior point, pure Rust)";
+
 /// Nonzeros above which interior point beats dual simplex here.
+#[cfg(feature = "highs")]
 const LARGE_PROGRAM: usize = 30_000;
+
+/// A solver model set up for one minimisation with a time limit.
+#[cfg(feature = "highs")]
+fn solver_model(problem: good_lp::variable::UnsolvedProblem, nonzeros: usize, time_limit: f64) -> good_lp::solvers::highs::HighsProblem {
+    let mut model = good_lp::highs(problem).set_time_limit(time_limit.max(1e-3)).set_threads(1);
+    model.set_verbose(false);
+    // Measured on this project's windows: dual simplex is 5–20× faster than interior point
+    // on small programs (a few thousand nonzeros), interior point 7× faster than simplex on
+    // large ones (tiny_effnet_tv's head, 144k nonzeros: 3 s against 20 s per LP).
+    let solver = if nonzeros > LARGE_PROGRAM { "ipm" } else { "simplex" };
+    model.set_option("solver", solver)
+}
+
+/// A solver model set up for one minimisation with a time limit.
+#[cfg(not(feature = "highs"))]
+fn solver_model(problem: good_lp::variable::UnsolvedProblem, _nonzeros: usize, time_limit: f64) -> good_lp::solvers::clarabel::ClarabelProblem {
+    let mut model = good_lp::clarabel(problem);
+    model.settings().time_limit(time_limit.max(1e-3)).verbose(false);
+    model
+}
+
+/// Whether a failed solve stopped at the time limit.
+fn is_time_limit(error: &good_lp::ResolutionError) -> bool {
+    matches!(error, good_lp::ResolutionError::Other(m) if m.contains("Time limit"))
+}
 
 /// One ranged row `lo ≤ Σ coef·x_var ≤ hi` (`lo` may be −∞, `hi` may be +∞).
 #[derive(Debug, Clone)]
@@ -120,7 +153,7 @@ impl Lp {
         }
     }
 
-    /// Minimises `Σ objective` with HiGHS (time limit in seconds) and proves a lower bound
+    /// Minimises `Σ objective` with the LP solver (time limit in seconds) and proves a lower bound
     /// from the solver's row duals (tried with both sign conventions; the better one counts).
     /// The bound is never worse than the box bound.
     pub fn minimise(&self, objective: &[(usize, f64)], time_limit: f64) -> Outcome {
@@ -128,13 +161,7 @@ impl Lp {
         let mut problem = ProblemVariables::new();
         let vars: Vec<Variable> = self.boxes.iter().map(|b| problem.add(variable().min(b.lo).max(b.hi))).collect();
         let obj: Expression = objective.iter().map(|&(v, c)| c * vars[v]).sum();
-        let mut model = highs(problem.minimise(obj)).set_time_limit(time_limit.max(1e-3)).set_threads(1);
-        model.set_verbose(false);
-        // Measured on this project's windows: dual simplex is 5–20× faster than interior point
-        // on small programs (a few thousand nonzeros), interior point 7× faster than simplex on
-        // large ones (tiny_effnet_tv's head, 144k nonzeros: 3 s against 20 s per LP).
-        let solver = if self.nonzeros() > LARGE_PROGRAM { "ipm" } else { "simplex" };
-        model = model.set_option("solver", solver);
+        let mut model = solver_model(problem.minimise(obj), self.nonzeros(), time_limit);
         // Each of our rows becomes one or two solver rows; remember which.
         let mut refs = Vec::with_capacity(self.rows.len());
         for row in &self.rows {
@@ -150,9 +177,9 @@ impl Lp {
         }
         let mut solved = match model.solve() {
             Ok(s) => s,
-            Err(_) => return Outcome { bound: floor, timed_out: false },
+            Err(e) => return Outcome { bound: floor, timed_out: is_time_limit(&e) },
         };
-        let timed_out = matches!(solved.status(), SolutionStatus::TimeLimit);
+        let timed_out = matches!(solved.status(), good_lp::SolutionStatus::TimeLimit);
         let duals = solved.compute_dual();
         let dual_of = |r: &Option<ConstraintReference>| r.as_ref().map_or(0.0, |r| duals.dual(r.clone()));
         let y: Vec<f64> = refs.iter().map(|(a, b)| dual_of(a) + dual_of(b)).collect();

@@ -43,6 +43,9 @@ pub struct Forward {
     pub bounds: Vec<Vec<Interval>>,
     /// Largest generator count seen on any tensor.
     pub peak_generators: usize,
+    /// The first layer whose output bounds were not finite (an overflow to ±∞ or a NaN). The
+    /// output's centre is then NaN, so no bound derived from it is finite.
+    pub overflow: Option<usize>,
 }
 
 /// The unary function of an op, if it is one.
@@ -88,6 +91,7 @@ pub fn forward_keeping(
     met[0] = input.bounds();
     let mut peak = input.n_gens();
     let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
+    let mut overflow = None;
     keep_value(keep, &mut kept, 0, &input);
     if !interval_only {
         twins[0] = Some(Zonotope::from_box(&met[0], pool, false));
@@ -110,6 +114,9 @@ pub fn forward_keeping(
             let ratio = if k + 1 == net.output.0 { 1.0 } else { CLAMP_RATIO };
             replaced = out.clamp_to(&met[k + 1], &rad, ratio);
             twins[k + 1] = Some(Zonotope::from_box(&met[k + 1], pool, false));
+        }
+        if overflow.is_none() && !met[k + 1].iter().all(Interval::is_finite) {
+            overflow = Some(k);
         }
         peak = peak.max(out.n_gens());
         if trace {
@@ -137,9 +144,12 @@ pub fn forward_keeping(
             }
         }
     }
-    let output = vals[net.output.0].take().expect("output computed");
+    let mut output = vals[net.output.0].take().expect("output computed");
+    if overflow.is_some() {
+        poison(&mut output);
+    }
     let bounds = if keep_bounds { met } else { vec![] };
-    (Forward { output, bounds, peak_generators: peak }, kept.into_iter().map(|z| z.expect("kept value computed")).collect())
+    (Forward { output, bounds, peak_generators: peak, overflow }, kept.into_iter().map(|z| z.expect("kept value computed")).collect())
 }
 
 /// One layer of the forward analysis on `vals`; unary relaxations are built on the bounds
@@ -184,8 +194,16 @@ fn step(
             sum
         }
         // Bounds are reported on logits; softmax is handled by the caller.
-        Op::Softmax => a.clone(),
+        Op::Softmax if k + 1 == net.output.0 => a.clone(),
+        // The importer rejects a Softmax inside the network; a network built otherwise still
+        // gets a sound (if loose) transformer: every probability lies in [0, 1].
+        Op::Softmax => Zonotope::from_box(&vec![Interval::new(0.0, 1.0); a.dim()], pool, false),
     }
+}
+
+/// Makes every bound derived from `z` NaN (an overflow upstream: nothing is known).
+fn poison(z: &mut Zonotope) {
+    z.centre.iter_mut().for_each(|c| *c = f64::NAN);
 }
 
 fn keep_value(keep: &[usize], kept: &mut [Option<Zonotope>], id: usize, z: &Zonotope) {
@@ -237,6 +255,7 @@ pub fn differential_keeping(
     let last_use = net.last_uses();
     let n_vals = net.layers.len() + 1;
     let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
+    let mut overflow = false;
     vals[0] = Some(d_input);
     for (k, layer) in net.layers.iter().enumerate() {
         let d = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
@@ -271,10 +290,16 @@ pub fn differential_keeping(
                 sum.reduce(pool, budget);
                 sum
             }
-            Op::Softmax => d.clone(),
+            Op::Softmax if k + 1 == net.output.0 => d.clone(),
+            // See `step`: a probability moves by at most 1.
+            Op::Softmax => Zonotope::from_box(&vec![Interval::new(-1.0, 1.0); d.dim()], pool, false),
         };
+        // An overflow (±∞ or NaN) anywhere makes the output unknown; checked per layer, since
+        // a NaN could later be dropped by a comparison and look like a small number.
+        let out_bounds = out.bounds();
+        overflow |= !out_bounds.iter().all(Interval::is_finite);
         if keep.is_some() {
-            bounds[k + 1] = out.bounds();
+            bounds[k + 1] = out_bounds;
         }
         keep_value(keep_ids, &mut kept, k + 1, &out);
         vals[k + 1] = Some(out);
@@ -284,7 +309,10 @@ pub fn differential_keeping(
             }
         }
     }
-    let output = vals[net.output.0].take().expect("output computed");
+    let mut output = vals[net.output.0].take().expect("output computed");
+    if overflow {
+        poison(&mut output);
+    }
     let record = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
     (output, record)
 }

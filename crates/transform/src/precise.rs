@@ -814,6 +814,10 @@ impl<'a> PreciseCertifier<'a> {
                     3,
                 );
                 let (lo, hi) = ((e.lo - r).next_down(), (e.hi + r).next_up());
+                if lo.is_nan() || hi.is_nan() {
+                    // An overflowed radius says nothing: a probability moves by at most 1.
+                    return Interval::new(0.0, 1.0);
+                }
                 // |d| over [lo, hi].
                 let abs_hi = lo.abs().max(hi.abs()).min(1.0);
                 let abs_lo = if lo > 0.0 {

@@ -162,6 +162,12 @@ impl PixelBound {
     pub fn mean_value_bound(&self) -> f64 {
         self.per_class.iter().map(|b| b.from_mean_value).fold(0.0, f64::max)
     }
+
+    /// True when the analysis overflowed (a bound became ±∞ or NaN) and knows nothing about how
+    /// the flip moves the logits: `upper` is then the trivial bound.
+    pub fn overflowed(&self) -> bool {
+        self.per_class.iter().any(|b| !b.from_mean_value.is_finite())
+    }
 }
 
 /// A hook that may tighten one pixel's bounds on `Δ(z_c − z_j)` (LP refinement lives in its
@@ -220,9 +226,7 @@ impl<'a> Certifier<'a> {
         let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, keep_bounds, keep);
         let classes = x.output.dim();
         let dx = logit_differences(&x.output);
-        let unbounded: Vec<Vec<Interval>> =
-            (0..classes).map(|c| (0..classes).map(|j| if c == j { Interval::point(0.0) } else { Interval::new(f64::NEG_INFINITY, f64::INFINITY) }).collect()).collect();
-        let trivial = finish(0, delta_bounds(&dx, &unbounded), false).upper;
+        let trivial = finish(0, delta_bounds(&dx, &unbounded_differences(classes)), false).upper;
         Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial }
     }
 
@@ -282,6 +286,10 @@ impl<'a> Certifier<'a> {
     pub fn pixel_at_budget(&self, i: usize, refiner: Option<&dyn DeltaRefiner>, budget: usize) -> PixelBound {
         let k = self.classes;
         let dx = &self.dx;
+        if self.x.overflow.is_some() {
+            // The region's own analysis overflowed: nothing is known about any pixel.
+            return finish(i, delta_bounds(dx, &unbounded_differences(k)), false);
+        }
         let per_class = match self.settings.method {
             Method::DiffZonotope => {
                 if let (None, Some(screen)) = (refiner, self.settings.screen) {
@@ -295,7 +303,8 @@ impl<'a> Certifier<'a> {
                     }
                 }
                 let (mut dd, record) = self.differences(i, budget, refiner.map(|r| r.keep()));
-                if let (Some(r), Some(rec)) = (refiner, record.as_ref()) {
+                let finite = dd.iter().flatten().all(Interval::is_finite);
+                if let (Some(r), Some(rec), true) = (refiner, record.as_ref(), finite) {
                     r.refine(i, rec, &mut dd, &|dd: &[Vec<Interval>]| delta_bounds(dx, dd));
                 }
                 delta_bounds(dx, &dd)
@@ -322,6 +331,38 @@ impl<'a> Certifier<'a> {
         finish(i, per_class, false)
     }
 
+    /// The certified bounds on every `Δ(z_c − z_j) = (z′_c − z′_j) − (z_c − z_j)` for pixel `i`
+    /// (`[c][j]`, zero diagonal) at difference budget `budget`, as [`Certifier::pixel_at_budget`]
+    /// computes them before the softmax (no screening, no refiner); unbounded when the region's
+    /// analysis overflowed. For tests that check the logit differences themselves.
+    pub fn logit_difference_bounds(&self, i: usize, budget: usize) -> Vec<Vec<Interval>> {
+        let k = self.classes;
+        if self.x.overflow.is_some() {
+            return unbounded_differences(k);
+        }
+        if self.settings.method == Method::DiffZonotope {
+            return self.differences(i, budget, None).0;
+        }
+        let mut pool = self.pool_after_x.clone();
+        let interval = self.settings.method == Method::Interval;
+        let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, !interval);
+        let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget } };
+        let zp = forward(self.net, &self.maps, self.input.add(&d_in), &mut pool, domain, false).output;
+        let (dx, dxp) = (&self.dx, logit_differences(&zp));
+        let diff = zp.sub(&self.x.output);
+        (0..k)
+            .map(|c| {
+                (0..k)
+                    .map(|j| match (c == j, interval) {
+                        (true, _) => Interval::point(0.0),
+                        (false, true) => dxp[c][j].sub(&dx[c][j]),
+                        (false, false) => diff.difference_bounds(c, j),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The differential analysis of pixel `i` at difference budget `budget`: bounds on every
     /// `Δ(z_c − z_j)` (antisymmetric, zero diagonal), and the record `keep` asks for.
     fn differences(&self, i: usize, budget: usize, keep: Option<&[usize]>) -> (Vec<Vec<Interval>>, Option<DifferenceRecord>) {
@@ -332,6 +373,11 @@ impl<'a> Certifier<'a> {
         let dd = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
         (dd, record)
     }
+}
+
+/// Bounds on every `Δ(z_c − z_j)` that say nothing (zero diagonal).
+fn unbounded_differences(classes: usize) -> Vec<Vec<Interval>> {
+    (0..classes).map(|c| (0..classes).map(|j| if c == j { Interval::point(0.0) } else { Interval::unbounded() }).collect()).collect()
 }
 
 /// Per-class bounds implied by the region's bounds `dx` on every `z_j − z_c` and bounds `dd` on

@@ -3,6 +3,9 @@
 //!
 //! Everything works on differences `z_j − z_c`: softmax is invariant to shifts, and zonotopes
 //! bound differences far tighter than two separate intervals.
+//!
+//! A NaN or infinite input bound (an overflow upstream) means "unknown": it widens every
+//! result it touches to the trivial one, never narrows it (`f64::max` would drop a NaN).
 
 use zonocert_domain::{Interval, Zonotope, U};
 
@@ -17,6 +20,7 @@ pub fn probability_bounds(classes: usize, diff: &dyn Fn(usize, usize) -> Interva
             let (mut s_lo, mut s_hi) = (0.0f64, 0.0f64);
             for j in (0..classes).filter(|&j| j != c) {
                 let d = diff(j, c);
+                let d = if d.is_nan() { Interval::unbounded() } else { d };
                 s_lo += d.lo.exp() * (1.0 - EXP_REL);
                 s_hi += d.hi.exp() * (1.0 + EXP_REL);
             }
@@ -35,9 +39,9 @@ pub fn logit_differences(z: &Zonotope) -> Vec<Vec<Interval>> {
     (0..k).map(|j| (0..k).map(|c| if j == c { Interval::point(0.0) } else { z.difference_bounds(j, c) }).collect()).collect()
 }
 
-/// The largest value of `t(1 − t)` for `t ∈ [lo, hi]` (rounded up, at most ¼).
+/// The largest value of `t(1 − t)` for `t ∈ [lo, hi]` (rounded up, at most ¼; ¼ for NaN).
 pub fn max_bernoulli_variance(p: Interval) -> f64 {
-    let v = if p.lo <= 0.5 && 0.5 <= p.hi {
+    let v = if p.is_nan() || (p.lo <= 0.5 && 0.5 <= p.hi) {
         0.25
     } else {
         let t = if p.hi < 0.5 { p.hi } else { p.lo };
@@ -78,10 +82,32 @@ pub fn class_bounds(
     let ph = probability_bounds(classes, &hull);
     (0..classes)
         .map(|c| {
-            let from_ranges = ((pp[c].hi - p[c].lo).max(p[c].hi - pp[c].lo).max(0.0) * (1.0 + 2.0 * U)).next_up();
-            let max_delta = (0..classes).filter(|&j| j != c).map(|j| delta(c, j).mag()).fold(0.0, f64::max);
-            let from_mean_value = ((max_bernoulli_variance(ph[c]) * max_delta) * (1.0 + 2.0 * U)).next_up();
+            let from_ranges = unknown_as_infinite(((pp[c].hi - p[c].lo).max(p[c].hi - pp[c].lo).max(0.0) * (1.0 + 2.0 * U)).next_up());
+            let max_delta = (0..classes).filter(|&j| j != c).map(|j| delta(c, j).mag()).fold(0.0, nan_max);
+            let from_mean_value = if max_delta.is_finite() {
+                unknown_as_infinite(((max_bernoulli_variance(ph[c]) * max_delta) * (1.0 + 2.0 * U)).next_up())
+            } else {
+                f64::INFINITY
+            };
             ClassBound { bound: from_ranges.min(from_mean_value).min(1.0), from_ranges, from_mean_value }
         })
         .collect()
+}
+
+/// `max(a, b)`, NaN when either is NaN.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// A bound that is NaN says nothing: +∞.
+fn unknown_as_infinite(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::INFINITY
+    } else {
+        v
+    }
 }
