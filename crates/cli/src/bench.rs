@@ -36,7 +36,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "0-783:97")]
     pixels: String,
     /// Methods, comma separated: interval, twin-zonotope, diff-zonotope, diff-zonotope+lp
-    /// (LP refinement with `certify --refine lp`'s defaults), precise.
+    /// (LP refinement with `certify --refine lp`'s defaults), diff-interval, precise.
     #[arg(long, default_value = "interval,twin-zonotope,diff-zonotope")]
     methods: String,
     /// Search effort for lower bounds (ascent rounds per pixel; 0 keeps only the centre image).
@@ -92,8 +92,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "twin-zonotope" => Ok((MethodArg::TwinZonotope, false)),
             "diff-zonotope" => Ok((MethodArg::DiffZonotope, false)),
             "diff-zonotope+lp" => Ok((MethodArg::DiffZonotope, true)),
+            "diff-interval" => Ok((MethodArg::DiffInterval, false)),
             "precise" => Ok((MethodArg::Precise, false)),
-            other => bail!("--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, precise)"),
+            other => bail!("--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval, precise)"),
         })
         .collect::<Result<_>>()?;
     let window = Window::new(&net, LpSettings::default().window);

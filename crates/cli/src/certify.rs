@@ -28,6 +28,8 @@ pub enum MethodArg {
     TwinZonotope,
     /// Differential zonotope: the difference carried by mean-value transformers.
     DiffZonotope,
+    /// The differential analysis in interval form (the bound training can differentiate).
+    DiffInterval,
     /// Single image only: both images evaluated in high-precision ball arithmetic, giving a
     /// certified enclosure [lower, upper] of the exact value.
     Precise,
@@ -40,6 +42,7 @@ impl MethodArg {
             MethodArg::Interval => Some(Method::Interval),
             MethodArg::TwinZonotope => Some(Method::TwinZonotope),
             MethodArg::DiffZonotope => Some(Method::DiffZonotope),
+            MethodArg::DiffInterval => Some(Method::DiffInterval),
             MethodArg::Precise => None,
             MethodArg::Auto => Some(Method::DiffZonotope),
         }
@@ -141,8 +144,12 @@ pub struct CertifyArgs {
     /// Ascent rounds per pixel of the lower-bound search.
     #[arg(long, default_value_t = 4)]
     attack_rounds: usize,
-    /// Colour the heatmap by log10 of the bound.
-    #[arg(long)]
+    /// Heatmap colours: `auto` is log10 of the bound when the bounds span more than two
+    /// decades, linear otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    scale: heatmap::Scale,
+    /// Same as `--scale log`.
+    #[arg(long, hide = true)]
     log_scale: bool,
     /// Output directory (report.json, bounds.csv, heatmap.png).
     #[arg(long)]
@@ -162,6 +169,35 @@ pub struct CertifyArgs {
     /// Continue the run whose report is in --out: pixels already there are not redone.
     #[arg(long)]
     resume: bool,
+    /// Certify only shard K of N (1-based): every N-th of the selected pixels, starting at the
+    /// K-th. `zonocert merge` combines the N shard reports into the unsharded one.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+/// `--shard K/N`: a deterministic share of the pixel work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Which shard, 1-based.
+    pub k: usize,
+    /// How many shards.
+    pub n: usize,
+}
+
+impl Shard {
+    /// The pixels of this shard: positions K−1, K−1+N, … of the sorted selection.
+    pub fn select(self, pixels: &[usize]) -> Vec<usize> {
+        pixels.iter().copied().skip(self.k - 1).step_by(self.n).collect()
+    }
+}
+
+/// Parses `K/N` with 1 ≤ K ≤ N.
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let parsed = s.split_once('/').and_then(|(k, n)| Some((k.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+    match parsed {
+        Some((k, n)) if 1 <= k && k <= n => Ok(Shard { k, n }),
+        _ => Err(format!("'{s}' is not K/N with 1 ≤ K ≤ N (e.g. 2/8)")),
+    }
 }
 
 /// The median of upper/lower over pixels with a positive lower bound.
@@ -276,6 +312,7 @@ struct RunRecord<'a> {
     settings: Value,
     lp: Value,
     lower_search: Value,
+    shard: Option<Shard>,
 }
 
 impl RunRecord<'_> {
@@ -298,6 +335,7 @@ impl RunRecord<'_> {
             "lp": self.lp,
             "lower_search": self.lower_search,
             "semantics": "real",
+            "shard": self.shard.map(|s| json!({"k": s.k, "n": s.n})),
         })
     }
 }
@@ -305,7 +343,12 @@ impl RunRecord<'_> {
 /// Runs `certify`.
 pub fn run(args: CertifyArgs) -> Result<()> {
     let q = args.question.resolve()?;
-    let (region, origin, label, pixels) = (q.region, q.origin, q.label, q.pixels);
+    let (region, origin, label) = (q.region, q.origin, q.label);
+    let pixels_total = q.pixels.len();
+    let pixels = match args.shard {
+        Some(shard) => shard.select(&q.pixels),
+        None => q.pixels,
+    };
     let pixels_requested = pixels.len();
     let method = args.method.resolve(&region);
     if method == MethodArg::Precise && !matches!(region, Region::Point(_)) {
@@ -377,6 +420,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         },
         lp: lp.map_or(Value::Null, |s| json!(format!("{s:?}"))),
         lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed}) } else { Value::Null },
+        shard: args.shard,
     }
     .to_json();
     let mut results: Vec<Done> = if args.resume { resumed(&report_path, &run_record)? } else { vec![] };
@@ -427,22 +471,13 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let screened = results.iter().filter(|r| r.screened).count();
 
-    let (max_i, max_upper) = results.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (k, r)| if r.upper > b.1 { (k, r.upper) } else { b });
-    let mut csv = String::from("pixel,row,col,upper,class,exact,lower\n");
     let mut pix_json = Vec::with_capacity(results.len());
     for (k, r) in results.iter().enumerate() {
-        let ex = exact.as_ref().map(|e| e[k].0);
-        let fmt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-        csv.push_str(&format!("{},{},{},{:e},{},{},{}\n", r.pixel, r.pixel / 28, r.pixel % 28, r.upper, r.class, fmt(ex), fmt(r.lower)));
         let mut p = r.to_json();
-        if let Some(v) = ex {
-            p["exact"] = json!(v);
+        if let Some(e) = &exact {
+            p["exact"] = json!(e[k].0);
         }
         pix_json.push(p);
-    }
-    let mut grid = vec![None; PIXELS];
-    for r in &results {
-        grid[r.pixel] = Some(r.upper);
     }
     let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let region_text = match &region {
@@ -451,7 +486,10 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Region::Global => "global region".to_string(),
     };
     let title = format!("{model_name} | {region_text} | {method_name} | bit {}", args.question.bit);
-    let (w, h, lo, hi) = heatmap::write(&args.out.join("heatmap.png"), &grid, args.log_scale, &title)?;
+    let scale = if args.log_scale { heatmap::Scale::Log } else { args.scale };
+    let pictured = Pictured { image: region.image().map(<[u8]>::to_vec), title, scale };
+    let heatmap_json = write_outputs(&args.out, &pix_json, &pictured)?;
+    let summary = summarise(&pix_json);
     let report = json!({
         "complete": complete,
         "pixels_requested": pixels_requested,
@@ -470,13 +508,9 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }, "fallbacks_to_bigfloat": c.fallbacks()}),
         },
         "pixels": pix_json,
-        "max_upper": max_upper,
-        "max_lower": results.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
-        "median_ratio_upper_over_lower": median_ratio(&results),
-        "max_pixel": results[max_i].pixel,
-        "screened_pixels": screened,
-        "overflow_pixels": results.iter().filter(|r| r.overflow).count(),
         "run": run_record,
+        "shard": args.shard.map(|s| json!({"k": s.k, "n": s.n, "pixels_total": pixels_total})),
+        "image_hex": pictured.image.as_deref().map(hex),
         "time_s": secs,
         "peak_rss_mib": peak_rss_mib(),
         "machine": machine(),
@@ -486,25 +520,18 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             Engine::Precise(_) => 0,
         },
         "refinement": refiner.as_ref().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
-        "heatmap": {"file": "heatmap.png", "width": w, "height": h, "colour_map": "viridis", "log_scale": args.log_scale, "min": lo, "max": hi},
+        "heatmap": heatmap_json,
     });
-    write_atomic(&args.out.join("bounds.csv"), csv.as_bytes())?;
+    let mut report = report;
+    for (key, value) in summary.as_object().into_iter().flatten() {
+        report[key] = value.clone();
+    }
     let text = serde_json::to_string_pretty(&report)?;
     write_atomic(&report_path, text.as_bytes())?;
     if args.json {
         println!("{text}");
     } else {
-        println!(
-            "{} pixels, method {}, region {}: max certified |Δp| = {:.6e} at pixel {} (row {}, col {}), {:.1} s",
-            results.len(),
-            method_name,
-            origin,
-            max_upper,
-            results[max_i].pixel,
-            results[max_i].pixel / 28,
-            results[max_i].pixel % 28,
-            secs
-        );
+        print_summary(&report, &origin, secs);
         if screened > 0 {
             println!(
                 "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still certify nothing, so it was skipped (--no-screen runs it)",
@@ -522,4 +549,68 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The heatmap's inputs that a report must carry for `merge` to redraw it identically.
+pub struct Pictured {
+    /// The region's image bytes (point and ball regions).
+    pub image: Option<Vec<u8>>,
+    /// The heatmap's title.
+    pub title: String,
+    /// The colour scale asked for.
+    pub scale: heatmap::Scale,
+}
+
+/// Writes `bounds.csv` and `heatmap.png` for the pixel entries of a report (sorted by pixel);
+/// returns the report's `heatmap` entry. `certify` and `merge` share it, so a merged run's
+/// files equal an unsharded run's.
+pub fn write_outputs(out: &std::path::Path, entries: &[Value], pictured: &Pictured) -> Result<Value> {
+    let mut csv = String::from("pixel,row,col,upper,class,exact,lower\n");
+    let mut grid = vec![None; PIXELS];
+    for p in entries {
+        let d = Done::from_json(p)?;
+        let fmt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
+        csv.push_str(&format!("{},{},{},{:e},{},{},{}\n", d.pixel, d.pixel / 28, d.pixel % 28, d.upper, d.class, fmt(p["exact"].as_f64()), fmt(d.lower)));
+        grid[d.pixel] = Some(d.upper);
+    }
+    let drawn = heatmap::write(&out.join("heatmap.png"), &grid, pictured.image.as_deref(), pictured.scale, &pictured.title)?;
+    write_atomic(&out.join("bounds.csv"), csv.as_bytes())?;
+    Ok(json!({
+        "file": "heatmap.png", "width": drawn.width, "height": drawn.height, "colour_map": "viridis", "log_scale": drawn.log,
+        "min": drawn.min, "max": drawn.max, "blocks": drawn.blocks.map(|(r, c)| json!({"row_step": r, "col_step": c})),
+        "title": pictured.title, "scale": format!("{:?}", pictured.scale).to_lowercase(),
+    }))
+}
+
+/// The report's summary fields computed from its pixel entries: `max_upper`, `max_pixel`,
+/// `max_lower`, `median_ratio_upper_over_lower`, `screened_pixels`, `overflow_pixels`.
+pub fn summarise(entries: &[Value]) -> Value {
+    let done: Vec<Done> = entries.iter().filter_map(|p| Done::from_json(p).ok()).collect();
+    let best = done.iter().fold(None, |b: Option<&Done>, d| if b.is_none_or(|b| d.upper > b.upper) { Some(d) } else { b });
+    json!({
+        "max_upper": best.map(|d| d.upper),
+        "max_pixel": best.map(|d| d.pixel),
+        "max_lower": done.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
+        "median_ratio_upper_over_lower": median_ratio(&done),
+        "screened_pixels": done.iter().filter(|r| r.screened).count(),
+        "overflow_pixels": done.iter().filter(|r| r.overflow).count(),
+    })
+}
+
+/// The terminal line of a finished report.
+pub fn print_summary(report: &Value, origin: &str, secs: f64) {
+    let pixel = report["max_pixel"].as_u64().unwrap_or(0);
+    println!(
+        "{} pixels, method {}, region {origin}: max certified |Δp| = {:.6e} at pixel {pixel} (row {}, col {}), {secs:.1} s",
+        report["pixels"].as_array().map_or(0, Vec::len),
+        report["method"].as_str().unwrap_or("?"),
+        report["max_upper"].as_f64().unwrap_or(f64::NAN),
+        pixel / 28,
+        pixel % 28,
+    );
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -18,17 +18,31 @@ pub struct ModelArg {
     pub model: PathBuf,
 }
 
+/// The shipped model, embedded so that an installed binary (`cargo install --path
+/// crates/cli`) certifies it from any directory: used when `--model` is left at its default
+/// and no such file exists where the command runs.
+const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../models/efficientnet_b0_mnist.onnx");
+
 impl ModelArg {
+    /// The model file's bytes (the embedded shipped model for an absent default path).
+    fn bytes(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
+        match std::fs::read(&self.model) {
+            Ok(b) => Ok(std::borrow::Cow::Owned(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.model == Path::new(DEFAULT_MODEL) => Ok(std::borrow::Cow::Borrowed(EMBEDDED_MODEL)),
+            Err(e) => Err(e).with_context(|| format!("cannot read model file {} (pass an ONNX file with --model)", self.model.display())),
+        }
+    }
+
     /// Loads and imports the model, with the path in any error.
     pub fn load(&self) -> Result<Network> {
-        let net = onnx::load(&self.model).with_context(|| format!("loading model {}", self.model.display()))?;
+        let bytes = self.bytes()?;
+        let net = onnx::load_bytes(&bytes, &self.model).with_context(|| format!("loading model {}", self.model.display()))?;
         Ok(net)
     }
 
     /// The SHA-256 of the model file (what a report is bound to).
     pub fn sha256(&self) -> Result<String> {
-        let bytes = std::fs::read(&self.model).with_context(|| format!("reading model {}", self.model.display()))?;
-        Ok(sha256_hex(&bytes))
+        Ok(sha256_hex(&self.bytes()?))
     }
 }
 
@@ -135,8 +149,9 @@ pub struct QuestionArgs {
     /// Which bit flips (0 = least significant; bit B moves a pixel by 2^B/255).
     #[arg(long, default_value_t = 0)]
     pub bit: u8,
-    /// Pixels: `all`, or a list like `0,5,100-120,0-783:37` (row-major indices 0–783;
-    /// `a-b:s` takes every s-th pixel of the range).
+    /// Pixels: `all`, `grid:S` (every S-th row and column, from the top-left), or a list like
+    /// `0,5,100-120,0-783:37` (row-major indices 0–783; `a-b:s` takes every s-th pixel of the
+    /// range).
     #[arg(long, default_value = "all")]
     pub pixels: String,
 }
@@ -179,6 +194,11 @@ impl QuestionArgs {
 pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
     if s.trim() == "all" {
         return Ok((0..PIXELS).collect());
+    }
+    if let Some(step) = s.trim().strip_prefix("grid:") {
+        // Every `step`-th row and column from (0, 0): a sample that looks like one.
+        let step: usize = step.trim().parse().ok().filter(|&v| (1..data::SIDE).contains(&v)).with_context(|| format!("--pixels: bad grid step in '{s}' (1–27)"))?;
+        return Ok((0..PIXELS).filter(|p| (p / data::SIDE) % step == 0 && (p % data::SIDE) % step == 0).collect());
     }
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {

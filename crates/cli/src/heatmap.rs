@@ -74,11 +74,75 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
+/// How heatmap colours follow the bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scale {
+    /// `log` when the bounds span more than two decades, `linear` otherwise.
+    Auto,
+    /// Colours linear in the bound.
+    Linear,
+    /// Colours linear in log10 of the bound.
+    Log,
+}
+
+/// What a drawn heatmap shows, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    /// Image size in pixels.
+    pub width: u32,
+    /// Image size in pixels.
+    pub height: u32,
+    /// Whether the colours follow log10 of the bound.
+    pub log: bool,
+    /// The bound at the bottom of the colour bar.
+    pub min: f64,
+    /// The bound at the top of the colour bar.
+    pub max: f64,
+    /// `(row step, column step)` when the analysed pixels form that regular grid and each was
+    /// drawn as a block covering the pixels up to the next one.
+    pub blocks: Option<(usize, usize)>,
+}
+
+/// Side of the 28×28 grid.
+const SIDE: usize = zonocert_network::data::SIDE;
+
+/// The `(row step, column step)` of a regular grid starting at (0, 0) that the analysed pixels
+/// (`Some`) form exactly, when not every pixel is analysed.
+fn regular_grid(values: &[Option<f64>]) -> Option<(usize, usize)> {
+    let present: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
+    if present.len() == values.len() || present.first() != Some(&0) {
+        return None;
+    }
+    let col_step = present.get(1).map(|&p| if p < SIDE { p } else { SIDE }).unwrap_or(SIDE);
+    let row_step = present.iter().find(|&&p| p >= SIDE).map(|&p| p / SIDE).unwrap_or(SIDE);
+    let is_grid = (0..values.len()).all(|i| values[i].is_some() == ((i / SIDE) % row_step == 0 && (i % SIDE) % col_step == 0));
+    is_grid.then_some((row_step, col_step))
+}
+
 /// Draws `values` (28×28, row-major; `None` = pixel not analysed, drawn grey) to `path`,
-/// titled `title`. With `log`, colours follow log10 of the value. Returns the image size and
-/// the value range the colours span.
-pub fn write(path: &Path, values: &[Option<f64>], log: bool, title: &str) -> Result<(u32, u32, f64, f64)> {
-    let (width, height) = (640u32, 560u32);
+/// titled `title`, with the input `image` (bytes) beside it when there is one. Analysed pixels
+/// that form a regular strided grid are drawn as blocks (a sampled run, on purpose), other
+/// gaps grey. Returns what was drawn.
+pub fn write(path: &Path, values: &[Option<f64>], image: Option<&[u8]>, scale: Scale, title: &str) -> Result<Drawn> {
+    let positive: Vec<f64> = values.iter().flatten().copied().filter(|v| *v > 0.0).collect();
+    let decades = match (positive.iter().copied().reduce(f64::min), positive.iter().copied().reduce(f64::max)) {
+        (Some(a), Some(b)) => (b / a).log10(),
+        _ => 0.0,
+    };
+    let log = match scale {
+        Scale::Auto => decades > 2.0,
+        Scale::Linear => false,
+        Scale::Log => true,
+    };
+    let blocks = regular_grid(values);
+    let filled: Vec<Option<f64>> = match blocks {
+        Some((rs, cs)) => (0..values.len()).map(|i| values[(i / SIDE) / rs * rs * SIDE + (i % SIDE) / cs * cs]).collect(),
+        None => values.to_vec(),
+    };
+    // Square grids: the heatmap (and the input image, when shown) get 530 × 530 pixels each.
+    let grid_side = 530u32;
+    let panel = if image.is_some() { grid_side } else { 0 };
+    let (width, height) = (panel + grid_side + 130, 560u32);
     let map = |v: f64| if log { v.max(1e-300).log10() } else { v };
     let present: Vec<f64> = values.iter().flatten().map(|&v| map(v)).collect();
     let lo = present.iter().copied().fold(f64::INFINITY, f64::min);
@@ -86,43 +150,36 @@ pub fn write(path: &Path, values: &[Option<f64>], log: bool, title: &str) -> Res
     let (lo, hi) = if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let span = if hi > lo { hi - lo } else { 1.0 };
     let unmap = |v: f64| if log { 10f64.powf(v) } else { v };
+    let bar_caption = match (log, scale) {
+        (true, Scale::Auto) => format!("bound (log; {decades:.0} decades)"),
+        (true, _) => "bound (log)".to_string(),
+        (false, _) => "bound".to_string(),
+    };
     atomic_png(path, (width, height), |root| {
         let root = root.titled(title, ("sans-serif", 16)).map_err(draw_err)?;
-        let (left, right) = root.split_horizontally(width - 130);
-        let mut chart = ChartBuilder::on(&left)
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(36)
-            .build_cartesian_2d(0.0..28.0, 0.0..28.0)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(8)
-            .y_labels(8)
-            .x_desc("column")
-            .y_desc("row")
-            .x_label_formatter(&|v| format!("{}", *v as i64))
-            .y_label_formatter(&|v| format!("{}", 28 - *v as i64))
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(draw_err)?;
-        chart
-            .draw_series(values.iter().enumerate().map(|(i, v)| {
-                let (r, c) = ((i / 28) as f64, (i % 28) as f64);
-                let colour = match v {
-                    Some(v) => viridis((map(*v) - lo) / span),
-                    None => RGBColor(200, 200, 200),
-                };
-                Rectangle::new([(c, 28.0 - r), (c + 1.0, 27.0 - r)], colour.filled())
-            }))
-            .map_err(draw_err)?;
+        let (input_area, rest) = root.split_horizontally(panel);
+        if let Some(img) = image {
+            grid_panel(&input_area, "input image", |i| {
+                let g = img.get(i).copied().unwrap_or(0);
+                RGBColor(g, g, g)
+            })?;
+        }
+        let (left, right) = rest.split_horizontally(width - panel - 130);
+        let caption = match blocks {
+            Some((r, c)) => format!("sampled: one pixel per {r}x{c} block (its top-left), drawn over the block"),
+            None if values.iter().any(Option::is_none) => "grey: not analysed".to_string(),
+            None => String::new(),
+        };
+        grid_panel(&left, &caption, |i| match filled[i] {
+            Some(v) => viridis((map(v) - lo) / span),
+            None => RGBColor(200, 200, 200),
+        })?;
         let mut bar = ChartBuilder::on(&right)
             .margin_top(8)
             .margin_bottom(44)
             .margin_left(4)
             .set_label_area_size(LabelAreaPosition::Right, 84)
-            .caption(if log { "bound (log)" } else { "bound" }, ("sans-serif", 13))
+            .caption(bar_caption, ("sans-serif", 12))
             .build_cartesian_2d(0.0..1.0, lo..lo + span)
             .map_err(draw_err)?;
         bar.configure_mesh()
@@ -141,7 +198,38 @@ pub fn write(path: &Path, values: &[Option<f64>], log: bool, title: &str) -> Res
         .map_err(draw_err)?;
         Ok(())
     })?;
-    Ok((width, height, unmap(lo), unmap(lo + span)))
+    Ok(Drawn { width, height, log, min: unmap(lo), max: unmap(lo + span), blocks })
+}
+
+/// One 28×28 grid with row/column axes on `area`, each cell coloured by `colour(index)`.
+fn grid_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, caption: &str, colour: impl Fn(usize) -> RGBColor) -> Result<()> {
+    let side = SIDE as f64;
+    let mut chart = ChartBuilder::on(area)
+        .margin(8)
+        .caption(caption, ("sans-serif", 12))
+        .x_label_area_size(36)
+        .y_label_area_size(36)
+        .build_cartesian_2d(0.0..side, 0.0..side)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(8)
+        .y_labels(8)
+        .x_desc("column")
+        .y_desc("row")
+        .x_label_formatter(&|v| format!("{}", *v as i64))
+        .y_label_formatter(&|v| format!("{}", SIDE as i64 - *v as i64))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(draw_err)?;
+    chart
+        .draw_series((0..SIDE * SIDE).map(|i| {
+            let (r, c) = ((i / SIDE) as f64, (i % SIDE) as f64);
+            Rectangle::new([(c, side - r), (c + 1.0, side - 1.0 - r)], colour(i).filled())
+        }))
+        .map_err(draw_err)?;
+    Ok(())
 }
 
 /// One line of a curve plot.

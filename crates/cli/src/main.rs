@@ -9,6 +9,7 @@ mod common;
 mod curve;
 mod heatmap;
 mod info;
+mod merge;
 mod refine;
 mod run;
 
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The sensitivity curve of one image: max bound against the flipped bit and against ε.
     Curve(curve::CurveArgs),
+    /// Combine the reports of `certify --shard K/N` runs into one report, CSV and heatmap.
+    Merge(merge::MergeArgs),
 }
 
 /// A closed pipe (`zonocert info | head`) ends the process quietly, as Unix tools do, instead
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Attack(a) => attack::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Curve(a) => curve::run(a),
+        Command::Merge(a) => merge::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -395,10 +395,11 @@ fn help_texts_and_exit_codes() {
         ("eval", &["--mnist", "--precision", "--batch"]),
         ("predict", &["--image", "--index"]),
         ("bounds", &["--eps", "--method"]),
-        ("certify", &["--method", "precise", "--arithmetic", "--with-lower", "--max-memory", "--timeout", "--resume", "--log-scale"]),
+        ("certify", &["--method", "precise", "diff-interval", "--arithmetic", "--with-lower", "--max-memory", "--timeout", "--resume", "--scale", "--shard"]),
         ("attack", &["--restarts", "--save"]),
         ("bench", &["--methods", "--images"]),
         ("curve", &["--bits", "--eps", "--point-method", "--ball-method"]),
+        ("merge", &["--out"]),
     ];
     for (cmd, flags) in expect {
         let o = run(&[cmd, "--help"]);
@@ -409,7 +410,7 @@ fn help_texts_and_exit_codes() {
         }
     }
     let top = run(&["--help"]);
-    assert!(String::from_utf8_lossy(&top.stdout).contains("curve"));
+    assert!(String::from_utf8_lossy(&top.stdout).contains("curve") && String::from_utf8_lossy(&top.stdout).contains("merge"));
     assert_eq!(run(&["certify", "--no-such-flag"]).status.code(), Some(2));
     assert_eq!(run(&["info", "--model", "/nonexistent.onnx"]).status.code(), Some(1));
 }
@@ -617,4 +618,43 @@ fn lp_refinement_tightens_and_stays_sound() {
     fails_with(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", "1", "--method", "interval", "--refine", "lp", "--out", d.join("c").to_str().unwrap()], "--refine lp");
     fails_with(&["bounds", "--model", TINY, "--image", img, "--eps", "0.01", "--method", "interval", "--refine", "lp"], "--refine lp");
     fails_with(&["bounds", "--model", TINY, "--image", img, "--eps", "0.01", "--refine", "lp", "--lp-window", "0"], "--lp-window");
+}
+
+/// `--shard K/N` splits the pixels deterministically; `merge` of the three shards gives the
+/// unsharded run's pixels, CSV and heatmap bit for bit, and refuses incomplete or mixed sets.
+#[test]
+fn three_shards_merge_into_the_unsharded_run() {
+    let d = tmp("shards");
+    let png = drawn_digit(&d);
+    let base = ["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--eps", "0.004", "--pixels", "grid:3", "--with-lower", "--attack-rounds", "1", "--quiet", "--json"];
+    let whole = d.join("whole");
+    let w = ok_json(&[&base[..], &["--out", whole.to_str().unwrap()]].concat());
+    let mut dirs = vec![];
+    let mut counts = vec![];
+    for k in 1..=3 {
+        let dir = d.join(format!("shard{k}"));
+        let v = ok_json(&[&base[..], &["--shard", &format!("{k}/3"), "--out", dir.to_str().unwrap()]].concat());
+        counts.push(v["pixels"].as_array().unwrap().len());
+        dirs.push(dir.to_str().unwrap().to_string());
+    }
+    assert_eq!(counts.iter().sum::<usize>(), w["pixels"].as_array().unwrap().len(), "shards {counts:?}");
+    let merged = d.join("merged");
+    let m = ok_json(&[&["merge"][..], &dirs.iter().map(String::as_str).collect::<Vec<_>>(), &["--out", merged.to_str().unwrap(), "--json"]].concat());
+    assert_eq!(m["pixels"], w["pixels"]);
+    assert_eq!(m["run"], w["run"]);
+    for key in ["max_upper", "max_pixel", "max_lower", "median_ratio_upper_over_lower", "complete", "pixels_requested"] {
+        assert_eq!(m[key], w[key], "{key}");
+    }
+    for f in ["bounds.csv", "heatmap.png"] {
+        assert_eq!(std::fs::read(merged.join(f)).unwrap(), std::fs::read(whole.join(f)).unwrap(), "{f} differs from the unsharded run");
+    }
+    let bad = d.join("bad");
+    fails_with(&["merge", &dirs[0], &dirs[1], "--out", bad.to_str().unwrap()], "shard 3/3 is missing");
+    fails_with(&["merge", &dirs[0], &dirs[0], &dirs[2], "--out", bad.to_str().unwrap()], "given twice");
+    let other = d.join("other-eps");
+    let other_base: Vec<&str> = base.iter().map(|a| if *a == "0.004" { "0.008" } else { a }).collect();
+    ok_json(&[&other_base[..], &["--shard", "3/3", "--out", other.to_str().unwrap()]].concat());
+    fails_with(&["merge", &dirs[0], &dirs[1], other.to_str().unwrap(), "--out", bad.to_str().unwrap()], "different eps");
+    fails_with(&["merge", whole.to_str().unwrap(), "--out", bad.to_str().unwrap()], "not made with --shard");
+    fails_with(&[&base[..], &["--shard", "4/3", "--out", bad.to_str().unwrap()]].concat(), "K/N");
 }

@@ -144,6 +144,26 @@ impl Zonotope {
         Zonotope { centre, syms: (first..first + active.len()).collect(), gens, err }
     }
 
+    /// The same set with every private error term `eⱼ > 0` turned into a fresh shared symbol
+    /// (one generator row `eⱼ·uⱼ` each; exact, no rounding). A following affine map then keeps
+    /// those terms' correlations across its outputs — `Σᵢ|W_ci − W_ji|eᵢ` instead of
+    /// `Σᵢ(|W_ci| + |W_ji|)eᵢ` for a difference of two outputs — at the cost of one row per
+    /// lifted neuron. A non-finite term stays private (it says "unbounded").
+    pub fn with_lifted_errors(&self, pool: &mut SymbolPool) -> Zonotope {
+        let n = self.dim();
+        let lifted: Vec<usize> = (0..n).filter(|&j| self.err[j] > 0.0 && self.err[j].is_finite()).collect();
+        let mut z = self.clone();
+        let first = pool.fresh(lifted.len());
+        let base = z.gens.len();
+        z.gens.resize(base + lifted.len() * n, 0.0);
+        for (k, &j) in lifted.iter().enumerate() {
+            z.gens[base + k * n + j] = self.err[j];
+            z.err[j] = 0.0;
+            z.syms.push(first + k);
+        }
+        z
+    }
+
     /// Dimension.
     pub fn dim(&self) -> usize {
         self.centre.len()

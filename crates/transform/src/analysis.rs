@@ -261,6 +261,10 @@ pub fn differential_keeping(
         let d = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
         let xin = &x_bounds[layer.inputs[0].0];
         let out = match &layer.op {
+            // The layer that produces the logits sees its input's boxed terms as shared
+            // symbols, so differences of logits keep their correlation (the training bound's
+            // rows w_c − w_j; cheap: one layer).
+            Op::Linear(_) if k + 1 == net.output.0 => d.with_lifted_errors(pool).affine(&maps.get(k, false)),
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
                 d.affine(&maps.get(k, false))
             }

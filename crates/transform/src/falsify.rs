@@ -41,6 +41,18 @@ pub struct Witness {
     pub evaluations: usize,
 }
 
+impl Witness {
+    /// Re-evaluates the pair on its own (not in a search batch): `Some(max_c |Δp_c|)` when the
+    /// image lies in `region` on the 8-bit grid, `None` when it does not (a search bug) or when
+    /// there is no image.
+    pub fn recheck(&self, exec: &Executor<f64>, region: &Region, bit: u8) -> Option<f64> {
+        // Checked against the region's real box, independently of the search's byte ranges.
+        let bx = region.input_box();
+        let inside = self.image.len() == PIXELS && self.image.iter().zip(&bx).all(|(&b, iv)| iv.contains(b as f64 / 255.0));
+        inside.then(|| objective(exec, std::slice::from_ref(&self.image), self.pixel, bit)[0].0)
+    }
+}
+
 /// SplitMix64: small, seedable, and identical on every platform.
 struct Rng(u64);
 
@@ -138,6 +150,11 @@ pub fn search(exec: &Executor<f64>, region: &Region, pixel: usize, bit: u8, s: S
         }
     }
     best.evaluations = evals;
+    // The reported value is the pair's own evaluation, and only for a pair in the region.
+    match best.recheck(exec, region, bit) {
+        Some(v) => best.value = v,
+        None => best = Witness { pixel, value: 0.0, class: 0, image: vec![], evaluations: evals },
+    }
     best
 }
 
