@@ -131,3 +131,31 @@ impl Interval {
         Interval { lo: self.lo - (self.lo.abs() * rel + abs), hi: self.hi + (self.hi.abs() * rel + abs) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAN: Interval = Interval { lo: f64::NAN, hi: f64::NAN };
+
+    /// NaN is contagious: no operation turns it into a finite end (`f64::max` would).
+    #[test]
+    fn nan_propagates() {
+        let a = Interval::new(-1.0, 2.0);
+        for r in [a.hull(&NAN), NAN.hull(&a), a.mul(&NAN), NAN.mul(&a), a.add(&NAN), a.sub(&NAN)] {
+            assert!(r.is_nan(), "{r:?}");
+        }
+        assert!(a.meet(&NAN).is_some_and(|m| m.is_nan()));
+        assert!(NAN.mag().is_nan());
+        assert!(!a.is_nan() && a.is_finite() && !Interval::unbounded().is_finite());
+    }
+
+    /// `0 · ±∞ = 0` (the product of 0 and any real), and an unbounded factor stays unbounded.
+    #[test]
+    fn zero_times_unbounded_is_zero() {
+        let z = Interval::point(0.0).mul(&Interval::unbounded());
+        assert!(z.contains(0.0) && z.mag() <= f64::from_bits(1), "{z:?}");
+        let w = Interval::new(0.0, 1.0).mul(&Interval::new(1.0, f64::INFINITY));
+        assert!(w.lo <= 0.0 && w.lo > -1e-300 && w.hi == f64::INFINITY, "{w:?}");
+    }
+}

@@ -111,3 +111,41 @@ fn unknown_as_infinite(v: f64) -> f64 {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(k: usize, v: Interval) -> Vec<Vec<Interval>> {
+        (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { v }).collect()).collect()
+    }
+
+    /// An overflowed (NaN or infinite) difference bound says nothing: the class bound falls back
+    /// to the probability ranges (here trivial), never to a number computed from the NaN.
+    #[test]
+    fn unknown_differences_give_the_trivial_bound() {
+        let k = 3;
+        let dx = pairs(k, Interval::new(-1.0, 1.0));
+        for bad in [Interval { lo: f64::NAN, hi: f64::NAN }, Interval::unbounded(), Interval { lo: 0.0, hi: f64::NAN }] {
+            let dd = pairs(k, bad);
+            let b = class_bounds(k, &|j, c| dx[j][c], &|j, c| dx[j][c].add(&dd[j][c]), &|c, j| dd[c][j]);
+            for cb in &b {
+                assert_eq!(cb.from_mean_value, f64::INFINITY, "{bad:?}: {cb:?}");
+                assert!(cb.bound >= cb.from_ranges.min(1.0) && cb.bound > 0.1, "{bad:?}: {cb:?}");
+            }
+        }
+        // One NaN among finite differences is enough.
+        let mut dd = pairs(k, Interval::new(-1e-3, 1e-3));
+        dd[0][2] = Interval { lo: f64::NAN, hi: f64::NAN };
+        let b = class_bounds(k, &|j, c| dx[j][c], &|j, c| dx[j][c], &|c, j| dd[c][j]);
+        assert_eq!(b[0].from_mean_value, f64::INFINITY, "{:?}", b[0]);
+    }
+
+    #[test]
+    fn nan_logit_differences_give_probabilities_in_zero_one() {
+        let p = probability_bounds(3, &|_, _| Interval { lo: f64::NAN, hi: f64::NAN });
+        for iv in p {
+            assert_eq!((iv.lo, iv.hi), (0.0, 1.0));
+        }
+    }
+}
