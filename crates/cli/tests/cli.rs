@@ -658,3 +658,16 @@ fn three_shards_merge_into_the_unsharded_run() {
     fails_with(&["merge", whole.to_str().unwrap(), "--out", bad.to_str().unwrap()], "not made with --shard");
     fails_with(&[&base[..], &["--shard", "4/3", "--out", bad.to_str().unwrap()]].concat(), "K/N");
 }
+
+/// An installed binary run outside the repository finds the shipped model (embedded), and a
+/// missing non-default model is a clear error naming `--model`.
+#[test]
+fn the_default_model_is_embedded() {
+    let d = tmp("embedded");
+    let out = Command::new(env!("CARGO_BIN_EXE_zonocert")).current_dir(&d).args(["info", "--json"]).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["parameters"], 3_998_778, "{v}");
+    let missing = Command::new(env!("CARGO_BIN_EXE_zonocert")).current_dir(&d).args(["info", "--model", "nope.onnx"]).output().expect("runs");
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("--model"), "{}", String::from_utf8_lossy(&missing.stderr));
+}
