@@ -1,6 +1,6 @@
 //! LP refinement on small random EfficientNet-style networks: refined bounds are never looser
 //! than the unrefined ones, never exclude sampled concrete values (box corners included), and
-//! do gain on wide regions.
+//! do gain on the logit differences of wide regions (`bounds`).
 
 #[allow(dead_code)]
 #[path = "../../transform/tests/support/mod.rs"]
@@ -121,8 +121,12 @@ fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
         }
         Ok(())
     });
-    let g = *gained.lock().expect("lock");
-    assert!(g > 0.0, "LP refinement never tightened a pixel bound (total gain {g})");
+    // No gain is required here: the differential analysis now keeps what the twin LPs used to
+    // add (the logit layer's boxed terms, lifted to symbols), and with windows of 2, 8 and 13
+    // layers on these networks the refined pixel bounds measured equal the plain ones
+    // (benchmarks/RESULTS.md, § LP refinement). That the LPs still tighten something is
+    // checked on `bounds` (`refined_logit_differences_are_tighter_and_contain_samples`).
+    println!("total pixel-bound gain of the LPs: {:e}", *gained.lock().expect("lock"));
 }
 
 /// Checks every row of `lp` whose variables all have concrete values in `at`; returns how many
