@@ -59,7 +59,7 @@ PY
     refine) bash benchmarks/refine.sh ;;
     lp-global)
       "$Z" bench --model "$tiny" --mnist "$mnist" --images 0 --eps global --pixels 0-783:49 \
-        --methods diff-zonotope,diff-zonotope+lp --attack-rounds 2 --out out/bench_lp_global >/dev/null
+        --methods diff-zonotope,diff-zonotope+lp,diff-interval --attack-rounds 2 --out out/bench_lp_global >/dev/null
       cat out/bench_lp_global/bench.md ;;
     bench-b0)
       "$Z" bench --mnist "$mnist" --images 0,1,2,3,4 --eps 0.00392156862745098,0.00784313725490196,global \
