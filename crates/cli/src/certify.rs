@@ -1,6 +1,6 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{budgets_within, check_classifier, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{budgets_within, check_classifier, hex, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, ModelArg, QuestionArgs};
 use crate::heatmap;
 use crate::refine::RefineArgs;
 use anyhow::{bail, Context, Result};
@@ -416,7 +416,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
                 "diff_budget": c.settings().diff_budget,
                 "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && refiner.is_none()).map(|s| json!({"budget": s.budget, "factor": s.factor})),
             }),
-            Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": c.precision()}),
+            Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }}),
         },
         lp: lp.map_or(Value::Null, |s| json!(format!("{s:?}"))),
         lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed}) } else { Value::Null },
@@ -490,6 +490,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let pictured = Pictured { image: region.image().map(<[u8]>::to_vec), title, scale };
     let heatmap_json = write_outputs(&args.out, &pix_json, &pictured)?;
     let summary = summarise(&pix_json);
+    // The report's settings are the run record's, plus what the run found out on the way.
+    let mut settings = run_record["settings"].clone();
+    if let Engine::Precise(c) = &engine {
+        settings["fallbacks_to_bigfloat"] = json!(c.fallbacks());
+    }
     let report = json!({
         "complete": complete,
         "pixels_requested": pixels_requested,
@@ -499,14 +504,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "bit": args.question.bit,
         "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
         "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)",
-        "settings": match &engine {
-            Engine::Abstract(c) => json!({
-                "region_budget": c.settings().region_budget,
-                "diff_budget": c.settings().diff_budget,
-                "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && refiner.is_none()).map(|s| json!({"budget": s.budget, "factor": s.factor})),
-            }),
-            Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }, "fallbacks_to_bigfloat": c.fallbacks()}),
-        },
+        "settings": settings,
         "pixels": pix_json,
         "run": run_record,
         "shard": args.shard.map(|s| json!({"k": s.k, "n": s.n, "pixels_total": pixels_total})),
@@ -610,7 +608,3 @@ pub fn print_summary(report: &Value, origin: &str, secs: f64) {
     );
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
