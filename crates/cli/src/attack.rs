@@ -67,7 +67,13 @@ pub fn run(args: AttackArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("best |Δp| found = {:.6e} at pixel {} (class {}), {} pixels in {secs:.1} s", best.value, best.pixel, best.class, found.len());
+        println!(
+            "best |Δp| found = {:.6e} at pixel {} (class {}), {} pixels in {secs:.1} s",
+            best.value,
+            best.pixel,
+            best.class,
+            found.len()
+        );
     }
     Ok(())
 }

@@ -12,10 +12,10 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::Executor;
-use zonocert_transform::falsify::{search, SearchSettings};
-use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_refine::window::Window;
 use zonocert_refine::{LpRefiner, LpSettings};
+use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Settings};
 
 /// Arguments of `zonocert bench`.
@@ -66,7 +66,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     check_classifier(&net)?;
     let set = load_mnist(&args.mnist)?;
     let pixels = parse_pixels(&args.pixels)?;
-    let images: Vec<usize> = args.images.split(',').map(|s| s.trim().parse::<usize>().with_context(|| format!("--images: '{s}'"))).collect::<Result<_>>()?;
+    let images: Vec<usize> =
+        args.images.split(',').map(|s| s.trim().parse::<usize>().with_context(|| format!("--images: '{s}'"))).collect::<Result<_>>()?;
     let mut regions: Vec<(String, Option<usize>, Region)> = Vec::new();
     for e in args.eps.split(',').map(str::trim) {
         if e == "global" {
@@ -94,7 +95,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "diff-zonotope+lp" => Ok((MethodArg::DiffZonotope, true)),
             "diff-interval" => Ok((MethodArg::DiffInterval, false)),
             "precise" => Ok((MethodArg::Precise, false)),
-            other => bail!("--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval, precise)"),
+            other => bail!(
+                "--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval, precise)"
+            ),
         })
         .collect::<Result<_>>()?;
     let window = Window::new(&net, LpSettings::default().window);
@@ -166,22 +169,42 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     let mut md = String::from("| method | eps | image | pixels | median upper | max upper | max lower | max exact | median upper/lower | time/pixel (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv = String::from("method,eps,image,pixels,median_upper,max_upper,max_lower,max_exact,median_ratio,time_per_pixel_s,peak_rss_mib\n");
+    let mut csv =
+        String::from("method,eps,image,pixels,median_upper,max_upper,max_lower,max_exact,median_ratio,time_per_pixel_s,peak_rss_mib\n");
     for r in &rows {
         let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.3e}")).unwrap_or_else(|| "–".into());
         let img = r["image"].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "all".into());
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
-            r["method"].as_str().unwrap_or(""), r["eps"].as_str().unwrap_or(""), img, r["pixels"], f("median_upper"), f("max_upper"),
-            f("max_lower"), f("max_exact"), f("median_ratio_upper_over_lower"), f("time_per_pixel_s"), r["peak_rss_mib"].as_f64().unwrap_or(0.0)
+            r["method"].as_str().unwrap_or(""),
+            r["eps"].as_str().unwrap_or(""),
+            img,
+            r["pixels"],
+            f("median_upper"),
+            f("max_upper"),
+            f("max_lower"),
+            f("max_exact"),
+            f("median_ratio_upper_over_lower"),
+            f("time_per_pixel_s"),
+            r["peak_rss_mib"].as_f64().unwrap_or(0.0)
         ));
         csv.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{}\n",
-            r["method"].as_str().unwrap_or(""), r["eps"].as_str().unwrap_or(""), img, r["pixels"], r["median_upper"], r["max_upper"],
-            r["max_lower"], r["max_exact"], r["median_ratio_upper_over_lower"], r["time_per_pixel_s"], r["peak_rss_mib"]
+            r["method"].as_str().unwrap_or(""),
+            r["eps"].as_str().unwrap_or(""),
+            img,
+            r["pixels"],
+            r["median_upper"],
+            r["max_upper"],
+            r["max_lower"],
+            r["max_exact"],
+            r["median_ratio_upper_over_lower"],
+            r["time_per_pixel_s"],
+            r["peak_rss_mib"]
         ));
     }
-    let report = json!({"model": args.model.model.display().to_string(), "machine": machine(), "rows": rows, "soundness_failures": failures});
+    let report =
+        json!({"model": args.model.model.display().to_string(), "machine": machine(), "rows": rows, "soundness_failures": failures});
     write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
     write_atomic(&args.out.join("bench.md"), md.as_bytes())?;

@@ -8,11 +8,11 @@ use serde_json::json;
 use std::time::Instant;
 use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::argmax;
-use zonocert_transform::sensitivity::Region;
-use zonocert_transform::softmax::{logit_differences, probability_bounds};
 use zonocert_refine::refine_logit_differences;
 use zonocert_refine::window::Window;
 use zonocert_transform::analysis::forward_keeping;
+use zonocert_transform::sensitivity::Region;
+use zonocert_transform::softmax::{logit_differences, probability_bounds};
 use zonocert_transform::Domain;
 
 /// Abstract domain for `bounds`.
@@ -113,10 +113,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     } else {
         println!("image {} (label {:?}), eps {}, method {method}", img.origin, img.label, args.eps);
         for c in 0..classes {
-            println!(
-                "  class {c}: logit [{:>11.5}, {:>11.5}]  p [{:.6}, {:.6}]",
-                logits[c].lo, logits[c].hi, probs[c].lo, probs[c].hi
-            );
+            println!("  class {c}: logit [{:>11.5}, {:>11.5}]  p [{:.6}, {:.6}]", logits[c].lo, logits[c].hi, probs[c].lo, probs[c].hi);
         }
         println!("predicted {predicted}: {}", if verified { "VERIFIED robust" } else { "not verified" });
         println!("time {secs:.2} s, peak generators {}", fwd.peak_generators);

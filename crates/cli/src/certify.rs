@@ -1,6 +1,8 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
-use crate::common::{budgets_within, check_classifier, hex, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, ModelArg, QuestionArgs};
+use crate::common::{
+    budgets_within, check_classifier, hex, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, ModelArg, QuestionArgs,
+};
 use crate::heatmap;
 use crate::refine::RefineArgs;
 use anyhow::{bail, Context, Result};
@@ -11,10 +13,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
 use zonocert_network::Executor;
-use zonocert_transform::falsify::{search, SearchSettings};
-use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_refine::window::Window;
 use zonocert_refine::LpRefiner;
+use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Screen, Settings};
 
 /// The method that bounds the difference between an image and its flipped twin.
@@ -92,7 +94,15 @@ impl Engine<'_> {
             }
             Engine::Precise(c) => {
                 let r = c.pixel(i);
-                Done { pixel: r.pixel, upper: r.upper, lower: Some(r.lower), class: r.class, screened: false, mean_value: None, overflow: false }
+                Done {
+                    pixel: r.pixel,
+                    upper: r.upper,
+                    lower: Some(r.lower),
+                    class: r.class,
+                    screened: false,
+                    mean_value: None,
+                    overflow: false,
+                }
             }
         }
     }
@@ -252,7 +262,8 @@ impl Done {
     /// A pixel entry of a stored report; every field a bound depends on must be present.
     fn from_json(p: &Value) -> Result<Done> {
         let pixel = p["pixel"].as_u64().filter(|&i| (i as usize) < PIXELS).context("pixel entry without a valid index")? as usize;
-        let upper = p["upper"].as_f64().filter(|u| (0.0..=1.0).contains(u)).with_context(|| format!("pixel {pixel}: no bound in [0, 1]"))?;
+        let upper =
+            p["upper"].as_f64().filter(|u| (0.0..=1.0).contains(u)).with_context(|| format!("pixel {pixel}: no bound in [0, 1]"))?;
         let class = p["class"].as_u64().with_context(|| format!("pixel {pixel}: no class"))? as usize;
         Ok(Done {
             pixel,
@@ -568,7 +579,16 @@ pub fn write_outputs(out: &std::path::Path, entries: &[Value], pictured: &Pictur
     for p in entries {
         let d = Done::from_json(p)?;
         let fmt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-        csv.push_str(&format!("{},{},{},{:e},{},{},{}\n", d.pixel, d.pixel / 28, d.pixel % 28, d.upper, d.class, fmt(p["exact"].as_f64()), fmt(d.lower)));
+        csv.push_str(&format!(
+            "{},{},{},{:e},{},{},{}\n",
+            d.pixel,
+            d.pixel / 28,
+            d.pixel % 28,
+            d.upper,
+            d.class,
+            fmt(p["exact"].as_f64()),
+            fmt(d.lower)
+        ));
         grid[d.pixel] = Some(d.upper);
     }
     let drawn = heatmap::write(&out.join("heatmap.png"), &grid, pictured.image.as_deref(), pictured.scale, &pictured.title)?;
@@ -607,4 +627,3 @@ pub fn print_summary(report: &Value, origin: &str, secs: f64) {
         pixel % 28,
     );
 }
-

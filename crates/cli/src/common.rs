@@ -28,7 +28,9 @@ impl ModelArg {
     fn bytes(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
         match std::fs::read(&self.model) {
             Ok(b) => Ok(std::borrow::Cow::Owned(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.model == Path::new(DEFAULT_MODEL) => Ok(std::borrow::Cow::Borrowed(EMBEDDED_MODEL)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.model == Path::new(DEFAULT_MODEL) => {
+                Ok(std::borrow::Cow::Borrowed(EMBEDDED_MODEL))
+            }
             Err(e) => Err(e).with_context(|| format!("cannot read model file {} (pass an ONNX file with --model)", self.model.display())),
         }
     }
@@ -202,7 +204,12 @@ pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
     }
     if let Some(step) = s.trim().strip_prefix("grid:") {
         // Every `step`-th row and column from (0, 0): a sample that looks like one.
-        let step: usize = step.trim().parse().ok().filter(|&v| (1..data::SIDE).contains(&v)).with_context(|| format!("--pixels: bad grid step in '{s}' (1–27)"))?;
+        let step: usize = step
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&v| (1..data::SIDE).contains(&v))
+            .with_context(|| format!("--pixels: bad grid step in '{s}' (1–27)"))?;
         return Ok((0..PIXELS).filter(|p| (p / data::SIDE) % step == 0 && (p % data::SIDE) % step == 0).collect());
     }
     let mut out = Vec::new();
@@ -215,7 +222,9 @@ pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
             Ok(v)
         };
         let (range, step) = match part.split_once(':') {
-            Some((r, st)) => (r, st.trim().parse::<usize>().ok().filter(|&v| v > 0).with_context(|| format!("--pixels: bad step in '{part}'"))?),
+            Some((r, st)) => {
+                (r, st.trim().parse::<usize>().ok().filter(|&v| v > 0).with_context(|| format!("--pixels: bad step in '{part}'"))?)
+            }
             None => (part, 1),
         };
         match range.split_once('-') {
@@ -290,7 +299,11 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 /// A progress bar over `len` items named `unit`, with elapsed time and ETA on stderr; hidden

@@ -86,12 +86,26 @@ impl Point {
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
-    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| t.parse::<T>().ok().with_context(|| format!("{what}: '{t}' is not a valid value"))).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<T>().ok().with_context(|| format!("{what}: '{t}' is not a valid value")))
+        .collect()
 }
 
 /// Certified and lower bounds, maximised over `pixels`, for one (region, bit).
 #[allow(clippy::too_many_arguments)]
-fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: MethodArg, pixels: &[usize], rounds: usize, screen: bool, bar: &ProgressBar) -> Point {
+fn point(
+    net: &Network,
+    exec: &Executor<f64>,
+    region: &Region,
+    bit: u8,
+    method: MethodArg,
+    pixels: &[usize],
+    rounds: usize,
+    screen: bool,
+    bar: &ProgressBar,
+) -> Point {
     let t0 = Instant::now();
     let eps = match region {
         Region::Ball(_, e) => *e,
@@ -114,7 +128,11 @@ fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: 
         }
         (m, _) => {
             let screen = if screen { Settings::default().screen } else { None };
-            let cert = Certifier::new(net, region.clone(), Settings { method: m.unwrap_or(Method::DiffZonotope), bit, screen, ..Settings::default() });
+            let cert = Certifier::new(
+                net,
+                region.clone(),
+                Settings { method: m.unwrap_or(Method::DiffZonotope), bit, screen, ..Settings::default() },
+            );
             let search_settings = SearchSettings { restarts: 1, rounds, batch: 8, seed: 0 };
             pixels
                 .par_iter()
@@ -127,7 +145,8 @@ fn point(net: &Network, exec: &Executor<f64>, region: &Region, bit: u8, method: 
                 .collect()
         }
     };
-    let best = |f: fn(&(usize, f64, f64)) -> f64| rows.iter().fold((0usize, f64::NEG_INFINITY), |b, r| if f(r) > b.1 { (r.0, f(r)) } else { b });
+    let best =
+        |f: fn(&(usize, f64, f64)) -> f64| rows.iter().fold((0usize, f64::NEG_INFINITY), |b, r| if f(r) > b.1 { (r.0, f(r)) } else { b });
     let (upper_pixel, upper) = best(|r| r.1);
     let (lower_pixel, lower) = best(|r| r.2);
     Point { bit, eps, method: method.name(), upper, upper_pixel, lower, lower_pixel, secs: t0.elapsed().as_secs_f64() }
@@ -156,7 +175,10 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
-    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, !args.no_screen, &bar)).collect();
+    let by_bit: Vec<Point> = bits
+        .iter()
+        .map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, !args.no_screen, &bar))
+        .collect();
     let by_eps: Vec<Point> = eps
         .iter()
         .map(|&e| {
@@ -165,7 +187,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
                 bar.inc(pixels.len() as u64);
                 return Point { ..*p };
             }
-            let (region, method) = if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
+            let (region, method) =
+                if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
             point(&net, &exec, &region, args.bit, method, &pixels, args.attack_rounds, !args.no_screen, &bar)
         })
         .collect();
@@ -179,10 +202,20 @@ pub fn run(args: CurveArgs) -> Result<()> {
         ]
     };
     if !by_bit.is_empty() {
-        curve(&args.out.join("curve_bits.png"), &format!("{model_name} | {} | eps 0 | flipped bit", img.origin), "flipped bit (moves a pixel by 2^b/255)", &lines(&by_bit, |p| p.bit as f64))?;
+        curve(
+            &args.out.join("curve_bits.png"),
+            &format!("{model_name} | {} | eps 0 | flipped bit", img.origin),
+            "flipped bit (moves a pixel by 2^b/255)",
+            &lines(&by_bit, |p| p.bit as f64),
+        )?;
     }
     if !by_eps.is_empty() {
-        curve(&args.out.join("curve_eps.png"), &format!("{model_name} | {} | bit {} | ball radius", img.origin, args.bit), "eps (pixel scale [0, 1])", &lines(&by_eps, |p| p.eps))?;
+        curve(
+            &args.out.join("curve_eps.png"),
+            &format!("{model_name} | {} | bit {} | ball radius", img.origin, args.bit),
+            "eps (pixel scale [0, 1])",
+            &lines(&by_eps, |p| p.eps),
+        )?;
     }
     let report = json!({
         "model": args.model.model.display().to_string(),
@@ -198,7 +231,10 @@ pub fn run(args: CurveArgs) -> Result<()> {
         println!("{text}");
     } else {
         for p in by_bit.iter().chain(&by_eps) {
-            println!("bit {} eps {:.5}: certified {:.4e} (pixel {}), lower {:.4e} (pixel {}), {} {:.1} s", p.bit, p.eps, p.upper, p.upper_pixel, p.lower, p.lower_pixel, p.method, p.secs);
+            println!(
+                "bit {} eps {:.5}: certified {:.4e} (pixel {}), lower {:.4e} (pixel {}), {} {:.1} s",
+                p.bit, p.eps, p.upper, p.upper_pixel, p.lower, p.lower_pixel, p.method, p.secs
+            );
         }
         println!("wrote {}/{{curve.json, curve_bits.png, curve_eps.png}}", args.out.display());
     }

@@ -45,7 +45,11 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 /// Draws to `path.tmp.png` with `draw`, then renames it to `path`.
-fn atomic_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>) -> Result<()> {
+fn atomic_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
     fonts();
     let tmp = path.with_extension("tmp.png");
     let written = (|| {

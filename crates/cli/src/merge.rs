@@ -27,7 +27,8 @@ pub struct MergeArgs {
 fn read_shard(dir: &Path) -> Result<Value> {
     let path = dir.join("report.json");
     let bytes = std::fs::read(&path).with_context(|| format!("merge: reading {}", path.display()))?;
-    let v: Value = serde_json::from_slice(&bytes).with_context(|| format!("merge: {} is truncated or not a zonocert report", path.display()))?;
+    let v: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("merge: {} is truncated or not a zonocert report", path.display()))?;
     if v["complete"] != true {
         bail!("merge: {} is not complete (resume that shard first)", path.display());
     }
@@ -54,7 +55,13 @@ fn combine(dirs: &[PathBuf], shards: &[Value]) -> Result<Vec<Value>> {
     for (dir, v) in dirs.iter().zip(shards) {
         let (a, b) = (shared_run(first), shared_run(v));
         if let Some((field, _)) = a.as_object().into_iter().flatten().find(|(k, val)| b.get(k.as_str()) != Some(val)) {
-            bail!("merge: {} was made with a different {field} than {} ({} there, {} here)", dir.display(), dirs[0].display(), b[field], a[field]);
+            bail!(
+                "merge: {} was made with a different {field} than {} ({} there, {} here)",
+                dir.display(),
+                dirs[0].display(),
+                b[field],
+                a[field]
+            );
         }
         let k = v["shard"]["k"].as_u64().context("merge: shard record without k")? as usize;
         if v["shard"]["n"].as_u64() != Some(n as u64) || v["shard"]["pixels_total"] != first["shard"]["pixels_total"] {

@@ -57,7 +57,13 @@ impl RefineArgs {
         if !(self.lp_timeout > 0.0) || !(self.lp_budget >= 0.0) {
             bail!("--lp-timeout must be positive and --lp-budget non-negative (got {} and {})", self.lp_timeout, self.lp_budget);
         }
-        Ok(Some(LpSettings { window: self.lp_window, timeout_s: self.lp_timeout, budget_s: self.lp_budget, link_generators: self.lp_generators, neurons: self.lp_neurons }))
+        Ok(Some(LpSettings {
+            window: self.lp_window,
+            timeout_s: self.lp_timeout,
+            budget_s: self.lp_budget,
+            link_generators: self.lp_generators,
+            neurons: self.lp_neurons,
+        }))
     }
 }
 

@@ -26,7 +26,8 @@ fn run(args: &[&str]) -> Output {
 fn ok_json(args: &[&str]) -> Value {
     let out = run(args);
     assert!(out.status.success(), "zonocert {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn fails_with(args: &[&str], needle: &str) {
@@ -116,7 +117,20 @@ fn certify_point_is_sound_and_tight_on_tiny_model() {
     let d = tmp("point");
     let png = drawn_digit(&d);
     let out = d.join("out");
-    let v = ok_json(&["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--method", "diff-zonotope", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let v = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--image",
+        png.to_str().unwrap(),
+        "--method",
+        "diff-zonotope",
+        "--with-exact",
+        "--quiet",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let pixels = v["pixels"].as_array().unwrap();
     assert_eq!(pixels.len(), 784);
     for p in pixels {
@@ -132,7 +146,10 @@ fn certify_point_is_sound_and_tight_on_tiny_model() {
     let img = image::open(out.join("heatmap.png")).expect("heatmap is a PNG").to_rgb8();
     assert!(img.width() > 28 * 8);
     // The title and the colour bar's labels are drawn (dark text on white), not just cells.
-    let dark_in_title = (0..img.width()).flat_map(|x| (0..22).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100)).count();
+    let dark_in_title = (0..img.width())
+        .flat_map(|x| (0..22).map(move |y| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100))
+        .count();
     assert!(dark_in_title > 50, "heatmap title missing ({dark_in_title} dark pixels)");
 }
 
@@ -142,7 +159,27 @@ fn certify_point_is_sound_and_tight_on_tiny_model() {
 fn curve_against_bit_and_eps() {
     let Some(dir) = mnist() else { return };
     let out = tmp("curve").join("c");
-    let v = ok_json(&["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--bits", "0,3,7", "--eps", "0,0.004", "--pixels", "100,400,500", "--attack-rounds", "1", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let v = ok_json(&[
+        "curve",
+        "--model",
+        TINY,
+        "--mnist",
+        &dir,
+        "--index",
+        "1",
+        "--bits",
+        "0,3,7",
+        "--eps",
+        "0,0.004",
+        "--pixels",
+        "100,400,500",
+        "--attack-rounds",
+        "1",
+        "--quiet",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let by_bit = v["by_bit"].as_array().unwrap();
     assert_eq!(by_bit.len(), 3);
     let mut last = 0.0;
@@ -161,8 +198,14 @@ fn curve_against_bit_and_eps() {
     for f in ["curve.json", "curve_bits.png", "curve_eps.png"] {
         assert!(out.join(f).is_file(), "{f} written");
     }
-    fails_with(&["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--bits", "9", "--out", out.to_str().unwrap()], "bits must be 0–7");
-    fails_with(&["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--ball-method", "precise", "--out", out.to_str().unwrap()], "single images only");
+    fails_with(
+        &["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--bits", "9", "--out", out.to_str().unwrap()],
+        "bits must be 0–7",
+    );
+    fails_with(
+        &["curve", "--model", TINY, "--mnist", &dir, "--index", "1", "--ball-method", "precise", "--out", out.to_str().unwrap()],
+        "single images only",
+    );
 }
 
 /// `certify --with-lower`: every pixel carries a lower bound below its certified bound.
@@ -171,7 +214,24 @@ fn certify_with_lower_bounds() {
     let d = tmp("with_lower");
     let png = drawn_digit(&d);
     let out = d.join("out");
-    let v = ok_json(&["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--eps", "0.004", "--pixels", "300,400", "--with-lower", "--attack-rounds", "1", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let v = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--image",
+        png.to_str().unwrap(),
+        "--eps",
+        "0.004",
+        "--pixels",
+        "300,400",
+        "--with-lower",
+        "--attack-rounds",
+        "1",
+        "--quiet",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     for p in v["pixels"].as_array().unwrap() {
         let (u, l) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap());
         assert!(0.0 < l && l <= u, "pixel {}: lower {l}, upper {u}", p["pixel"]);
@@ -185,7 +245,21 @@ fn certify_global_and_baselines_order() {
     let mut uppers = vec![];
     for m in ["interval", "twin-zonotope", "diff-zonotope"] {
         let out = d.join(m);
-        let v = ok_json(&["certify", "--model", TINY, "--region", "global", "--pixels", "100,400", "--method", m, "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        let v = ok_json(&[
+            "certify",
+            "--model",
+            TINY,
+            "--region",
+            "global",
+            "--pixels",
+            "100,400",
+            "--method",
+            m,
+            "--quiet",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(v["region"]["kind"], "global");
         let u = v["max_upper"].as_f64().unwrap();
         assert!(u > 0.0 && u <= 1.0, "{m}: {u}");
@@ -256,7 +330,22 @@ fn shipped_model_point_certificates_are_sound() {
     for i in 3..8 {
         let out = d.join(format!("img{i}"));
         let idx = i.to_string();
-        let v = ok_json(&["certify", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--pixels", "0-783:97", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        let v = ok_json(&[
+            "certify",
+            "--model",
+            SHIPPED,
+            "--mnist",
+            &dir,
+            "--index",
+            &idx,
+            "--pixels",
+            "0-783:97",
+            "--with-exact",
+            "--quiet",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(v["method"], "precise");
         for p in v["pixels"].as_array().unwrap() {
             let (u, l, e) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap(), p["exact"].as_f64().unwrap());
@@ -319,7 +408,13 @@ fn shipped_model_bounds_contain_sampled_logits() {
             for _ in 0..n {
                 for &x in &px {
                     let t = unit();
-                    let off = if t < 0.375 { -eps } else if t < 0.75 { eps } else { eps * (2.0 * unit() - 1.0) };
+                    let off = if t < 0.375 {
+                        -eps
+                    } else if t < 0.75 {
+                        eps
+                    } else {
+                        eps * (2.0 * unit() - 1.0)
+                    };
                     pts.push((x + off).clamp((x - eps).max(0.0), (x + eps).min(1.0)));
                 }
             }
@@ -333,13 +428,23 @@ fn shipped_model_bounds_contain_sampled_logits() {
                 for s in 0..n {
                     for c in 0..10 {
                         let z = y[s * 10 + c];
-                        assert!(lo[c] <= z && z <= hi[c], "{m}, image {i}, eps {e}: logit {c} = {z} of sample {s} outside [{}, {}]", lo[c], hi[c]);
+                        assert!(
+                            lo[c] <= z && z <= hi[c],
+                            "{m}, image {i}, eps {e}: logit {c} = {z} of sample {s} outside [{}, {}]",
+                            lo[c],
+                            hi[c]
+                        );
                     }
                 }
                 widths.push(lo.iter().zip(&hi).map(|(l, h)| h - l).collect::<Vec<f64>>());
             }
             for c in 0..10 {
-                assert!(widths[1][c] <= widths[0][c], "image {i}, eps {e}: zonotope logit {c} wider than interval ({} > {})", widths[1][c], widths[0][c]);
+                assert!(
+                    widths[1][c] <= widths[0][c],
+                    "image {i}, eps {e}: zonotope logit {c} wider than interval ({} > {})",
+                    widths[1][c],
+                    widths[0][c]
+                );
             }
         }
     }
@@ -356,7 +461,24 @@ fn shipped_model_precise_certificates_are_exact() {
     for i in 0..3 {
         let out = d.join(format!("img{i}"));
         let idx = i.to_string();
-        let v = ok_json(&["certify", "--model", SHIPPED, "--mnist", &dir, "--index", &idx, "--method", "precise", "--pixels", "100,433", "--with-exact", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        let v = ok_json(&[
+            "certify",
+            "--model",
+            SHIPPED,
+            "--mnist",
+            &dir,
+            "--index",
+            &idx,
+            "--method",
+            "precise",
+            "--pixels",
+            "100,433",
+            "--with-exact",
+            "--quiet",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(v["method"], "precise");
         assert_eq!(v["settings"]["precision_bits"], 256);
         for p in v["pixels"].as_array().unwrap() {
@@ -379,11 +501,40 @@ fn shipped_model_precise_certificates_are_exact() {
 fn max_memory_is_respected() {
     let d = tmp("maxmem");
     let out = d.join("ok");
-    let v = ok_json(&["certify", "--model", SHIPPED, "--region", "global", "--pixels", "100,400", "--max-memory", "450", "--quiet", "--json", "--out", out.to_str().unwrap()]);
+    let v = ok_json(&[
+        "certify",
+        "--model",
+        SHIPPED,
+        "--region",
+        "global",
+        "--pixels",
+        "100,400",
+        "--max-memory",
+        "450",
+        "--quiet",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(v["settings"]["region_budget"].as_u64().unwrap() < 512, "budgets not lowered: {}", v["settings"]);
     let peak = v["peak_rss_mib"].as_f64().unwrap();
     assert!(peak > 0.0 && peak <= 450.0, "peak {peak} MiB above --max-memory 450");
-    fails_with(&["certify", "--model", SHIPPED, "--region", "global", "--pixels", "100", "--max-memory", "50", "--out", d.join("no").to_str().unwrap()], "--max-memory 50 MiB is below");
+    fails_with(
+        &[
+            "certify",
+            "--model",
+            SHIPPED,
+            "--region",
+            "global",
+            "--pixels",
+            "100",
+            "--max-memory",
+            "50",
+            "--out",
+            d.join("no").to_str().unwrap(),
+        ],
+        "--max-memory 50 MiB is below",
+    );
 }
 
 /// Help texts: every subcommand documents its key options; errors exit with status 1 (clap's
@@ -395,7 +546,21 @@ fn help_texts_and_exit_codes() {
         ("eval", &["--mnist", "--precision", "--batch"]),
         ("predict", &["--image", "--index"]),
         ("bounds", &["--eps", "--method"]),
-        ("certify", &["--method", "precise", "diff-interval", "--arithmetic", "--with-lower", "--max-memory", "--timeout", "--resume", "--scale", "--shard"]),
+        (
+            "certify",
+            &[
+                "--method",
+                "precise",
+                "diff-interval",
+                "--arithmetic",
+                "--with-lower",
+                "--max-memory",
+                "--timeout",
+                "--resume",
+                "--scale",
+                "--shard",
+            ],
+        ),
         ("attack", &["--restarts", "--save"]),
         ("bench", &["--methods", "--images"]),
         ("curve", &["--bits", "--eps", "--point-method", "--ball-method"]),
@@ -440,7 +605,25 @@ fn bench_runs_and_catches_an_injected_unsound_bound() {
     let d = tmp("bench");
     let out = d.join("ok");
     let methods = "interval,twin-zonotope,diff-zonotope,diff-zonotope+lp";
-    let o = run(&["bench", "--model", TINY, "--mnist", &dir, "--images", "0,1", "--eps", "0,0.004,global", "--pixels", "150,400", "--methods", methods, "--attack-rounds", "1", "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "bench",
+        "--model",
+        TINY,
+        "--mnist",
+        &dir,
+        "--images",
+        "0,1",
+        "--eps",
+        "0,0.004,global",
+        "--pixels",
+        "150,400",
+        "--methods",
+        methods,
+        "--attack-rounds",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 4 * (2 + 2 + 1));
@@ -454,7 +637,28 @@ fn bench_runs_and_catches_an_injected_unsound_bound() {
     assert!(std::fs::read_to_string(out.join("bench.md")).unwrap().contains("diff-zonotope"));
     // Shrinking every certified bound to a tenth makes it fall below the exact/lower values.
     let bad = d.join("bad");
-    fails_with(&["bench", "--model", TINY, "--mnist", &dir, "--images", "0", "--eps", "0", "--pixels", "150,400", "--attack-rounds", "0", "--inject-scale", "0.1", "--out", bad.to_str().unwrap()], "SOUNDNESS FAILURE");
+    fails_with(
+        &[
+            "bench",
+            "--model",
+            TINY,
+            "--mnist",
+            &dir,
+            "--images",
+            "0",
+            "--eps",
+            "0",
+            "--pixels",
+            "150,400",
+            "--attack-rounds",
+            "0",
+            "--inject-scale",
+            "0.1",
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+        "SOUNDNESS FAILURE",
+    );
 }
 
 #[test]
@@ -469,12 +673,25 @@ fn timeout_leaves_a_complete_false_report_and_resume_finishes_it() {
     assert_eq!(partial["complete"], false);
     let done = partial["pixels"].as_array().unwrap().len();
     assert_eq!(done, 32, "a zero timeout certifies exactly the first chunk");
-    let v = ok_json(&["certify", "--model", TINY, "--region", "global", "--pixels", "0-783:4", "--resume", "--quiet", "--json", "--out", o]);
+    let v =
+        ok_json(&["certify", "--model", TINY, "--region", "global", "--pixels", "0-783:4", "--resume", "--quiet", "--json", "--out", o]);
     assert_eq!(v["complete"], true);
     assert_eq!(v["pixels"].as_array().unwrap().len(), 196);
     // Resuming gives exactly what an uninterrupted run gives.
     let whole = d.join("whole");
-    let w = ok_json(&["certify", "--model", TINY, "--region", "global", "--pixels", "0-783:4", "--quiet", "--json", "--out", whole.to_str().unwrap()]);
+    let w = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--region",
+        "global",
+        "--pixels",
+        "0-783:4",
+        "--quiet",
+        "--json",
+        "--out",
+        whole.to_str().unwrap(),
+    ]);
     assert_eq!(v["pixels"], w["pixels"], "a resumed run differs from an uninterrupted one");
     assert_eq!(v["run"], w["run"]);
     assert_eq!(std::fs::read(out.join("bounds.csv")).unwrap(), std::fs::read(whole.join("bounds.csv")).unwrap());
@@ -533,7 +750,10 @@ fn a_failed_write_leaves_no_temporary_file() {
     let d = tmp("failed-write");
     let out = d.join("o");
     std::fs::create_dir_all(out.join("bounds.csv")).unwrap();
-    fails_with(&["certify", "--model", TINY, "--region", "global", "--pixels", "400", "--quiet", "--out", out.to_str().unwrap()], "bounds.csv");
+    fails_with(
+        &["certify", "--model", TINY, "--region", "global", "--pixels", "400", "--quiet", "--out", out.to_str().unwrap()],
+        "bounds.csv",
+    );
     assert_no_temporaries(&out);
 }
 
@@ -545,10 +765,37 @@ fn a_failed_write_leaves_no_temporary_file() {
 fn hostile_models_are_refused_or_certified_trivially() {
     let d = tmp("hostile");
     let out = d.join("softmax");
-    fails_with(&["certify", "--model", "tests/vectors/softmax_inside.onnx", "--region", "global", "--pixels", "300", "--out", out.to_str().unwrap()], "inner_softmax");
+    fails_with(
+        &[
+            "certify",
+            "--model",
+            "tests/vectors/softmax_inside.onnx",
+            "--region",
+            "global",
+            "--pixels",
+            "300",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "inner_softmax",
+    );
     for m in ["interval", "twin-zonotope", "diff-zonotope"] {
         let out = d.join(m);
-        let v = ok_json(&["certify", "--model", "tests/vectors/overflow_chain.onnx", "--region", "global", "--pixels", "300,301", "--method", m, "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        let v = ok_json(&[
+            "certify",
+            "--model",
+            "tests/vectors/overflow_chain.onnx",
+            "--region",
+            "global",
+            "--pixels",
+            "300,301",
+            "--method",
+            m,
+            "--quiet",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         for p in v["pixels"].as_array().unwrap() {
             assert_eq!(p["upper"].as_f64(), Some(1.0), "{m}: overflowed analysis certified {p}");
             assert_eq!(p["overflow"], true, "{m}: overflow not flagged: {p}");
@@ -578,7 +825,19 @@ fn results_are_bit_identical_across_thread_counts() {
         let out = d.join(threads);
         let o = bin()
             .env("RAYON_NUM_THREADS", threads)
-            .args(["certify", "--model", TINY, "--region", "global", "--pixels", "0-783:61", "--quiet", "--json", "--out", out.to_str().unwrap()])
+            .args([
+                "certify",
+                "--model",
+                TINY,
+                "--region",
+                "global",
+                "--pixels",
+                "0-783:61",
+                "--quiet",
+                "--json",
+                "--out",
+                out.to_str().unwrap(),
+            ])
             .output()
             .expect("runs");
         assert!(o.status.success());
@@ -608,14 +867,69 @@ fn lp_refinement_tightens_and_stays_sound() {
     }
     // certify: never looser per pixel, reported as its own method.
     let pixels = "300,400,410,500";
-    let a = ok_json(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", pixels, "--quiet", "--json", "--out", d.join("a").to_str().unwrap()]);
-    let b = ok_json(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", pixels, "--refine", "lp", "--quiet", "--json", "--out", d.join("b").to_str().unwrap()]);
+    let a = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--image",
+        img,
+        "--eps",
+        "0.0078",
+        "--pixels",
+        pixels,
+        "--quiet",
+        "--json",
+        "--out",
+        d.join("a").to_str().unwrap(),
+    ]);
+    let b = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--image",
+        img,
+        "--eps",
+        "0.0078",
+        "--pixels",
+        pixels,
+        "--refine",
+        "lp",
+        "--quiet",
+        "--json",
+        "--out",
+        d.join("b").to_str().unwrap(),
+    ]);
     assert_eq!(b["method"], "diff-zonotope+lp");
     assert!(b["refinement"]["lps"].as_u64().unwrap() >= 4 * 18);
     for (x, y) in a["pixels"].as_array().unwrap().iter().zip(b["pixels"].as_array().unwrap()) {
-        assert!(y["upper"].as_f64().unwrap() <= x["upper"].as_f64().unwrap(), "pixel {}: refined {} > {}", x["pixel"], y["upper"], x["upper"]);
+        assert!(
+            y["upper"].as_f64().unwrap() <= x["upper"].as_f64().unwrap(),
+            "pixel {}: refined {} > {}",
+            x["pixel"],
+            y["upper"],
+            x["upper"]
+        );
     }
-    fails_with(&["certify", "--model", TINY, "--image", img, "--eps", "0.0078", "--pixels", "1", "--method", "interval", "--refine", "lp", "--out", d.join("c").to_str().unwrap()], "--refine lp");
+    fails_with(
+        &[
+            "certify",
+            "--model",
+            TINY,
+            "--image",
+            img,
+            "--eps",
+            "0.0078",
+            "--pixels",
+            "1",
+            "--method",
+            "interval",
+            "--refine",
+            "lp",
+            "--out",
+            d.join("c").to_str().unwrap(),
+        ],
+        "--refine lp",
+    );
     fails_with(&["bounds", "--model", TINY, "--image", img, "--eps", "0.01", "--method", "interval", "--refine", "lp"], "--refine lp");
     fails_with(&["bounds", "--model", TINY, "--image", img, "--eps", "0.01", "--refine", "lp", "--lp-window", "0"], "--lp-window");
 }
@@ -626,7 +940,22 @@ fn lp_refinement_tightens_and_stays_sound() {
 fn three_shards_merge_into_the_unsharded_run() {
     let d = tmp("shards");
     let png = drawn_digit(&d);
-    let base = ["certify", "--model", TINY, "--image", png.to_str().unwrap(), "--eps", "0.004", "--pixels", "grid:3", "--with-lower", "--attack-rounds", "1", "--quiet", "--json"];
+    let base = [
+        "certify",
+        "--model",
+        TINY,
+        "--image",
+        png.to_str().unwrap(),
+        "--eps",
+        "0.004",
+        "--pixels",
+        "grid:3",
+        "--with-lower",
+        "--attack-rounds",
+        "1",
+        "--quiet",
+        "--json",
+    ];
     let whole = d.join("whole");
     let w = ok_json(&[&base[..], &["--out", whole.to_str().unwrap()]].concat());
     let mut dirs = vec![];
@@ -639,7 +968,9 @@ fn three_shards_merge_into_the_unsharded_run() {
     }
     assert_eq!(counts.iter().sum::<usize>(), w["pixels"].as_array().unwrap().len(), "shards {counts:?}");
     let merged = d.join("merged");
-    let m = ok_json(&[&["merge"][..], &dirs.iter().map(String::as_str).collect::<Vec<_>>(), &["--out", merged.to_str().unwrap(), "--json"]].concat());
+    let m = ok_json(
+        &[&["merge"][..], &dirs.iter().map(String::as_str).collect::<Vec<_>>(), &["--out", merged.to_str().unwrap(), "--json"]].concat(),
+    );
     assert_eq!(m["pixels"], w["pixels"]);
     assert_eq!(m["run"], w["run"]);
     for key in ["max_upper", "max_pixel", "max_lower", "median_ratio_upper_over_lower", "complete", "pixels_requested"] {
@@ -668,6 +999,11 @@ fn the_default_model_is_embedded() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["parameters"], 3_998_778, "{v}");
-    let missing = Command::new(env!("CARGO_BIN_EXE_zonocert")).current_dir(&d).args(["info", "--model", "nope.onnx"]).output().expect("runs");
-    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("--model"), "{}", String::from_utf8_lossy(&missing.stderr));
+    let missing =
+        Command::new(env!("CARGO_BIN_EXE_zonocert")).current_dir(&d).args(["info", "--model", "nope.onnx"]).output().expect("runs");
+    assert!(
+        !missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("--model"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 }

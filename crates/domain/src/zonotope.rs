@@ -459,9 +459,7 @@ impl Zonotope {
         }
         let infl = U * (1.0 + gamma(shared.len() + 1));
         let centre: Vec<f64> = self.centre.iter().zip(&o.centre).map(|(a, b)| a + sign * b).collect();
-        let err = (0..n)
-            .map(|j| ((self.err[j] + o.err[j] + infl * round[j] + U * centre[j].abs()) * (1.0 + 3.0 * U)).next_up())
-            .collect();
+        let err = (0..n).map(|j| ((self.err[j] + o.err[j] + infl * round[j] + U * centre[j].abs()) * (1.0 + 3.0 * U)).next_up()).collect();
         Zonotope { centre, syms, gens, err }
     }
 

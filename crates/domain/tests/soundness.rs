@@ -501,7 +501,13 @@ impl LinearMap for Gather {
 }
 
 fn dense(rows: usize, cols: usize) -> impl Strategy<Value = Dense> {
-    (prop::collection::vec(unit(), rows * cols), scale(), prop::option::of((prop::collection::vec(unit(), rows), scale())), any::<bool>(), any::<bool>())
+    (
+        prop::collection::vec(unit(), rows * cols),
+        scale(),
+        prop::option::of((prop::collection::vec(unit(), rows), scale())),
+        any::<bool>(),
+        any::<bool>(),
+    )
         .prop_map(move |(a, s, b, fma, reverse)| Dense {
             a: a.iter().map(|v| v * s).collect(),
             rows,
@@ -566,9 +572,8 @@ fn prop_relaxation((z, rel, budget, seed): (Zonotope, Relaxation, usize, u64)) -
         for eta in eta_samples(z.dim(), &mut rng, 3) {
             let x = point(&z, &eps, &eta);
             let t: Vec<f64> = (0..z.dim()).map(|_| rng.corner_biased()).collect();
-            let v: Vec<Ex> = (0..z.dim())
-                .map(|j| x[j].mulf(rel.slope[j]).add(&Ex::f(rel.offset[j])).add(&Ex::prod(t[j], rel.radius[j])))
-                .collect();
+            let v: Vec<Ex> =
+                (0..z.dim()).map(|j| x[j].mulf(rel.slope[j]).add(&Ex::f(rel.offset[j])).add(&Ex::prod(t[j], rel.radius[j]))).collect();
             check(&out, &eps, &v, &|| format!("apply_relaxation eps={eps:?} eta={eta:?} t={t:?}"))?;
         }
     }
@@ -703,7 +708,8 @@ fn mul_with_shared_symbols_is_sound() {
 
 #[test]
 fn mul_interval_is_sound() {
-    let strat = dim_and(5, |n| (zonotope(n, UNIVERSE, 7), prop::collection::vec((unit(), offset(), scale()), n), 0usize..=12, any::<u64>()));
+    let strat =
+        dim_and(5, |n| (zonotope(n, UNIVERSE, 7), prop::collection::vec((unit(), offset(), scale()), n), 0usize..=12, any::<u64>()));
     run(cases(), strat, |(n, (z, s, budget, seed))| {
         let factors: Vec<Interval> = s
             .iter()
@@ -794,7 +800,9 @@ fn reduce_and_add_fresh_contain_the_original() {
 /// wider (left alone) and sometimes a point.
 #[test]
 fn clamp_to_keeps_the_points_in_both_sets() {
-    let strat = dim_and(5, |n| (zonotope(n, UNIVERSE, 7), prop::collection::vec((0.0f64..=0.45, 0.0f64..=0.45, 0u8..4), n), 0.05f64..=1.0, any::<u64>()));
+    let strat = dim_and(5, |n| {
+        (zonotope(n, UNIVERSE, 7), prop::collection::vec((0.0f64..=0.45, 0.0f64..=0.45, 0u8..4), n), 0.05f64..=1.0, any::<u64>())
+    });
     run(cases(), strat, |(n, (z, cuts, ratio, seed))| {
         let hull = z.bounds();
         let boxes: Vec<Interval> = hull

@@ -32,7 +32,13 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
 }
 
 fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(DataType::Float as i32), float_data: data, ..Default::default() }
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        float_data: data,
+        ..Default::default()
+    }
 }
 
 /// Gemm `y = x·Wᵀ + b` (transB = 1), with `W` given as `out × in` and bias `b`.
@@ -45,12 +51,7 @@ fn gemm(name: &str, x: &str, y: &str, w: Vec<f32>, b: Vec<f32>, inits: &mut Vec<
         op_type: Some("Gemm".into()),
         input: vec![x.into(), format!("{name}.weight"), format!("{name}.bias")],
         output: vec![y.into()],
-        attribute: vec![AttributeProto {
-            name: Some("transB".into()),
-            i: Some(1),
-            r#type: Some(proto_attr_int()),
-            ..Default::default()
-        }],
+        attribute: vec![AttributeProto { name: Some("transB".into()), i: Some(1), r#type: Some(proto_attr_int()), ..Default::default() }],
         ..Default::default()
     }
 }

@@ -112,7 +112,10 @@ pub fn parse_idx(bytes: &[u8], rank: usize) -> Result<Idx, String> {
         return Err(format!("file is {} bytes, too short for a header", bytes.len()));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
-        return Err(format!("bad magic {:02x} {:02x} {:02x} {:02x} (expected 00 00 08 {rank:02x}: unsigned bytes)", bytes[0], bytes[1], bytes[2], bytes[3]));
+        return Err(format!(
+            "bad magic {:02x} {:02x} {:02x} {:02x} (expected 00 00 08 {rank:02x}: unsigned bytes)",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        ));
     }
     if bytes[3] as usize != rank {
         return Err(format!("rank {} in the header, expected {rank}", bytes[3]));
@@ -121,11 +124,15 @@ pub fn parse_idx(bytes: &[u8], rank: usize) -> Result<Idx, String> {
     if bytes.len() < header {
         return Err("truncated header".into());
     }
-    let dims: Vec<usize> = (0..rank).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
+    let dims: Vec<usize> =
+        (0..rank).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("dimensions overflow")?;
     let body = bytes.len() - header;
     if body != n {
-        return Err(format!("header promises {n} bytes of data ({dims:?}) but {body} follow{}", if body < n { " (truncated)" } else { "" }));
+        return Err(format!(
+            "header promises {n} bytes of data ({dims:?}) but {body} follow{}",
+            if body < n { " (truncated)" } else { "" }
+        ));
     }
     Ok(Idx { dims, data: bytes[header..].to_vec() })
 }
@@ -147,7 +154,10 @@ pub fn parse_png(bytes: &[u8], origin: &Path) -> Result<Vec<u8>, DataError> {
     match img {
         image::DynamicImage::ImageLuma8(g) => Ok(g.into_raw()),
         image::DynamicImage::ImageLuma16(g) => Ok(g.into_raw().into_iter().map(|v| ((v as u32 * 255 + 32767) / 65535) as u8).collect()),
-        other => Err(err(format!("colour type {:?}: expected 8-bit greyscale (convert with e.g. `convert in.png -colorspace Gray out.png`)", other.color()))),
+        other => Err(err(format!(
+            "colour type {:?}: expected 8-bit greyscale (convert with e.g. `convert in.png -colorspace Gray out.png`)",
+            other.color()
+        ))),
     }
 }
 

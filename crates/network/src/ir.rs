@@ -153,10 +153,7 @@ impl Op {
 
     /// True for ops whose abstract transformer is exact (affine in their single input).
     pub fn is_affine(&self) -> bool {
-        matches!(
-            self,
-            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_)
-        )
+        matches!(self, Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_))
     }
 }
 

@@ -16,10 +16,41 @@ use std::path::Path;
 
 /// The op types the importer accepts.
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Add", "BatchNormalization", "Cast", "Ceil", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div",
-    "Dropout", "Flatten", "Floor", "Gather", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "Max", "Min", "Mul",
-    "Neg", "Pad", "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub",
-    "Transpose", "Unsqueeze",
+    "Add",
+    "BatchNormalization",
+    "Cast",
+    "Ceil",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "MatMul",
+    "Max",
+    "Min",
+    "Mul",
+    "Neg",
+    "Pad",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Transpose",
+    "Unsqueeze",
 ];
 
 /// Largest constant tensor the importer materialises while folding (guards hostile shapes).
@@ -34,8 +65,7 @@ pub fn load(path: &Path) -> Result<Network, ImportError> {
 
 /// Like [`load`] for bytes already in memory; `origin` names them in errors.
 pub fn load_bytes(bytes: &[u8], origin: &Path) -> Result<Network, ImportError> {
-    let model = proto::ModelProto::decode(bytes)
-        .map_err(|e| ImportError::Decode { path: origin.to_path_buf(), reason: e.to_string() })?;
+    let model = proto::ModelProto::decode(bytes).map_err(|e| ImportError::Decode { path: origin.to_path_buf(), reason: e.to_string() })?;
     let net = passes::optimize(import(&model)?);
     check_softmax_is_final(&net)?;
     Ok(net)
@@ -81,7 +111,10 @@ impl Tensor {
 enum Val {
     Const(Tensor),
     /// A computed tensor; `shape` excludes the batch dimension.
-    Dyn { id: ValueId, shape: Shape },
+    Dyn {
+        id: ValueId,
+        shape: Shape,
+    },
 }
 
 struct Ctx<'a> {
@@ -169,10 +202,7 @@ fn tensor_from_proto(t: &proto::TensorProto) -> Result<Tensor, ImportError> {
         }
     };
     if data.len() != n {
-        return Err(ImportError::Graph(format!(
-            "initializer '{name}': dims {dims:?} need {n} values but the data holds {}",
-            data.len()
-        )));
+        return Err(ImportError::Graph(format!("initializer '{name}': dims {dims:?} need {n} values but the data holds {}", data.len())));
     }
     if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(ImportError::NonFinite { name: name.to_string(), index, value });
@@ -222,7 +252,8 @@ pub fn import(model: &proto::ModelProto) -> Result<Network, ImportError> {
             vals.insert(first.clone(), out);
         }
     }
-    let out_name = graph.output.first().map(|o| o.name().to_string()).ok_or_else(|| ImportError::Graph("the graph has no output".into()))?;
+    let out_name =
+        graph.output.first().map(|o| o.name().to_string()).ok_or_else(|| ImportError::Graph("the graph has no output".into()))?;
     if graph.output.len() > 1 {
         return Err(ImportError::Graph(format!("expected one graph output, found {}", graph.output.len())));
     }
@@ -254,7 +285,12 @@ fn input_shape(input: &proto::ValueInfoProto) -> Result<Shape, ImportError> {
     for (k, d) in dims.iter().enumerate().skip(1) {
         match d.value {
             Some(Dim::DimValue(v)) if v > 0 => shape.push(v as usize),
-            _ => return Err(err(format!("dimension {k} is not a static positive size ({:?}); only the batch dimension may be dynamic", d.value))),
+            _ => {
+                return Err(err(format!(
+                    "dimension {k} is not a static positive size ({:?}); only the batch dimension may be dynamic",
+                    d.value
+                )))
+            }
         }
     }
     Ok(shape)
@@ -345,7 +381,15 @@ fn translate(ctx: &Ctx, args: &[Option<Val>], layers: &mut Vec<Layer>) -> Result
         return constant_attr(ctx).map(Val::Const);
     }
     if all_const && !args.is_empty() {
-        let consts: Vec<Option<&Tensor>> = args.iter().map(|a| a.as_ref().map(|v| match v { Val::Const(t) => t, Val::Dyn { .. } => unreachable!() })).collect();
+        let consts: Vec<Option<&Tensor>> = args
+            .iter()
+            .map(|a| {
+                a.as_ref().map(|v| match v {
+                    Val::Const(t) => t,
+                    Val::Dyn { .. } => unreachable!(),
+                })
+            })
+            .collect();
         return fold(ctx, &consts).map(Val::Const);
     }
     dynamic(ctx, args, layers)
@@ -487,7 +531,8 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
             };
             let r = x.dims.len();
             let axes: Vec<usize> = axes.iter().map(|&ax| norm_axis(ctx, ax, r)).collect::<Result<_, _>>()?;
-            let dims = x.dims.iter().enumerate().filter(|(i, &d)| !(d == 1 && (axes.is_empty() || axes.contains(i)))).map(|(_, &d)| d).collect();
+            let dims =
+                x.dims.iter().enumerate().filter(|(i, &d)| !(d == 1 && (axes.is_empty() || axes.contains(i)))).map(|(_, &d)| d).collect();
             Tensor { dims, ..x.clone() }
         }
         "Concat" => {
@@ -571,7 +616,9 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
                 None => vec![1; starts.len()],
             };
             if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-                return Err(ctx.shape_err(format!("Slice starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length")));
+                return Err(
+                    ctx.shape_err(format!("Slice starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length"))
+                );
             }
             let mut ranges: Vec<Vec<usize>> = x.dims.iter().map(|&d| (0..d).collect()).collect();
             for k in 0..starts.len() {
@@ -756,8 +803,19 @@ fn dynamic(ctx: &Ctx, args: &[Option<Val>], layers: &mut Vec<Layer>) -> Result<V
                 }
                 other => return Err(ctx.unsupported(format!("auto_pad {other}"))),
             };
-            let conv = Conv { weight: wt.data.clone(), bias, in_channels: c_in, out_channels: c_out, kernel: [kh, kw], stride, pads, dilation, groups };
-            let (oh, ow) = conv.output_hw(h, w).ok_or_else(|| ctx.shape_err(format!("kernel {kh}×{kw} does not fit the padded {h}×{w} input")))?;
+            let conv = Conv {
+                weight: wt.data.clone(),
+                bias,
+                in_channels: c_in,
+                out_channels: c_out,
+                kernel: [kh, kw],
+                stride,
+                pads,
+                dilation,
+                groups,
+            };
+            let (oh, ow) =
+                conv.output_hw(h, w).ok_or_else(|| ctx.shape_err(format!("kernel {kh}×{kw} does not fit the padded {h}×{w} input")))?;
             Ok(push(layers, ctx, Op::Conv(conv), vec![x_id], vec![c_out, oh, ow]))
         }
         "BatchNormalization" => {

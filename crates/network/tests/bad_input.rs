@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use zonocert_network::data::{parse_idx, read_idx, read_png, Mnist};
 use zonocert_network::onnx::{self, SUPPORTED_OPS};
 use zonocert_network::proto::{
-    self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto, ModelProto,
+    NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use zonocert_network::{DataError, ImportError, Network};
 
@@ -279,7 +279,13 @@ fn conv_weight_channel_mismatch() {
 }
 
 fn const_i64(name: &str, v: Vec<i64>) -> TensorProto {
-    TensorProto { name: Some(name.into()), dims: vec![v.len() as i64], data_type: Some(DataType::Int64 as i32), int64_data: v, ..Default::default() }
+    TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: v,
+        ..Default::default()
+    }
 }
 
 #[test]

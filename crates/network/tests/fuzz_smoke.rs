@@ -8,7 +8,8 @@ use zonocert_network::{data, onnx};
 
 fn seeds(kind: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds").join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.expect("entry").path()).collect();
     files.sort();
     assert!(!files.is_empty(), "no seeds in {}", dir.display());
     files.iter().map(|f| std::fs::read(f).expect("seed readable")).collect()

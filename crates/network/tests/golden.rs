@@ -211,7 +211,8 @@ fn all_vectors_covered() {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".onnx")).map(str::to_string))
         .collect();
     found.sort();
-    let known = ["bn_unfolded", "conv_variants", "mlp_ops", "onnx_misc", "overflow_chain", "softmax_inside", "tiny_effnet_timm", "tiny_effnet_tv"];
+    let known =
+        ["bn_unfolded", "conv_variants", "mlp_ops", "onnx_misc", "overflow_chain", "softmax_inside", "tiny_effnet_timm", "tiny_effnet_tv"];
     assert_eq!(found, known, "a vector was added or removed: update golden.rs");
 }
 

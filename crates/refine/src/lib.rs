@@ -96,7 +96,14 @@ impl LpStats {
 
 /// Tightens `target` (bounds on `Σ objective`) by two LPs: the minimum of the objective and of
 /// its negation. Returns the refined interval (a subset of `target`).
-fn tighten(lp: &Lp, objective: &[(usize, f64)], target: Interval, settings: &LpSettings, deadline: Instant, stats: &mut LpStats) -> Interval {
+fn tighten(
+    lp: &Lp,
+    objective: &[(usize, f64)],
+    target: Interval,
+    settings: &LpSettings,
+    deadline: Instant,
+    stats: &mut LpStats,
+) -> Interval {
     let mut out = target;
     let neg: Vec<(usize, f64)> = objective.iter().map(|&(v, c)| (v, -c)).collect();
     for (sign, obj) in [(1.0, objective), (-1.0, &neg[..])] {
@@ -140,7 +147,14 @@ fn logit(vars: &Vars, output: usize, c: usize) -> usize {
 }
 
 /// The single-copy program of a window over `bounds`.
-fn region_program(net: &Network, maps: &PreparedMaps, window: &Window, bounds: &[Vec<Interval>], x_kept: &[Zonotope], settings: &LpSettings) -> (Lp, Vars) {
+fn region_program(
+    net: &Network,
+    maps: &PreparedMaps,
+    window: &Window,
+    bounds: &[Vec<Interval>],
+    x_kept: &[Zonotope],
+    settings: &LpSettings,
+) -> (Lp, Vars) {
     let mut lp = Lp::new();
     let mut vars: Vars = vec![None; net.layers.len() + 1];
     link_inputs(&mut lp, window, x_kept, settings.link_generators, bounds, None, &mut HashMap::new(), &mut vars);
@@ -158,7 +172,15 @@ fn neuron_deadline(t0: Instant, settings: &LpSettings) -> Instant {
 /// enters an activation or a product there: two LPs per neuron, layer by layer, the program
 /// re-encoded after each layer so that later strips and envelopes use the tighter boxes.
 /// Bounds only shrink (each is intersected with a proven one).
-pub fn tighten_neurons(net: &Network, maps: &PreparedMaps, window: &Window, bounds: &mut [Vec<Interval>], x_kept: &[Zonotope], settings: &LpSettings, deadline: Instant) -> LpStats {
+pub fn tighten_neurons(
+    net: &Network,
+    maps: &PreparedMaps,
+    window: &Window,
+    bounds: &mut [Vec<Interval>],
+    x_kept: &[Zonotope],
+    settings: &LpSettings,
+    deadline: Instant,
+) -> LpStats {
     let t0 = Instant::now();
     let mut stats = LpStats::default();
     for k in window.start..net.layers.len() {
@@ -255,7 +277,11 @@ impl<'a> LpRefiner<'a> {
         let maps = PreparedMaps::new(net);
         let mut bounds = window_bounds(net, &window, x_bounds);
         // The region is shared by every pixel: its neurons are tightened once.
-        let stats = if settings.neurons { tighten_neurons(net, &maps, &window, &mut bounds, x_kept, &settings, neuron_deadline(Instant::now(), &settings)) } else { LpStats::default() };
+        let stats = if settings.neurons {
+            tighten_neurons(net, &maps, &window, &mut bounds, x_kept, &settings, neuron_deadline(Instant::now(), &settings))
+        } else {
+            LpStats::default()
+        };
         LpRefiner { net, maps, window, x_bounds: bounds, x_kept, settings, deadline, stats: Mutex::new(stats) }
     }
 
@@ -293,7 +319,13 @@ impl DeltaRefiner for LpRefiner<'_> {
         &self.window.inputs
     }
 
-    fn refine(&self, _pixel: usize, record: &DifferenceRecord, dd: &mut [Vec<Interval>], class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>) {
+    fn refine(
+        &self,
+        _pixel: usize,
+        record: &DifferenceRecord,
+        dd: &mut [Vec<Interval>],
+        class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>,
+    ) {
         if Instant::now() >= self.deadline {
             if let Ok(mut s) = self.stats.lock() {
                 s.skipped += 1;

@@ -41,7 +41,11 @@ fn solver_model(problem: good_lp::variable::UnsolvedProblem, nonzeros: usize, ti
 
 /// A solver model set up for one minimisation with a time limit.
 #[cfg(not(feature = "highs"))]
-fn solver_model(problem: good_lp::variable::UnsolvedProblem, _nonzeros: usize, time_limit: f64) -> good_lp::solvers::clarabel::ClarabelProblem {
+fn solver_model(
+    problem: good_lp::variable::UnsolvedProblem,
+    _nonzeros: usize,
+    time_limit: f64,
+) -> good_lp::solvers::clarabel::ClarabelProblem {
     let mut model = good_lp::clarabel(problem);
     model.settings().time_limit(time_limit.max(1e-3)).verbose(false);
     model

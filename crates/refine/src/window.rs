@@ -41,7 +41,8 @@ impl Window {
             None => n.saturating_sub(DEFAULT_LAYERS),
         };
         let start = start.min(n - 1);
-        let mut inputs: Vec<usize> = net.layers[start..].iter().flat_map(|l| l.inputs.iter().map(|v| v.0)).filter(|&v| v <= start).collect();
+        let mut inputs: Vec<usize> =
+            net.layers[start..].iter().flat_map(|l| l.inputs.iter().map(|v| v.0)).filter(|&v| v <= start).collect();
         inputs.sort_unstable();
         inputs.dedup();
         Window { start, inputs }

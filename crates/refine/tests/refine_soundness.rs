@@ -59,7 +59,10 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
         let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, true, &window.inputs);
         let before = logit_differences(&fwd.output);
         let mut after = before.clone();
-        let pairs: Vec<(usize, usize)> = (0..10).flat_map(|j| (0..10).filter(move |&c| c != j).map(move |c| (j, c))).filter(|&(j, c)| j < c && (j + c) % 3 == 0).collect();
+        let pairs: Vec<(usize, usize)> = (0..10)
+            .flat_map(|j| (0..10).filter(move |&c| c != j).map(move |c| (j, c)))
+            .filter(|&(j, c)| j < c && (j + c) % 3 == 0)
+            .collect();
         let stats = refine_logit_differences(&net, &maps, &window, &fwd.bounds, &kept, &mut after, &pairs, &settings(), &|_, _| {});
         gained.lock().expect("lock").width_gained += stats.width_gained;
         for j in 0..10 {
@@ -78,7 +81,11 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
                 for c in 0..10 {
                     let v = z[j] - z[c];
                     let slack = 1e-9 * (1.0 + v.abs());
-                    prop_assert!(after[j][c].lo - slack <= v && v <= after[j][c].hi + slack, "sample outside refined ({j},{c}): {v} not in {:?}", after[j][c]);
+                    prop_assert!(
+                        after[j][c].lo - slack <= v && v <= after[j][c].hi + slack,
+                        "sample outside refined ({j},{c}): {v} not in {:?}",
+                        after[j][c]
+                    );
                 }
             }
         }
@@ -138,7 +145,13 @@ fn check_rows(lp: &zonocert_refine::lp::Lp, at: &std::collections::HashMap<usize
         let Some(vals) = vals else { continue };
         let sum: f64 = vals.iter().sum();
         let tol = 1e-10 * (1.0 + vals.iter().map(|v| v.abs()).sum::<f64>());
-        prop_assert!(row.lo - tol <= sum && sum <= row.hi + tol, "row {r} violated by a concrete state: {sum} not in [{}, {}] ({:?})", row.lo, row.hi, row.terms);
+        prop_assert!(
+            row.lo - tol <= sum && sum <= row.hi + tol,
+            "row {r} violated by a concrete state: {sum} not in [{}, {}] ({:?})",
+            row.lo,
+            row.hi,
+            row.terms
+        );
         checked += 1;
     }
     for (v, x) in at {
@@ -272,7 +285,12 @@ fn refined_global_bounds_contain_sampled_pairs() {
             for pixel in [rng.below(784), 14 * 28 + 14] {
                 let plain = cert.pixel(pixel);
                 let refined = cert.pixel_refined(pixel, Some(&refiner));
-                assert!(refined.upper <= plain.upper, "seed {seed} bit {bit} pixel {pixel}: refinement loosened {} -> {}", plain.upper, refined.upper);
+                assert!(
+                    refined.upper <= plain.upper,
+                    "seed {seed} bit {bit} pixel {pixel}: refinement loosened {} -> {}",
+                    plain.upper,
+                    refined.upper
+                );
                 total += 1;
                 informative += (refined.upper < 0.5) as usize;
                 let mut worst = 0.0f64;
@@ -291,7 +309,11 @@ fn refined_global_bounds_contain_sampled_pairs() {
                     let (p, q) = (softmax(&z[..10], 10), softmax(&z[10..], 10));
                     worst = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
                 }
-                assert!(worst <= refined.upper, "seed {seed} bit {bit} pixel {pixel}: sampled |Δp| {worst:e} above the refined bound {:e}", refined.upper);
+                assert!(
+                    worst <= refined.upper,
+                    "seed {seed} bit {bit} pixel {pixel}: sampled |Δp| {worst:e} above the refined bound {:e}",
+                    refined.upper
+                );
             }
         }
     }

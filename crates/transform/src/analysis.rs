@@ -222,7 +222,14 @@ fn keep_value(keep: &[usize], kept: &mut [Option<Zonotope>], id: usize, z: &Zono
 /// (a) the mean value theorem, `f(x′) − f(x) = f′(ξ)·d` with `f′(ξ)` in the slope range of `f`
 /// on the hull of `X` and `X + D`, and (b) the interval difference `f([X + D]) − f([X])`.
 /// The product `x·s` uses `x′s′ − xs = d_x·s′ + x·d_s` with `x`, `s′` bounded by intervals.
-pub fn differential(net: &Network, maps: &PreparedMaps, x_bounds: &[Vec<Interval>], d_input: Zonotope, pool: &mut SymbolPool, budget: usize) -> Zonotope {
+pub fn differential(
+    net: &Network,
+    maps: &PreparedMaps,
+    x_bounds: &[Vec<Interval>],
+    d_input: Zonotope,
+    pool: &mut SymbolPool,
+    budget: usize,
+) -> Zonotope {
     differential_keeping(net, maps, x_bounds, d_input, pool, budget, None).0
 }
 

@@ -463,11 +463,8 @@ impl Acc {
     /// The sum, truncated to units, and its error bound in units.
     fn finish(self) -> Result<(Fx, f64), Unsupported> {
         let (pos, neg) = (normalise(&self.pos)?, normalise(&self.neg)?);
-        let (neg, mag) = if cmp_mag(&pos, &neg) != std::cmp::Ordering::Less {
-            (false, sub_mag(&pos, &neg))
-        } else {
-            (true, sub_mag(&neg, &pos))
-        };
+        let (neg, mag) =
+            if cmp_mag(&pos, &neg) != std::cmp::Ordering::Less { (false, sub_mag(&pos, &neg)) } else { (true, sub_mag(&neg, &pos)) };
         let (m, _) = shifted::<LIMBS>(&mag, -self.scale_log2)?;
         let v = Fx { neg, m }.checked()?;
         // Each truncated term lost less than 2^-S units; the final shift less than one unit.
@@ -477,9 +474,18 @@ impl Acc {
 
 /// Per-layer constants.
 enum Prepared {
-    Weights { w: Vec<Weight>, abs: Vec<f64>, b: Vec<Weight>, scale_log2: i64 },
+    Weights {
+        w: Vec<Weight>,
+        abs: Vec<f64>,
+        b: Vec<Weight>,
+        scale_log2: i64,
+    },
     /// Multiplier (or reciprocal of the divisor, with its error in units) and offset.
-    Affine { scale: Vec<(Fx, f64)>, shift: Vec<(Fx, f64)>, scale_abs: Vec<f64> },
+    Affine {
+        scale: Vec<(Fx, f64)>,
+        shift: Vec<(Fx, f64)>,
+        scale_abs: Vec<f64>,
+    },
     Nothing,
 }
 
@@ -532,7 +538,11 @@ impl<'a> FixedNetwork<'a> {
                             }
                         })
                         .collect::<Result<Vec<_>, _>>()?;
-                    let shift = a.shift.iter().map(|&t| Fx::from_f64(t).map(|(v, exact)| (v, if exact { 0.0 } else { 1.0 }))).collect::<Result<_, _>>()?;
+                    let shift = a
+                        .shift
+                        .iter()
+                        .map(|&t| Fx::from_f64(t).map(|(v, exact)| (v, if exact { 0.0 } else { 1.0 })))
+                        .collect::<Result<_, _>>()?;
                     let scale_abs = scale.iter().map(|(v, e)| up(v.mag() + e * unit(), 2)).collect();
                     Prepared::Affine { scale, shift, scale_abs }
                 }
@@ -553,9 +563,7 @@ impl<'a> FixedNetwork<'a> {
         // a unit: within one unit.
         let mut consts = Consts::new().map_err(|_| Unsupported)?;
         let mut table = |range: std::ops::RangeInclusive<i64>, step: f64| -> Result<Vec<Fx>, Unsupported> {
-            range
-                .map(|j| Fx::from_big(&BigFloat::from_f64(-(j as f64) / step, 768).exp(768, rm, &mut consts)))
-                .collect()
+            range.map(|j| Fx::from_big(&BigFloat::from_f64(-(j as f64) / step, 768).exp(768, rm, &mut consts))).collect()
         };
         let exp_coarse = table(EXP_COARSE, 64.0)?;
         let exp_fine = table(EXP_FINE, 4096.0)?;
@@ -593,7 +601,9 @@ impl<'a> FixedNetwork<'a> {
                 Op::Sigmoid => self.unary(Unary::Sigmoid, x)?,
                 Op::Swish => self.unary(Unary::Swish, x)?,
                 Op::Mul => self.mul(x, get(layer.inputs[1])?)?,
-                Op::Add => x.iter().zip(get(layer.inputs[1])?).map(|(a, b)| Ok((a.0.add(b.0)?, up(a.1 + b.1, 2)))).collect::<Result<_, _>>()?,
+                Op::Add => {
+                    x.iter().zip(get(layer.inputs[1])?).map(|(a, b)| Ok((a.0.add(b.0)?, up(a.1 + b.1, 2)))).collect::<Result<_, _>>()?
+                }
                 Op::GlobalAvgPool => self.global_avg_pool(x, in_shape)?,
                 Op::Reshape => x.clone(),
                 Op::Pad(p) => pad(x, in_shape, *p),
@@ -615,7 +625,15 @@ impl<'a> FixedNetwork<'a> {
 
     /// `b + Σ w·x` over `(weight index, input index)` pairs: centre and radius.
     #[allow(clippy::too_many_arguments)]
-    fn dot(&self, w: &[Weight], abs: &[f64], b: Weight, scale_log2: i64, x: &[(Fx, f64)], pairs: impl Iterator<Item = (usize, usize)>) -> Result<(Fx, f64), Unsupported> {
+    fn dot(
+        &self,
+        w: &[Weight],
+        abs: &[f64],
+        b: Weight,
+        scale_log2: i64,
+        x: &[(Fx, f64)],
+        pairs: impl Iterator<Item = (usize, usize)>,
+    ) -> Result<(Fx, f64), Unsupported> {
         let mut acc = Acc::new(scale_log2);
         acc.mac(&Fx::ONE, b)?;
         let (mut rad, mut n) = (0.0, 0usize);
@@ -628,7 +646,14 @@ impl<'a> FixedNetwork<'a> {
         Ok((c, up(up(rad, n) + err * unit(), 2)))
     }
 
-    fn conv(&self, conv: &Conv, prep: &Prepared, x: &[(Fx, f64)], in_shape: &[usize], out_shape: &[usize]) -> Result<Vec<(Fx, f64)>, Unsupported> {
+    fn conv(
+        &self,
+        conv: &Conv,
+        prep: &Prepared,
+        x: &[(Fx, f64)],
+        in_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Vec<(Fx, f64)>, Unsupported> {
         let Prepared::Weights { w, abs, b, scale_log2 } = prep else { return Err(Unsupported) };
         let (h, wd) = (in_shape[1], in_shape[2]);
         let (oh, ow) = (out_shape[1], out_shape[2]);
@@ -656,7 +681,9 @@ impl<'a> FixedNetwork<'a> {
 
     fn linear(&self, lin: &Linear, prep: &Prepared, x: &[(Fx, f64)]) -> Result<Vec<(Fx, f64)>, Unsupported> {
         let Prepared::Weights { w, abs, b, scale_log2 } = prep else { return Err(Unsupported) };
-        (0..lin.out_features).map(|o| self.dot(w, abs, b[o], *scale_log2, x, (0..lin.in_features).map(|i| (o * lin.in_features + i, i)))).collect()
+        (0..lin.out_features)
+            .map(|o| self.dot(w, abs, b[o], *scale_log2, x, (0..lin.in_features).map(|i| (o * lin.in_features + i, i))))
+            .collect()
     }
 
     fn channel_affine(&self, prep: &Prepared, x: &[(Fx, f64)], in_shape: &[usize]) -> Result<Vec<(Fx, f64)>, Unsupported> {

@@ -52,11 +52,7 @@ pub struct Balls {
 
 impl Balls {
     fn with_capacity(n: usize) -> Self {
-        Balls {
-            centre: Vec::with_capacity(n),
-            radius: Vec::with_capacity(n),
-            mag: Vec::with_capacity(n),
-        }
+        Balls { centre: Vec::with_capacity(n), radius: Vec::with_capacity(n), mag: Vec::with_capacity(n) }
     }
 
     fn push(&mut self, c: BigFloat, r: f64) {
@@ -162,9 +158,7 @@ fn taylor_remainder_log2(s_max: f64, degree: usize) -> f64 {
 
 /// The least Taylor degree whose remainder on `|s| ≤ EXP_REDUCED_MAX` is below `2^{−p}`.
 fn taylor_degree(precision: usize) -> usize {
-    (1..)
-        .find(|&n| taylor_remainder_log2(EXP_REDUCED_MAX, n) < -(precision as f64))
-        .unwrap_or(1)
+    (1..).find(|&n| taylor_remainder_log2(EXP_REDUCED_MAX, n) < -(precision as f64)).unwrap_or(1)
 }
 
 /// The `(weight index, input index)` pairs feeding output `(oc, oy, ox)` of a convolution over
@@ -173,15 +167,17 @@ pub(crate) fn conv_taps(conv: &Conv, h: usize, w: usize, oc: usize, oy: usize, o
     let in_per_group = conv.in_channels / conv.groups;
     let g = oc / (conv.out_channels / conv.groups);
     let [kh, kw] = conv.kernel;
-    (0..in_per_group).flat_map(move |icg| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))).filter_map(move |(icg, ky, kx)| {
-        let iy = (oy * conv.stride[0] + ky * conv.dilation[0]).checked_sub(conv.pads[0])?;
-        let ix = (ox * conv.stride[1] + kx * conv.dilation[1]).checked_sub(conv.pads[1])?;
-        if iy >= h || ix >= w {
-            return None;
-        }
-        let ic = g * in_per_group + icg;
-        Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * w + ix))
-    })
+    (0..in_per_group).flat_map(move |icg| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))).filter_map(
+        move |(icg, ky, kx)| {
+            let iy = (oy * conv.stride[0] + ky * conv.dilation[0]).checked_sub(conv.pads[0])?;
+            let ix = (ox * conv.stride[1] + kx * conv.dilation[1]).checked_sub(conv.pads[1])?;
+            if iy >= h || ix >= w {
+                return None;
+            }
+            let ic = g * in_per_group + icg;
+            Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * w + ix))
+        },
+    )
 }
 
 /// For each output of a spatial zero padding of `in_shape`, the input index it copies (`None`
@@ -215,21 +211,13 @@ pub(crate) fn up(x: f64, n: usize) -> f64 {
     if x.is_nan() {
         return f64::INFINITY;
     }
-    (x * (1.0 + (n as f64 + 4.0) * 2.0 * f64::EPSILON)).next_up()
-        + (n as f64 + 1.0) * f64::from_bits(1)
+    (x * (1.0 + (n as f64 + 4.0) * 2.0 * f64::EPSILON)).next_up() + (n as f64 + 1.0) * f64::from_bits(1)
 }
 
 /// Per-layer constants converted once: weights as exact `BigFloat`s and their magnitudes.
 enum Prepared {
-    Weights {
-        w: Vec<BigFloat>,
-        abs: Vec<f64>,
-        b: Vec<BigFloat>,
-    },
-    Affine {
-        scale: Vec<BigFloat>,
-        shift: Vec<BigFloat>,
-    },
+    Weights { w: Vec<BigFloat>, abs: Vec<f64>, b: Vec<BigFloat> },
+    Affine { scale: Vec<BigFloat>, shift: Vec<BigFloat> },
     Nothing,
 }
 
@@ -253,48 +241,29 @@ impl<'a> PreciseNetwork<'a> {
         let precision = precision.max(128).div_ceil(64) * 64;
         // ln 2 to 64 bits beyond the working precision (its error is then negligible; it is
         // still counted as one unit in the exponential's bound).
-        let ln2 = Consts::new()
-            .map(|mut cc| cc.ln_2(precision + 64, RM))
-            .unwrap_or_else(|_| BigFloat::nan(None));
+        let ln2 = Consts::new().map(|mut cc| cc.ln_2(precision + 64, RM)).unwrap_or_else(|_| BigFloat::nan(None));
         let mut taylor = vec![BigFloat::from_f64(1.0, precision)];
         for j in 1..=taylor_degree(precision) {
             let next = taylor[j - 1].div(&BigFloat::from_f64(j as f64, precision), precision, RM);
             taylor.push(next);
         }
-        PreciseNetwork {
-            net,
-            precision,
-            unit: pow2(2 - precision as i64),
-            ln2,
-            taylor,
-            prepared: std::sync::OnceLock::new(),
-        }
+        PreciseNetwork { net, precision, unit: pow2(2 - precision as i64), ln2, taylor, prepared: std::sync::OnceLock::new() }
     }
 
     fn prepared(&self) -> &[Prepared] {
         self.prepared.get_or_init(|| {
             let net = self.net;
-        let exact = |v: &[f64]| {
-                v.iter()
-                    .map(|&x| BigFloat::from_f64(x, WEIGHT_PRECISION))
-                    .collect::<Vec<_>>()
-            };
+            let exact = |v: &[f64]| v.iter().map(|&x| BigFloat::from_f64(x, WEIGHT_PRECISION)).collect::<Vec<_>>();
             net.layers
-                    .iter()
-                    .map(|l| match &l.op {
-                        Op::Conv(Conv { weight, bias, .. })
-                        | Op::Linear(Linear { weight, bias, .. }) => Prepared::Weights {
-                            w: exact(weight),
-                            abs: weight.iter().map(|w| w.abs()).collect(),
-                            b: exact(bias),
-                        },
-                        Op::ChannelAffine(a) => Prepared::Affine {
-                            scale: exact(&a.scale),
-                            shift: exact(&a.shift),
-                        },
-                        _ => Prepared::Nothing,
-                    })
-                    .collect()
+                .iter()
+                .map(|l| match &l.op {
+                    Op::Conv(Conv { weight, bias, .. }) | Op::Linear(Linear { weight, bias, .. }) => {
+                        Prepared::Weights { w: exact(weight), abs: weight.iter().map(|w| w.abs()).collect(), b: exact(bias) }
+                    }
+                    Op::ChannelAffine(a) => Prepared::Affine { scale: exact(&a.scale), shift: exact(&a.shift) },
+                    _ => Prepared::Nothing,
+                })
+                .collect()
         })
     }
 
@@ -335,19 +304,13 @@ impl<'a> PreciseNetwork<'a> {
         let mut values: Vec<Option<Balls>> = vec![None; self.net.layers.len() + 1];
         values[0] = Some(input);
         for (k, layer) in self.net.layers.iter().enumerate() {
-            let get = |v: ValueId| {
-                values[v.0]
-                    .as_ref()
-                    .expect("topological order: inputs are computed before use")
-            };
+            let get = |v: ValueId| values[v.0].as_ref().expect("topological order: inputs are computed before use");
             let x = get(layer.inputs[0]);
             let in_shape = self.net.shape_of(layer.inputs[0]);
             let out = match &layer.op {
                 Op::Conv(conv) => self.conv(conv, &self.prepared()[k], x, in_shape, &layer.shape),
                 Op::Linear(lin) => self.linear(lin, &self.prepared()[k], x),
-                Op::ChannelAffine(a) => {
-                    self.channel_affine(a.divide, &self.prepared()[k], x, in_shape)
-                }
+                Op::ChannelAffine(a) => self.channel_affine(a.divide, &self.prepared()[k], x, in_shape),
                 Op::Relu => self.unary(Unary::Relu, x),
                 Op::Sigmoid => self.unary(Unary::Sigmoid, x),
                 Op::Swish => self.unary(Unary::Swish, x),
@@ -366,14 +329,9 @@ impl<'a> PreciseNetwork<'a> {
             }
         }
         if keep_all {
-            values
-                .into_iter()
-                .map(|v| v.unwrap_or_else(|| Balls::with_capacity(0)))
-                .collect()
+            values.into_iter().map(|v| v.unwrap_or_else(|| Balls::with_capacity(0))).collect()
         } else {
-            vec![values[self.net.output.0]
-                .take()
-                .unwrap_or_else(|| Balls::with_capacity(0))]
+            vec![values[self.net.output.0].take().unwrap_or_else(|| Balls::with_capacity(0))]
         }
     }
 
@@ -404,17 +362,8 @@ impl<'a> PreciseNetwork<'a> {
         (acc, up(up(rad, n) + rounding, 2))
     }
 
-    fn conv(
-        &self,
-        conv: &Conv,
-        prep: &Prepared,
-        x: &Balls,
-        in_shape: &[usize],
-        out_shape: &[usize],
-    ) -> Balls {
-        let Prepared::Weights { w, abs, b } = prep else {
-            unreachable!("conv constants are prepared")
-        };
+    fn conv(&self, conv: &Conv, prep: &Prepared, x: &Balls, in_shape: &[usize], out_shape: &[usize]) -> Balls {
+        let Prepared::Weights { w, abs, b } = prep else { unreachable!("conv constants are prepared") };
         let (h, wd) = (in_shape[1], in_shape[2]);
         let (oh, ow) = (out_shape[1], out_shape[2]);
         let mut out = Balls::with_capacity(numel(out_shape));
@@ -431,9 +380,7 @@ impl<'a> PreciseNetwork<'a> {
     }
 
     fn linear(&self, lin: &Linear, prep: &Prepared, x: &Balls) -> Balls {
-        let Prepared::Weights { w, abs, b } = prep else {
-            unreachable!("linear constants are prepared")
-        };
+        let Prepared::Weights { w, abs, b } = prep else { unreachable!("linear constants are prepared") };
         let mut out = Balls::with_capacity(lin.out_features);
         for o in 0..lin.out_features {
             let mut pairs = (0..lin.in_features).map(|i| (o * lin.in_features + i, i));
@@ -443,16 +390,8 @@ impl<'a> PreciseNetwork<'a> {
         out
     }
 
-    fn channel_affine(
-        &self,
-        divide: bool,
-        prep: &Prepared,
-        x: &Balls,
-        in_shape: &[usize],
-    ) -> Balls {
-        let Prepared::Affine { scale, shift } = prep else {
-            unreachable!("affine constants are prepared")
-        };
+    fn channel_affine(&self, divide: bool, prep: &Prepared, x: &Balls, in_shape: &[usize]) -> Balls {
+        let Prepared::Affine { scale, shift } = prep else { unreachable!("affine constants are prepared") };
         let p = self.precision;
         let per_channel = numel(in_shape) / in_shape.first().copied().unwrap_or(1).max(1);
         let pick = |v: &[BigFloat], ch: usize| if v.len() == 1 { 0 } else { ch };
@@ -467,11 +406,7 @@ impl<'a> PreciseNetwork<'a> {
                 (q, up(x.mag[k] / s_min, 1), up(x.radius[k] / s_min, 1))
             } else {
                 let s_max = s_enc.mag();
-                (
-                    x.centre[k].mul(s, p, RM),
-                    up(x.mag[k] * s_max, 1),
-                    up(x.radius[k] * s_max, 1),
-                )
+                (x.centre[k].mul(s, p, RM), up(x.mag[k] * s_max, 1), up(x.radius[k] * s_max, 1))
             };
             let c = y.add(t, p, RM);
             // One rounding in the product or quotient, one in the sum.
@@ -497,11 +432,7 @@ impl<'a> PreciseNetwork<'a> {
         let r = x.sub(&self.big(n).mul(&self.ln2, p, RM), p, RM);
         // ln2's own error (≤ U·ln2), the product's and the difference's rounding.
         let r_err = up((n.abs() * 0.7 * 2.0 + 0.36) * u, 4);
-        let s = r.mul(
-            &BigFloat::from_f64(pow2(-(EXP_HALVINGS as i64)), WEIGHT_PRECISION),
-            p,
-            RM,
-        );
+        let s = r.mul(&BigFloat::from_f64(pow2(-(EXP_HALVINGS as i64)), WEIGHT_PRECISION), p, RM);
         let s_mag = (enclose(&s).mag() * 1.01).next_up();
         if s_mag > EXP_REDUCED_MAX {
             return None;
@@ -533,10 +464,7 @@ impl<'a> PreciseNetwork<'a> {
         let one = self.big(1.0);
         let den = one.add(&e, p, RM);
         // 1 + e carries at most rel + U relative error; the reciprocal adds U more.
-        let rel = up(
-            (rel + self.unit) * (1.0 + 2.0 * (rel + self.unit)) + self.unit,
-            4,
-        );
+        let rel = up((rel + self.unit) * (1.0 + 2.0 * (rel + self.unit)) + self.unit, 4);
         Some((one.div(&den, p, RM), rel))
     }
 
@@ -546,14 +474,7 @@ impl<'a> PreciseNetwork<'a> {
         for k in 0..x.len() {
             let c = &x.centre[k];
             let (value, rel) = match f {
-                Unary::Relu => (
-                    if c.is_negative() {
-                        self.big(0.0)
-                    } else {
-                        c.clone()
-                    },
-                    0.0,
-                ),
+                Unary::Relu => (if c.is_negative() { self.big(0.0) } else { c.clone() }, 0.0),
                 Unary::Sigmoid => match self.sigmoid_centre(c) {
                     Some(v) => v,
                     None => {
@@ -569,10 +490,7 @@ impl<'a> PreciseNetwork<'a> {
                     }
                 },
             };
-            let r = up(
-                mean_value_radius(f, enclose(c), x.radius[k]) + rel * magnitude(&value),
-                2,
-            );
+            let r = up(mean_value_radius(f, enclose(c), x.radius[k]) + rel * magnitude(&value), 2);
             out.push(value, r);
         }
         out
@@ -584,11 +502,7 @@ impl<'a> PreciseNetwork<'a> {
         let mut out = Balls::with_capacity(a.len());
         for k in 0..a.len() {
             // `b` may be [C, 1, 1] broadcast over [C, H, W].
-            let j = if b.len() == a.len() {
-                k
-            } else {
-                k / repeat.max(1)
-            };
+            let j = if b.len() == a.len() { k } else { k / repeat.max(1) };
             let c = a.centre[k].mul(&b.centre[j], p, RM);
             let (am, bm) = (a.mag[k], b.mag[j]);
             let (ar, br) = (a.radius[k], b.radius[j]);
@@ -603,10 +517,7 @@ impl<'a> PreciseNetwork<'a> {
         let mut out = Balls::with_capacity(a.len());
         for k in 0..a.len() {
             let c = a.centre[k].add(&b.centre[k], p, RM);
-            let r = up(
-                a.radius[k] + b.radius[k] + (a.mag[k] + b.mag[k]) * self.unit,
-                3,
-            );
+            let r = up(a.radius[k] + b.radius[k] + (a.mag[k] + b.mag[k]) * self.unit, 3);
             out.push(c, r);
         }
         out
@@ -628,10 +539,7 @@ impl<'a> PreciseNetwork<'a> {
             let rad = up(range.map(|k| x.radius[k]).sum::<f64>(), hw) / hw as f64;
             let c = acc.div(&count, p, RM);
             // hw sums within U of a value bounded by `size`; the division adds U relative.
-            let r = up(
-                rad + size * (hw as f64 + 1.0) * self.unit / hw as f64 * 1.01,
-                4,
-            );
+            let r = up(rad + size * (hw as f64 + 1.0) * self.unit / hw as f64 * 1.01, 4);
             out.push(c, r);
         }
         out
@@ -789,9 +697,7 @@ impl<'a> PreciseCertifier<'a> {
 
     /// Enclosures of the unflipped image's class probabilities.
     pub fn base_probabilities(&self) -> Vec<Interval> {
-        (0..self.base.len())
-            .map(|c| self.base.interval(c))
-            .collect()
+        (0..self.base.len()).map(|c| self.base.interval(c)).collect()
     }
 
     /// Largest radius among the unflipped image's probabilities (how tight the enclosure is).
@@ -809,10 +715,7 @@ impl<'a> PreciseCertifier<'a> {
             .map(|c| {
                 let d = q.centre[c].sub(&self.base.centre[c], p, RM);
                 let e = enclose(&d);
-                let r = up(
-                    q.radius[c] + self.base.radius[c] + magnitude(&d) * self.net.unit,
-                    3,
-                );
+                let r = up(q.radius[c] + self.base.radius[c] + magnitude(&d) * self.net.unit, 3);
                 let (lo, hi) = ((e.lo - r).next_down(), (e.hi + r).next_up());
                 if lo.is_nan() || hi.is_nan() {
                     // An overflowed radius says nothing: a probability moves by at most 1.
@@ -830,21 +733,9 @@ impl<'a> PreciseCertifier<'a> {
                 Interval::new(abs_lo, abs_hi)
             })
             .collect();
-        let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| {
-            if b.hi > best.1 {
-                (c, b.hi)
-            } else {
-                best
-            }
-        });
+        let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| if b.hi > best.1 { (c, b.hi) } else { best });
         let lower = per_class.iter().fold(0.0f64, |a, b| a.max(b.lo));
-        PointSensitivity {
-            pixel: i,
-            upper,
-            lower,
-            class,
-            per_class,
-        }
+        PointSensitivity { pixel: i, upper, lower, class, per_class }
     }
 }
 
@@ -854,13 +745,7 @@ mod tests {
 
     /// A network with no layers: only the constants of the evaluator are used.
     fn empty() -> Network {
-        Network {
-            input_name: "x".into(),
-            input_shape: vec![1],
-            layers: vec![],
-            output: ValueId(0),
-            squeeze_excite: vec![],
-        }
+        Network { input_name: "x".into(), input_shape: vec![1], layers: vec![], output: ValueId(0), squeeze_excite: vec![] }
     }
 
     /// The hand-made exponential stays within its stated relative error of astro-float's
@@ -873,49 +758,21 @@ mod tests {
             let pn = PreciseNetwork::new(&net, precision);
             let reference_p = precision + 256;
             let mut state = 0x1234_5678_9abc_def0u64 ^ precision as u64;
-            let mut xs = vec![
-                0.0,
-                -0.0,
-                1e-300,
-                -1e-20,
-                0.5,
-                -0.5,
-                0.34657359,
-                -0.34657359,
-                1.0,
-                350.0,
-                -599.9,
-                599.9,
-            ];
+            let mut xs = vec![0.0, -0.0, 1e-300, -1e-20, 0.5, -0.5, 0.34657359, -0.34657359, 1.0, 350.0, -599.9, 599.9];
             for _ in 0..2000 {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let u = (state >> 11) as f64 / (1u64 << 53) as f64;
                 let scale = [1e-6, 1.0, 10.0, 100.0, 600.0][(state % 5) as usize];
                 xs.push((2.0 * u - 1.0) * scale);
             }
             for &x in &xs {
-                let (mine, rel) = pn
-                    .exp(&BigFloat::from_f64(x, precision))
-                    .expect("within the limit");
+                let (mine, rel) = pn.exp(&BigFloat::from_f64(x, precision)).expect("within the limit");
                 let reference = BigFloat::from_f64(x, reference_p).exp(reference_p, RM, &mut cc);
                 // Relative error computed in high precision (exp(−600) ≈ 10⁻²⁶¹: an absolute
                 // error would underflow f64).
-                let err_rel = enclose(
-                    &mine
-                        .sub(&reference, reference_p, RM)
-                        .div(&reference, 64, RM),
-                )
-                .mag();
-                assert!(
-                    err_rel <= rel,
-                    "exp({x}) at {precision} bits: error {err_rel:e} above the bound {rel:e}"
-                );
-                assert!(
-                    rel < pow2(24 - precision as i64),
-                    "exp({x}): bound {rel:e} is not tight at {precision} bits"
-                );
+                let err_rel = enclose(&mine.sub(&reference, reference_p, RM).div(&reference, 64, RM)).mag();
+                assert!(err_rel <= rel, "exp({x}) at {precision} bits: error {err_rel:e} above the bound {rel:e}");
+                assert!(rel < pow2(24 - precision as i64), "exp({x}): bound {rel:e} is not tight at {precision} bits");
             }
             assert!(pn.exp(&BigFloat::from_f64(601.0, precision)).is_none());
         }
@@ -923,27 +780,12 @@ mod tests {
 
     #[test]
     fn enclosure_of_a_big_float_contains_it() {
-        for x in [
-            0.0,
-            1.0,
-            -1.0,
-            3.0,
-            -0.75,
-            1e-30,
-            -5e20,
-            0.1,
-            std::f64::consts::PI,
-            1e-280,
-            -1e280,
-        ] {
+        for x in [0.0, 1.0, -1.0, 3.0, -0.75, 1e-30, -5e20, 0.1, std::f64::consts::PI, 1e-280, -1e280] {
             let e = enclose(&BigFloat::from_f64(x, 256));
             assert!(e.lo <= x && x <= e.hi, "{x} not in {e:?}");
             // Tight in the normal range; below 2^-900 a coarse (still sound) enclosure is used.
             if x.abs() > 1e-250 {
-                assert!(
-                    e.hi - e.lo <= x.abs() * 4.0 * f64::EPSILON,
-                    "{x}: enclosure {e:?} too wide"
-                );
+                assert!(e.hi - e.lo <= x.abs() * 4.0 * f64::EPSILON, "{x}: enclosure {e:?} too wide");
             }
             assert!(magnitude(&BigFloat::from_f64(x, 256)) >= x.abs());
         }

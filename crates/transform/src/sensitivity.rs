@@ -184,7 +184,13 @@ pub trait DeltaRefiner: Sync {
 
     /// Tightens `dd[c][j]` (bounds on `Δ(z_c − z_j)`, antisymmetric) by intersecting it with
     /// proven bounds only; `class_bounds(dd)` gives the per-class bounds `dd` implies.
-    fn refine(&self, pixel: usize, record: &DifferenceRecord, dd: &mut [Vec<Interval>], class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>);
+    fn refine(
+        &self,
+        pixel: usize,
+        record: &DifferenceRecord,
+        dd: &mut [Vec<Interval>],
+        class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>,
+    );
 }
 
 /// Analyses a region once and then certifies pixels one by one (in any order, in parallel).
@@ -300,8 +306,10 @@ impl<'a> Certifier<'a> {
                 if let (None, Some(screen)) = (refiner, self.settings.screen) {
                     if screen.budget < budget {
                         let (dd, _) = self.differences(i, screen.budget, None);
-                        let shrunk: Vec<Vec<Interval>> =
-                            dd.iter().map(|row| row.iter().map(|d| Interval::new(d.lo / screen.factor, d.hi / screen.factor)).collect()).collect();
+                        let shrunk: Vec<Vec<Interval>> = dd
+                            .iter()
+                            .map(|row| row.iter().map(|d| Interval::new(d.lo / screen.factor, d.hi / screen.factor)).collect())
+                            .collect();
                         if finish(i, delta_bounds(&self.dx, &shrunk), true).upper >= self.trivial {
                             return finish(i, delta_bounds(&self.dx, &dd), true);
                         }

@@ -30,17 +30,12 @@ use zonocert_transform::analysis::differential_relaxation;
 use zonocert_transform::softmax::{class_bounds, logit_differences, max_bernoulli_variance, probability_bounds};
 
 mod support;
-use support::*;
 use support::Rng;
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // Double-double arithmetic.
 // ---------------------------------------------------------------------------------------------
-
-
-
-
-
 
 /// Relative error bound of the reference: its `exp` is measured at ~1e-31 (worst case over
 /// 20 000 arguments, `reference_sanity` asserts it stays below this bound), compounded by a few
@@ -124,8 +119,6 @@ fn d_ref(f: Unary, x: Dd) -> Dd {
 // Sampling helpers.
 // ---------------------------------------------------------------------------------------------
 
-
-
 const SWISH_ARGMIN: f64 = -1.278_464_542_761_073_8;
 const SWISH_TURN: f64 = 2.399_357_280_515_467;
 
@@ -149,8 +142,6 @@ fn samples(b: &Interval, grid: usize, random: usize, rng: &mut Rng) -> Vec<f64> 
     }
     v
 }
-
-
 
 fn unary() -> impl Strategy<Value = Unary> {
     prop::sample::select(vec![Unary::Sigmoid, Unary::Swish, Unary::Relu])
@@ -260,7 +251,13 @@ fn check_all(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
     check_parallelogram(f, b, f.relax(b), xs, "relax")?;
     for interval_only in [false, true] {
         let rel = relaxation(f, &[b], interval_only);
-        check_parallelogram(f, b, (rel.slope[0], rel.offset[0], rel.radius[0]), xs, if interval_only { "relaxation(interval)" } else { "relaxation" })?;
+        check_parallelogram(
+            f,
+            b,
+            (rel.slope[0], rel.offset[0], rel.radius[0]),
+            xs,
+            if interval_only { "relaxation(interval)" } else { "relaxation" },
+        )?;
     }
     // The reduced product's choice: a zonotope far wider than the bounds makes the image win.
     for zrad in [0.0, b.mid_rad().1, 1e3 * b.mid_rad().1 + 1.0, 1e30] {
@@ -351,9 +348,6 @@ fn targeted_intervals() {
 // Zonotope-level properties (same ε for shared symbols, see the domain tests).
 // ---------------------------------------------------------------------------------------------
 
-
-
-
 /// `v` lies in `out` with the same ε on every symbol found in `eps`; other symbols free (and
 /// each on one neuron).
 ///
@@ -383,7 +377,14 @@ fn check(out: &Zonotope, eps: &Eps, v: &[Dd], mag: &[f64], ctx: &dyn Fn() -> Str
                 None => free = free.add(Dd::f(g.abs())),
             }
         }
-        prop_assert!(r.abs().le(free.add(Dd::f(t[j]))), "{}: neuron {}: residual {:e} exceeds free radius {:e}", ctx(), j, r.to_f64(), free.to_f64());
+        prop_assert!(
+            r.abs().le(free.add(Dd::f(t[j]))),
+            "{}: neuron {}: residual {:e} exceeds free radius {:e}",
+            ctx(),
+            j,
+            r.to_f64(),
+            free.to_f64()
+        );
     }
     Ok(())
 }
@@ -398,10 +399,7 @@ fn unit() -> impl Strategy<Value = f64> {
 
 /// A zonotope of dimension `dim` over ids `0..8`, centred around the interesting abscissae.
 fn zonotope(dim: usize) -> impl Strategy<Value = Zonotope> {
-    let centre = prop_oneof![
-        prop::sample::select(vec![SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, 3.0, -6.0, 20.0, -40.0]),
-        -8.0f64..8.0,
-    ];
+    let centre = prop_oneof![prop::sample::select(vec![SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, 3.0, -6.0, 20.0, -40.0]), -8.0f64..8.0,];
     (prop::collection::btree_set(0usize..8, 0..=5), scale(), scale())
         .prop_flat_map(move |(syms, gs, es)| {
             let m = syms.len();
@@ -475,7 +473,8 @@ fn prop_differential((f, x_bounds, d, budget, seed): (Unary, Vec<Interval>, Zono
                 let fp: Vec<Dd> = (0..n).map(|j| f_ref(f, Dd::f(xs[j]).add(dv[j]))).collect();
                 let fx: Vec<Dd> = (0..n).map(|j| f_ref(f, Dd::f(xs[j]))).collect();
                 let v: Vec<Dd> = (0..n).map(|j| fp[j].sub(fx[j])).collect();
-                let mag: Vec<f64> = (0..n).map(|j| fp[j].abs().to_f64() + fx[j].abs().to_f64() + xs[j].abs() + dv[j].abs().to_f64()).collect();
+                let mag: Vec<f64> =
+                    (0..n).map(|j| fp[j].abs().to_f64() + fx[j].abs().to_f64() + xs[j].abs() + dv[j].abs().to_f64()).collect();
                 check(&out, &eps, &v, &mag, &|| format!("{f:?} differential rel={rel:?} x={xs:?} eps={eps:?} eta={eta:?}"))?;
             }
         }
@@ -485,7 +484,11 @@ fn prop_differential((f, x_bounds, d, budget, seed): (Unary, Vec<Interval>, Zono
 
 fn differential_strategy() -> impl Strategy<Value = (Unary, Vec<Interval>, Zonotope, usize, u64)> {
     (unary(), 1usize..=4, 0usize..=10, any::<u64>()).prop_flat_map(|(f, n, budget, seed)| {
-        let d = (prop::collection::btree_set(0usize..8, 0..=4), prop::sample::select(vec![1e-10, 1e-6, 1e-3, 1.0 / 255.0, 0.1, 1.0, 4.0]), scale())
+        let d = (
+            prop::collection::btree_set(0usize..8, 0..=4),
+            prop::sample::select(vec![1e-10, 1e-6, 1e-3, 1.0 / 255.0, 0.1, 1.0, 4.0]),
+            scale(),
+        )
             .prop_flat_map(move |(syms, gs, es)| {
                 let m = syms.len();
                 (
@@ -540,7 +543,8 @@ fn softmax_bounds_are_sound() {
         let k = z.dim();
         let dx = logit_differences(&z);
         let probs = probability_bounds(k, &|j, c| dx[j][c]);
-        let dd: Vec<Vec<Interval>> = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
+        let dd: Vec<Vec<Interval>> =
+            (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
         let dxp = |j: usize, c: usize| dx[j][c].add(&dd[j][c]);
         let cb = class_bounds(k, &|j, c| dx[j][c], &dxp, &|c, j| dd[c][j]);
         let mut rng = Rng(seed);
@@ -553,7 +557,13 @@ fn softmax_bounds_are_sound() {
             let xp: Vec<Dd> = x.iter().zip(point(&d, &eps, &eta2)).map(|(a, b)| a.add(b)).collect();
             let (p, pp) = (softmax_ref(&x), softmax_ref(&xp));
             for c in 0..k {
-                prop_assert!(in_interval(p[c], &probs[c], tol(1.0)), "probability_bounds[{}] = {:?} misses {:e}", c, probs[c], p[c].to_f64());
+                prop_assert!(
+                    in_interval(p[c], &probs[c], tol(1.0)),
+                    "probability_bounds[{}] = {:?} misses {:e}",
+                    c,
+                    probs[c],
+                    p[c].to_f64()
+                );
                 let var = p[c].mul(Dd::ONE.sub(p[c]));
                 let mbv = max_bernoulli_variance(probs[c]);
                 prop_assert!(var.le(Dd::f(mbv + tol(1.0))), "max_bernoulli_variance({:?}) = {} < {:e}", probs[c], mbv, var.to_f64());

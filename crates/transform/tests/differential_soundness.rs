@@ -32,8 +32,8 @@ use zonocert_transform::analysis::{differential, differential_keeping, forward, 
 use zonocert_transform::maps::PreparedMaps;
 
 mod support;
-use support::*;
 use support::Rng;
+use support::*;
 
 /// Relative error bound of the double-double reference.
 const REF_REL: f64 = 1e-28;
@@ -69,11 +69,7 @@ fn binary_net(mul: bool, c: usize, plane: usize, a: &[Vec<f64>], b: &[Vec<f64>])
     let layers = vec![
         layer("branch_x", linear(a), &[0], vec![c * plane]),
         layer("branch_s", linear(b), &[0], if mul { vec![s_dim, 1, 1] } else { vec![s_dim] }),
-        if mul {
-            layer("mul", Op::Mul, &[1, 2], vec![c, plane, 1])
-        } else {
-            layer("add", Op::Add, &[1, 2], vec![c * plane])
-        },
+        if mul { layer("mul", Op::Mul, &[1, 2], vec![c, plane, 1]) } else { layer("add", Op::Add, &[1, 2], vec![c * plane]) },
     ];
     let net = Network { input_name: "input".into(), input_shape: vec![n], layers, output: ValueId(3), squeeze_excite: vec![] };
     net.validate().expect("valid network");
@@ -247,7 +243,8 @@ fn prop_binary(case: BinaryCase) -> Result<(), TestCaseError> {
     let maps = PreparedMaps::new(&net);
     let n = case.d.dim();
     // x_bounds per value: the input's (unused by the linear branches), x, s, and the output's.
-    let x_bounds = vec![vec![Interval::new(-1.0, 1.0); n], case.x_box.clone(), case.s_box.clone(), vec![Interval::unbounded(); case.c * case.plane]];
+    let x_bounds =
+        vec![vec![Interval::new(-1.0, 1.0); n], case.x_box.clone(), case.s_box.clone(), vec![Interval::unbounded(); case.c * case.plane]];
     let mut pool = pool_after(8);
     let out = differential(&net, &maps, &x_bounds, case.d.clone(), &mut pool, case.budget);
     prop_assert_eq!(out.dim(), case.c * case.plane);
@@ -274,9 +271,13 @@ fn prop_binary(case: BinaryCase) -> Result<(), TestCaseError> {
                     let ch = k / case.plane;
                     let sp = Dd::f(s[ch]).add(ds[ch].0);
                     v.push(dx[k].0.mul(sp).add(ds[ch].0.mulf(xk)));
-                    mag.push((dx[k].1 + dx[k].0.abs().to_f64()) * (s[ch].abs() + ds[ch].1) + xk.abs() * (ds[ch].1 + ds[ch].0.abs().to_f64()));
+                    mag.push(
+                        (dx[k].1 + dx[k].0.abs().to_f64()) * (s[ch].abs() + ds[ch].1) + xk.abs() * (ds[ch].1 + ds[ch].0.abs().to_f64()),
+                    );
                 }
-                check_same_eps(&out, &eps, &v, &mag, &|| format!("{op} x={x:?} s={s:?} d_x={dx:?} d_s={ds:?} eps={eps:?} eta={eta:?} ({case:?})"))?;
+                check_same_eps(&out, &eps, &v, &mag, &|| {
+                    format!("{op} x={x:?} s={s:?} d_x={dx:?} d_s={ds:?} eps={eps:?} eta={eta:?} ({case:?})")
+                })?;
             }
         }
     }
@@ -422,7 +423,16 @@ fn prop_fragment(fc: FragmentCase) -> Result<(), TestCaseError> {
                 let m = vals.len() / 2;
                 for j in 0..m {
                     // The region's bounds hold x's values, the certified differences x′ − x.
-                    prop_assert!(fwd.bounds[v][j].contains(vals[j]), "value {} ({}) [{}] = {:e} outside region bounds {:?} ({:?})", v, names[v], j, vals[j], fwd.bounds[v][j], fc);
+                    prop_assert!(
+                        fwd.bounds[v][j].contains(vals[j]),
+                        "value {} ({}) [{}] = {:e} outside region bounds {:?} ({:?})",
+                        v,
+                        names[v],
+                        j,
+                        vals[j],
+                        fwd.bounds[v][j],
+                        fc
+                    );
                     let diff = vals[m + j] - vals[j];
                     let slack = EXEC_REL * (vals[m + j].abs() + vals[j].abs());
                     let b = record.bounds[v][j];

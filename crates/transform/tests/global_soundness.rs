@@ -130,12 +130,15 @@ fn check_net(k: u64, tally: &mut Tally) {
     let mut rng = Rng(seed ^ 0x610B_A15E);
     let corners = [0, 27, 27 * 28, 783];
     let pixels = [rng.below(PIXELS), 14 * 28 + 14, corners[(k % 4) as usize]];
-    let ctx = |bit: u8, pixel: usize| format!("net {k} (seed {seed:#x}, channels {channels}, se {se}, relu_stem {relu_stem}) bit {bit} pixel {pixel}");
+    let ctx = |bit: u8, pixel: usize| {
+        format!("net {k} (seed {seed:#x}, channels {channels}, se {se}, relu_stem {relu_stem}) bit {bit} pixel {pixel}")
+    };
     for bit in BITS {
         let certs: Vec<Certifier> = (0..VARIANTS.len()).map(|v| Certifier::new(&net, Region::Global, settings(v, bit))).collect();
         for &pixel in &pixels {
             let bounds: Vec<PixelBound> = certs.iter().map(|c| c.pixel(pixel)).collect();
-            let dd: Vec<Vec<Vec<Interval>>> = certs.iter().enumerate().map(|(v, c)| c.logit_difference_bounds(pixel, budget_of(v, c))).collect();
+            let dd: Vec<Vec<Vec<Interval>>> =
+                certs.iter().enumerate().map(|(v, c)| c.logit_difference_bounds(pixel, budget_of(v, c))).collect();
             let mut images = sample_images(&mut rng);
             // The lower-bound search's witness, re-evaluated here.
             let s = SearchSettings { restarts: 2, rounds: 12, batch: 16, seed: seed ^ bit as u64 };
@@ -144,13 +147,7 @@ fn check_net(k: u64, tally: &mut Tally) {
             assert_eq!(w.image.len(), PIXELS, "{}: witness image has {} bytes", ctx(bit, pixel), w.image.len());
             let (wz, wzp) = pair_logits(&exec, std::slice::from_ref(&w.image), pixel, bit);
             let (wv, _) = sensitivity(&exec, &wz, &wzp);
-            assert!(
-                (wv - w.value).abs() <= 1e-12,
-                "{}: witness claims {:e}, re-evaluated {:e}",
-                ctx(bit, pixel),
-                w.value,
-                wv
-            );
+            assert!((wv - w.value).abs() <= 1e-12, "{}: witness claims {:e}, re-evaluated {:e}", ctx(bit, pixel), w.value, wv);
             images.push(w.image.clone());
             let n = images.len();
             let (z, zp) = pair_logits(&exec, &images, pixel, bit);
@@ -279,7 +276,8 @@ fn results_do_not_depend_on_thread_count() {
     let mut rng = Rng(0x7EAD);
     let img = image(&mut rng);
     let pixels = [rng.below(PIXELS), 14 * 28 + 14, 0, 400];
-    let regions = [("point", Region::Point(img.clone())), ("ball 2/255", Region::Ball(img.clone(), 2.0 / 255.0)), ("global", Region::Global)];
+    let regions =
+        [("point", Region::Point(img.clone())), ("ball 2/255", Region::Ball(img.clone(), 2.0 / 255.0)), ("global", Region::Global)];
     let run = |threads: usize, region: &Region, variant: usize, bit: u8| -> Vec<(PixelBound, Vec<Vec<Interval>>)> {
         let pool = ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| {
@@ -296,7 +294,11 @@ fn results_do_not_depend_on_thread_count() {
                     let many = run(threads, region, variant, bit);
                     for ((a, da), (b, db)) in one.iter().zip(&many) {
                         assert_eq!(a, b, "{} {name} bit {bit} pixel {}: 1 thread vs {threads} threads differ", VARIANTS[variant], a.pixel);
-                        assert_eq!(da, db, "{} {name} bit {bit} pixel {}: logit-difference bounds differ between 1 and {threads} threads", VARIANTS[variant], a.pixel);
+                        assert_eq!(
+                            da, db,
+                            "{} {name} bit {bit} pixel {}: logit-difference bounds differ between 1 and {threads} threads",
+                            VARIANTS[variant], a.pixel
+                        );
                     }
                 }
             }
@@ -356,12 +358,17 @@ fn mean_value_form_is_tight_on_a_linear_net() {
             let cert = Certifier::new(&net, Region::Global, settings(variant, bit));
             for &pixel in &pixels {
                 let upper = cert.pixel(pixel).upper;
-                let mut images: Vec<Vec<u8>> = (0..150).map(|_| (0..PIXELS).map(|_| if rng.next() & 1 == 0 { 0 } else { 255 }).collect()).collect();
+                let mut images: Vec<Vec<u8>> =
+                    (0..150).map(|_| (0..PIXELS).map(|_| if rng.next() & 1 == 0 { 0 } else { 255 }).collect()).collect();
                 images.extend((0..150).map(|_| (0..PIXELS).map(|_| rng.below(256) as u8).collect::<Vec<u8>>()));
                 let (z, zp) = pair_logits(&exec, &images, pixel, bit);
-                let worst = (0..images.len()).map(|s| sensitivity(&exec, &z[2 * s..2 * s + 2], &zp[2 * s..2 * s + 2]).0).fold(0.0, f64::max);
+                let worst =
+                    (0..images.len()).map(|s| sensitivity(&exec, &z[2 * s..2 * s + 2], &zp[2 * s..2 * s + 2]).0).fold(0.0, f64::max);
                 let ctx = format!("{name} linear two-class net bit {bit} pixel {pixel}");
-                assert!(worst <= upper + EXEC_ABS, "{ctx}: sampled |Δp| = {worst:e} > certified {upper:e} (+ {EXEC_ABS:e} for the executor's rounding)");
+                assert!(
+                    worst <= upper + EXEC_ABS,
+                    "{ctx}: sampled |Δp| = {worst:e} > certified {upper:e} (+ {EXEC_ABS:e} for the executor's rounding)"
+                );
                 tightest = tightest.max(worst / upper);
                 // Twin and diff are exact on an affine net; the forced screening pass too.
                 assert!(worst >= 0.99 * upper, "{ctx}: sampled {worst:e} below 99 % of certified {upper:e}: the tightness premise failed");

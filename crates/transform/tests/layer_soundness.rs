@@ -35,16 +35,12 @@ use zonocert_transform::maps::{Affine, AffineMap, PreparedMaps};
 use zonocert_transform::sensitivity::{exact_point, flip_size, Certifier, Method, Region, Screen, Settings};
 
 mod support;
-use support::*;
 use support::Rng;
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // Double-double arithmetic (reference for the layer properties).
 // ---------------------------------------------------------------------------------------------
-
-
-
-
 
 /// Error bound of the double-double reference, relative to the magnitude of its terms.
 const REF_REL: f64 = 1e-28;
@@ -53,16 +49,9 @@ const REF_REL: f64 = 1e-28;
 // RNG, sampling, runner.
 // ---------------------------------------------------------------------------------------------
 
-
-
-
 fn net_cases() -> u32 {
     (cases() / 50).max(4)
 }
-
-
-
-
 
 // ---------------------------------------------------------------------------------------------
 // Affine ops: strategies and the exact reference.
@@ -88,14 +77,46 @@ fn unit() -> impl Strategy<Value = f64> {
 fn conv_case() -> impl Strategy<Value = OpCase> {
     let geometry = prop_oneof![
         // general: groups divide both channel counts
-        (1usize..=3, 1usize..=3, 1usize..=2, 1usize..=3, 1usize..=3, 1usize..=2, 1usize..=2, prop::array::uniform4(0usize..=2), 1usize..=2, 1usize..=2, 1usize..=5, 1usize..=5)
-            .prop_map(|(g, ig, og, kh, kw, sh, sw, pads, dh, dw, h, w)| (g * ig, g * og, g, [kh, kw], [sh, sw], pads, [dh, dw], h, w)),
+        (
+            1usize..=3,
+            1usize..=3,
+            1usize..=2,
+            1usize..=3,
+            1usize..=3,
+            1usize..=2,
+            1usize..=2,
+            prop::array::uniform4(0usize..=2),
+            1usize..=2,
+            1usize..=2,
+            1usize..=5,
+            1usize..=5
+        )
+            .prop_map(|(g, ig, og, kh, kw, sh, sw, pads, dh, dw, h, w)| (
+                g * ig,
+                g * og,
+                g,
+                [kh, kw],
+                [sh, sw],
+                pads,
+                [dh, dw],
+                h,
+                w
+            )),
         // depthwise
         (2usize..=4, 1usize..=3, 1usize..=2, prop::array::uniform4(0usize..=1), 1usize..=2, 2usize..=6, 2usize..=6)
             .prop_map(|(c, k, s, pads, d, h, w)| (c, c, c, [k, k], [s, s], pads, [d, d], h, w)),
         // pointwise (the GEMM paths)
-        (1usize..=4, 1usize..=4, prop_oneof![Just((1usize, 1usize)), (1usize..=4, 1usize..=4)])
-            .prop_map(|(ci, co, (h, w))| (ci, co, 1, [1, 1], [1, 1], [0; 4], [1, 1], h, w)),
+        (1usize..=4, 1usize..=4, prop_oneof![Just((1usize, 1usize)), (1usize..=4, 1usize..=4)]).prop_map(|(ci, co, (h, w))| (
+            ci,
+            co,
+            1,
+            [1, 1],
+            [1, 1],
+            [0; 4],
+            [1, 1],
+            h,
+            w
+        )),
     ];
     geometry
         .prop_filter("output must be non-empty", |&(ci, co, g, k, s, p, d, h, w)| {
@@ -246,7 +267,8 @@ fn conv_matrix_direct(c: &Conv, h: usize, w: usize) -> Vec<Vec<f64>> {
                                 continue;
                             }
                             let ci = g * ig + cl;
-                            a[(co * oh + oy) * ow + ox][(ci * h + iy as usize) * w + ix as usize] += c.weight[((co * ig + cl) * kh + ky) * kw + kx];
+                            a[(co * oh + oy) * ow + ox][(ci * h + iy as usize) * w + ix as usize] +=
+                                c.weight[((co * ig + cl) * kh + ky) * kw + kx];
                         }
                     }
                 }
@@ -304,7 +326,11 @@ fn reference(case: &OpCase) -> Reference {
         }
         Op::GlobalAvgPool => {
             let (c, plane) = (case.in_shape[0], case.in_shape[1] * case.in_shape[2]);
-            Reference { rows: (0..c).map(|ch| (0..plane).map(|p| (ch * plane + p, 1.0)).collect()).collect(), div: vec![plane as f64; c], bias: vec![0.0; c] }
+            Reference {
+                rows: (0..c).map(|ch| (0..plane).map(|p| (ch * plane + p, 1.0)).collect()).collect(),
+                div: vec![plane as f64; c],
+                bias: vec![0.0; c],
+            }
         }
         Op::Pad(p) => {
             let (c, h, w) = (case.in_shape[0], case.in_shape[1], case.in_shape[2]);
@@ -478,7 +504,14 @@ fn point_zonotope_reproduces_the_executor() {
         for (j, b) in out.bounds().iter().enumerate() {
             prop_assert!(b.contains(y[j]), "{:?}: executor output {} = {:e} outside {:?}", case.op.kind(), j, y[j], b);
             let scale = exact[j].1;
-            prop_assert!(b.width() <= 1e-9 * scale + 1e-290, "{:?}: output {} width {:e} at scale {:e}", case.op.kind(), j, b.width(), scale);
+            prop_assert!(
+                b.width() <= 1e-9 * scale + 1e-290,
+                "{:?}: output {} width {:e} at scale {:e}",
+                case.op.kind(),
+                j,
+                b.width(),
+                scale
+            );
         }
         Ok(())
     });
@@ -550,7 +583,15 @@ fn network_forward_contains_executor_outputs() {
                 interval_width = widths;
             } else {
                 for c in 0..10 {
-                    prop_assert!(widths[c] <= interval_width[c] * (1.0 + 1e-12) + 1e-300, "{:?}: logit {} width {:e} > interval {:e} ({:?})", domain, c, widths[c], interval_width[c], nc);
+                    prop_assert!(
+                        widths[c] <= interval_width[c] * (1.0 + 1e-12) + 1e-300,
+                        "{:?}: logit {} width {:e} > interval {:e} ({:?})",
+                        domain,
+                        c,
+                        widths[c],
+                        interval_width[c],
+                        nc
+                    );
                 }
             }
             for s in 0..n {
@@ -620,7 +661,17 @@ fn certified_sensitivity_bounds_sampled_pairs() {
             let (p, pp) = (probabilities(&exec, &x, n), probabilities(&exec, &xp, n));
             let worst = (0..n * 10).map(|k| (pp[k] - p[k]).abs()).fold(0.0, f64::max);
             for (m, u) in ["interval", "twin-zonotope", "diff-zonotope", "diff-zonotope (screening pass only)"].iter().zip(&uppers) {
-                prop_assert!(worst <= *u, "{} Ball(eps={}) pixel {} bit {}: sampled |Δp| = {:e} > certified {:e} ({:?})", m, eps, i, bit, worst, u, nc);
+                prop_assert!(
+                    worst <= *u,
+                    "{} Ball(eps={}) pixel {} bit {}: sampled |Δp| = {:e} > certified {:e} ({:?})",
+                    m,
+                    eps,
+                    i,
+                    bit,
+                    worst,
+                    u,
+                    nc
+                );
             }
         }
         // Point region: upper ≥ exact, and diff-zonotope is tight.
@@ -630,7 +681,16 @@ fn certified_sensitivity_bounds_sampled_pairs() {
             for &i in &pixels {
                 let upper = cert.pixel(i).upper;
                 let (exact, _) = exact_point(&exec, &img, i, bit);
-                prop_assert!(exact <= upper, "{:?} Point pixel {} bit {}: exact {:e} > certified {:e} ({:?})", method, i, bit, exact, upper, nc);
+                prop_assert!(
+                    exact <= upper,
+                    "{:?} Point pixel {} bit {}: exact {:e} > certified {:e} ({:?})",
+                    method,
+                    i,
+                    bit,
+                    exact,
+                    upper,
+                    nc
+                );
                 if method == Method::DiffZonotope {
                     prop_assert!(
                         upper <= exact * (1.0 + 1e-3) + 1e-9,
@@ -661,7 +721,11 @@ fn screening_leaves_non_trivial_results_unchanged() {
         for (name, region) in [("ball 2/255", Region::Ball(img.clone(), 2.0 / 255.0)), ("global", Region::Global)] {
             let plain = Certifier::new(&net, region.clone(), Settings { screen: None, ..Settings::default() });
             let screened = Certifier::new(&net, region.clone(), Settings::default());
-            let forced = Certifier::new(&net, region.clone(), Settings { screen: Some(Screen { budget: 0, factor: 1e-300 }), ..Settings::default() });
+            let forced = Certifier::new(
+                &net,
+                region.clone(),
+                Settings { screen: Some(Screen { budget: 0, factor: 1e-300 }), ..Settings::default() },
+            );
             for i in [rng.below(784), 14 * 28 + 14, 400] {
                 let (a, b, f) = (plain.pixel(i), screened.pixel(i), forced.pixel(i));
                 assert!(a.upper < 1.0, "seed {seed} {name} pixel {i}: expected a non-trivial bound, got {}", a.upper);
@@ -684,7 +748,11 @@ fn point_tightness_report() {
         let img = image(&mut rng);
         for bit in [0u8, 3, 7] {
             for (k, method) in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope].into_iter().enumerate() {
-                let cert = Certifier::new(&net, Region::Point(img.clone()), Settings { method, region_budget: 512, diff_budget: 256, bit, screen: None });
+                let cert = Certifier::new(
+                    &net,
+                    Region::Point(img.clone()),
+                    Settings { method, region_budget: 512, diff_budget: 256, bit, screen: None },
+                );
                 for i in [rng.below(784), 14 * 28 + 14, 200, 500] {
                     let upper = cert.pixel(i).upper;
                     let (exact, _) = exact_point(&exec, &img, i, bit);

@@ -27,10 +27,7 @@ use zonocert_transform::sensitivity::exact_point;
 const RM: RoundingMode = RoundingMode::ToEven;
 
 fn cases() -> u32 {
-    std::env::var("ZONOCERT_PRECISE_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(24)
+    std::env::var("ZONOCERT_PRECISE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(24)
 }
 
 /// A lower bound on `|a − b|` (0 when the f64 enclosure of the difference straddles 0).
@@ -51,11 +48,7 @@ fn contains_all(wide: &[Balls], point: &[Balls], what: &str) -> Result<(), TestC
         for i in 0..w.len() {
             let d = distance_lower(&w.centre[i], &p.centre[i]);
             let allowed = w.radius[i] + p.radius[i];
-            prop_assert!(
-                d <= allowed,
-                "{what}: value {k}[{i}] is {d:e} from the ball centre, radius {:e}",
-                w.radius[i]
-            );
+            prop_assert!(d <= allowed, "{what}: value {k}[{i}] is {d:e} from the ball centre, radius {:e}", w.radius[i]);
         }
     }
     Ok(())
@@ -71,43 +64,22 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (
-        any::<u64>(),
-        2usize..=4,
-        1usize..=2,
-        prop::bool::weighted(0.25),
-        prop::sample::select(vec![1e-6, 1e-3, 1e-2]),
-    )
-        .prop_map(|(seed, channels, se, relu_stem, radius)| Case {
-            seed,
-            channels,
-            se,
-            relu_stem,
-            radius,
-        })
+    (any::<u64>(), 2usize..=4, 1usize..=2, prop::bool::weighted(0.25), prop::sample::select(vec![1e-6, 1e-3, 1e-2]))
+        .prop_map(|(seed, channels, se, relu_stem, radius)| Case { seed, channels, se, relu_stem, radius })
 }
 
 fn prop_point_and_ball(c: Case) -> Result<(), TestCaseError> {
     let net = tiny_net(c.seed, c.channels, c.se, c.relu_stem);
     let mut rng = Rng(c.seed ^ 0xABCD);
     let img = image(&mut rng);
-    let (p256, p768) = (
-        PreciseNetwork::new(&net, 256),
-        PreciseNetwork::new(&net, 768),
-    );
+    let (p256, p768) = (PreciseNetwork::new(&net, 256), PreciseNetwork::new(&net, 768));
 
     // At the image: 256-bit balls contain the 768-bit centres, and are tight.
     let at256 = p256.forward_all(p256.input(&img));
     let at768 = p768.forward_all(p768.input(&img));
     contains_all(&at256, &at768, "point")?;
-    let out_r = at256
-        .last()
-        .map(|b| b.max_radius())
-        .unwrap_or(f64::INFINITY);
-    prop_assert!(
-        out_r < 1e-60,
-        "point evaluation radius {out_r:e} is not tight"
-    );
+    let out_r = at256.last().map(|b| b.max_radius()).unwrap_or(f64::INFINITY);
+    prop_assert!(out_r < 1e-60, "point evaluation radius {out_r:e} is not tight");
     // Inputs exact in f64 (radius 0): every radius is then rounding error alone, so the
     // rounding terms of each operation are what the check exercises.
     let centres: Vec<f64> = img.iter().map(|&b| b as f64 / 255.0).collect();
@@ -118,7 +90,8 @@ fn prop_point_and_ball(c: Case) -> Result<(), TestCaseError> {
 
     // The fixed-point backend, on the same inputs.
     let fixed = FixedNetwork::new(&net).map_err(|_| TestCaseError::fail("fixed backend refused a tiny network"))?;
-    let fx_in = |c: &[f64], r: &[f64]| -> Vec<(Fx, f64)> { c.iter().zip(r).map(|(&v, &r)| (Fx::from_f64(v).expect("pixel").0, r)).collect() };
+    let fx_in =
+        |c: &[f64], r: &[f64]| -> Vec<(Fx, f64)> { c.iter().zip(r).map(|(&v, &r)| (Fx::from_f64(v).expect("pixel").0, r)).collect() };
     let f_point = fixed.forward_all(fixed.input(&img).expect("pixels")).map_err(|_| TestCaseError::fail("fixed point"))?;
     contains_all(&f_point, &at768, "fixed point")?;
     let out_r = f_point.last().map(|b| b.max_radius()).unwrap_or(f64::INFINITY);
@@ -197,21 +170,9 @@ fn single_layer_rounding_bounds_hold() {
         let (c, h) = (1 + rng.below(4), 3 + rng.below(6));
         let input_shape = vec![c, h, h];
         let groups = if trial % 3 == 0 { c } else { 1 };
-        let co = if groups == c && c > 1 {
-            c
-        } else {
-            1 + rng.below(4)
-        };
+        let co = if groups == c && c > 1 { c } else { 1 + rng.below(4) };
         let k = 1 + 2 * rng.below(2);
-        let conv = support::conv(
-            &mut rng,
-            c,
-            co,
-            k,
-            1,
-            k / 2,
-            if co == c { groups } else { 1 },
-        );
+        let conv = support::conv(&mut rng, c, co, k, 1, k / 2, if co == c { groups } else { 1 });
         let n = c * h * h;
         let (op, shape) = match trial % 4 {
             0 | 1 => (Op::Conv(conv), vec![co, h, h]),
@@ -226,33 +187,19 @@ fn single_layer_rounding_bounds_hold() {
             ),
             _ => (Op::GlobalAvgPool, vec![c, 1, 1]),
         };
-        let input_shape_for_linear = if matches!(op, Op::Linear(_)) {
-            vec![n]
-        } else {
-            input_shape.clone()
-        };
+        let input_shape_for_linear = if matches!(op, Op::Linear(_)) { vec![n] } else { input_shape.clone() };
         let net = Network {
             input_name: "x".into(),
             input_shape: input_shape_for_linear,
-            layers: vec![Layer {
-                name: "l".into(),
-                op,
-                inputs: vec![ValueId(0)],
-                shape,
-            }],
+            layers: vec![Layer { name: "l".into(), op, inputs: vec![ValueId(0)], shape }],
             output: ValueId(1),
             squeeze_excite: vec![],
         };
-        let x: Vec<f64> = (0..n)
-            .map(|_| rng.sym() * [1e-3, 1.0, 1e3][rng.below(3)])
-            .collect();
+        let x: Vec<f64> = (0..n).map(|_| rng.sym() * [1e-3, 1.0, 1e3][rng.below(3)]).collect();
         // Centres x/3 rounded to 256 bits, taken as exact: products with the weights then
         // need rounding (f64 · f64 products would be exact and test nothing).
         let third = BigFloat::from_f64(3.0, 256);
-        let big: Vec<BigFloat> = x
-            .iter()
-            .map(|&v| BigFloat::from_f64(v, 256).div(&third, 256, RM))
-            .collect();
+        let big: Vec<BigFloat> = x.iter().map(|&v| BigFloat::from_f64(v, 256).div(&third, 256, RM)).collect();
         let zeros = vec![0.0; n];
         let a = PreciseNetwork::new(&net, 256).forward_all(Balls::from_big(big.clone(), &zeros));
         let b = PreciseNetwork::new(&net, 768).forward_all(Balls::from_big(big.clone(), &zeros));

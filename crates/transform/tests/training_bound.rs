@@ -45,7 +45,10 @@ fn diff_interval_is_never_above_the_training_bound() {
             for (p, t) in pixels.iter().zip(torch) {
                 let (pixel, t) = (p.as_u64().expect("pixel") as usize, t.as_f64().expect("bound"));
                 let ours = certified(&interval, pixel);
-                assert!(ours.is_finite() && ours <= t * (1.0 + 1e-6), "net{k} bit {bit} pixel {pixel}: diff-interval certifies {ours:e}, above the training bound {t:e}");
+                assert!(
+                    ours.is_finite() && ours <= t * (1.0 + 1e-6),
+                    "net{k} bit {bit} pixel {pixel}: diff-interval certifies {ours:e}, above the training bound {t:e}"
+                );
                 worst_ratio = worst_ratio.max(ours / t);
                 zonotope_gain.push(certified(&zonotope, pixel) / ours);
                 // Sampled pairs on the 8-bit grid (black, white, random bytes) stay below it.
@@ -55,7 +58,13 @@ fn diff_interval_is_never_above_the_training_bound() {
                     (state >> 56) as u8
                 };
                 for s in 0..40 {
-                    let img: Vec<u8> = (0..784).map(|_| match s { 0 => 0, 1 => 255, _ => byte() }).collect();
+                    let img: Vec<u8> = (0..784)
+                        .map(|_| match s {
+                            0 => 0,
+                            1 => 255,
+                            _ => byte(),
+                        })
+                        .collect();
                     let mut flipped = img.clone();
                     flipped[pixel] ^= 1 << bit;
                     let x: Vec<f64> = img.iter().chain(&flipped).map(|&b| b as f64 / 255.0).collect();
@@ -63,7 +72,10 @@ fn diff_interval_is_never_above_the_training_bound() {
                     for c in 0..10 {
                         for j in 0..10 {
                             let change = ((z[10 + c] - z[10 + j]) - (z[c] - z[j])).abs();
-                            assert!(change <= ours, "net{k} bit {bit} pixel {pixel}: sampled |Δ(z_{c} − z_{j})| {change:e} above the certified {ours:e}");
+                            assert!(
+                                change <= ours,
+                                "net{k} bit {bit} pixel {pixel}: sampled |Δ(z_{c} − z_{j})| {change:e} above the certified {ours:e}"
+                            );
                         }
                     }
                 }

@@ -238,13 +238,7 @@ pub fn tiny_net(seed: u64, channels: usize, se: usize, relu_stem: bool) -> Netwo
         out_features: 10,
     };
     let logits = push("fc", Op::Linear(lin), &[flat], vec![10]);
-    let net = Network {
-        input_name: "input".into(),
-        input_shape: vec![1, 28, 28],
-        layers,
-        output: ValueId(logits),
-        squeeze_excite: vec![],
-    };
+    let net = Network { input_name: "input".into(), input_shape: vec![1, 28, 28], layers, output: ValueId(logits), squeeze_excite: vec![] };
     net.validate().expect("valid network");
     net
 }
