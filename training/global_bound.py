@@ -68,6 +68,41 @@ class Box:
         return Box(self.c * o.c, self.c.abs() * o.r + o.c.abs() * self.r + self.r * o.r)
 
 
+class Diff:
+    """The difference D = x' - x as a * e + [c - r, c + r]: `a` the exact coefficient of the
+    flip's sign symbol e in [-1, 1] (linear layers map it exactly, as zonocert's zonotopes do),
+    plus an interval (centre c, radius r) for what the nonlinear steps could not keep linear.
+    With a = 0 throughout (`form="interval"`) this is the plain interval form."""
+
+    def __init__(self, a, c, r):
+        self.a, self.c, self.r = a, c, r
+
+    def mag(self):
+        return self.a.abs() + self.c.abs() + self.r
+
+    @property
+    def lo(self):
+        return self.c - self.a.abs() - self.r
+
+    @property
+    def hi(self):
+        return self.c + self.a.abs() + self.r
+
+    def __add__(self, o):
+        return Diff(self.a + o.a, self.c + o.c, self.r + o.r)
+
+    def linear(self, f, f_abs):
+        """Through a linear map f (no bias) whose absolute-value map is f_abs."""
+        return Diff(f(self.a), f(self.c), f_abs(self.r))
+
+    def times_box(self, b):
+        """D * B for an interval B (centre/radius): the centre keeps the symbol."""
+        return Diff(b.c * self.a, b.c * self.c, b.c.abs() * self.r + b.r * self.mag())
+
+    def box(self):
+        return Box(self.c, self.a.abs() + self.r)
+
+
 def swish(x):
     return x * torch.sigmoid(x)
 
@@ -109,20 +144,46 @@ def mean_value(x, d, slopes):
     hi = torch.maximum(x.hi, x.hi + d.hi)
     a, b = slopes(lo, hi)
     m, h = (a + b) / 2, (b - a) / 2
-    return Box(m * d.c, m.abs() * d.r + h * d.mag())
+    return Diff(m * d.a, m * d.c, m.abs() * d.r + h * d.mag())
 
 
 def conv(box, layer, bias):
     w = layer.weight.double()
     b = layer.bias.double() if (bias and layer.bias is not None) else None
     args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    if isinstance(box, Diff):
+        return box.linear(lambda t: F.conv2d(t, w, None, **args), lambda t: F.conv2d(t, w.abs(), None, **args))
     return Box(F.conv2d(box.c, w, b, **args), F.conv2d(box.r, w.abs(), None, **args))
 
 
-def batchnorm(box, bn, bias):
-    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).double().view(1, -1, 1, 1)
-    shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).double().view(1, -1, 1, 1)
+def batchnorm(box, bn, bias, stats=None):
+    """BatchNorm as an affine map: of its running statistics, or of the (mean, var) that
+    `stats` holds for it (the batch statistics the training forward pass normalised with)."""
+    mean, var = stats[bn] if stats is not None and bn in stats else (bn.running_mean, bn.running_var)
+    # folded in float64, as zonocert folds it
+    inv = bn.weight.double() / torch.sqrt(var.double() + bn.eps)
+    scale = inv.view(1, -1, 1, 1)
+    shift = (bn.bias.double() - mean.double() * inv).view(1, -1, 1, 1)
+    if isinstance(box, Diff):
+        return box.linear(lambda t: scale * t, lambda t: scale.abs() * t)
     return Box(scale * box.c + (shift if bias else 0), scale.abs() * box.r)
+
+
+def record_batch_statistics(model):
+    """Make every BatchNorm record, in the dict returned, the (mean, biased var) of the batch it
+    normalises in training mode, as autograd tensors, so that the bound can be computed with the
+    very affine maps the forward pass used (and its gradient sees the statistics move)."""
+    stats = {}
+
+    def hook(module, inputs):
+        if module.training:
+            x = inputs[0]
+            stats[module] = (x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False))
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.register_forward_pre_hook(hook)
+    return stats
 
 
 def activation(module, x, d):
@@ -134,27 +195,28 @@ def activation(module, x, d):
     raise ValueError(f"unsupported activation {module}")
 
 
-def step(module, x, d):
-    """(value interval, difference interval) through one module of the EfficientNet."""
+def step(module, x, d, stats=None):
+    """(value interval, difference interval) through one module of the EfficientNet; `stats`
+    optionally maps BatchNorm modules to the (mean, var) to use instead of running statistics."""
     if isinstance(module, nn.Conv2d):
         return conv(x, module, True), conv(d, module, False)
     if isinstance(module, nn.BatchNorm2d):
-        return batchnorm(x, module, True), batchnorm(d, module, False)
+        return batchnorm(x, module, True, stats), batchnorm(d, module, False, stats)
     if isinstance(module, (nn.SiLU, nn.Sigmoid)):
         return activation(module, x, d)
     if isinstance(module, (nn.Sequential, Conv2dNormActivation)):
         for m in module:
-            x, d = step(m, x, d)
+            x, d = step(m, x, d, stats)
         return x, d
     if isinstance(module, SqueezeExcitation):
-        s, ds = x, d
-        s, ds = Box(s.c.mean((2, 3), keepdim=True), s.r.mean((2, 3), keepdim=True)), Box(ds.c.mean((2, 3), keepdim=True), ds.r.mean((2, 3), keepdim=True))
+        pool = lambda t: t.mean((2, 3), keepdim=True)  # noqa: E731
+        s, ds = Box(pool(x.c), pool(x.r)), d.linear(pool, pool)
         for m in (module.fc1, module.activation, module.fc2, module.scale_activation):
-            s, ds = step(m, s, ds)
+            s, ds = step(m, s, ds, stats)
         # delta(x s) = D_x (S + D_s) + X D_s
-        return x.mul(s), d.mul(s + ds) + x.mul(ds)
+        return x.mul(s), d.times_box(s + ds.box()) + ds.times_box(x)
     if isinstance(module, torchvision.models.efficientnet.MBConv):
-        y, dy = step(module.block, x, d)
+        y, dy = step(module.block, x, d, stats)
         if module.use_res_connect:
             y, dy = y + x, dy + d
         return y, dy
@@ -168,24 +230,32 @@ def normalize_of(model):
     return float(norm.mean), float(norm.std), net
 
 
-def logit_difference_bounds(model, pixels, flip=1.0 / 255.0):
+def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval"):
     """Bounds on max_{c,j} |delta(z_c - z_j)| over the whole domain, one per pixel
-    (a float64 tensor of len(pixels)), differentiable in the model's parameters."""
+    (a float64 tensor of len(pixels), on the model's device), differentiable in the model's
+    parameters. `stats`: see `step`. `trace`, a list, receives per stage of `features` the
+    log10 of the largest |D| and of the widest value interval (diagnostics). `form`: "interval"
+    (the flip as an interval, what zonocert's diff-interval reproduces) or "symbol" (the flip's
+    sign kept as one exact symbol through linear maps; never looser)."""
     mean, std, net = normalize_of(model)
+    dev = next(model.parameters()).device
     n = len(pixels)
-    x = Box(torch.full((1, 1, 28, 28), (0.5 - mean) / std, dtype=torch.float64), torch.full((1, 1, 28, 28), 0.5 / std, dtype=torch.float64))
-    dr = torch.zeros((n, 1, 28 * 28), dtype=torch.float64)
-    dr[torch.arange(n), 0, torch.as_tensor(pixels)] = flip / std
-    d = Box(torch.zeros_like(dr).view(n, 1, 28, 28), dr.view(n, 1, 28, 28))
-    x, d = step(net.features, x, d)
-    h = Box(x.c.mean((2, 3)), x.r.mean((2, 3)))
-    dh = Box(d.c.mean((2, 3)), d.r.mean((2, 3)))
-    linear = net.classifier[-1]
-    w = linear.weight.double()
+    f64 = dict(dtype=torch.float64, device=dev)
+    x = Box(torch.full((1, 1, 28, 28), (0.5 - mean) / std, **f64), torch.full((1, 1, 28, 28), 0.5 / std, **f64))
+    dr = torch.zeros((n, 1, 28 * 28), **f64)
+    dr[torch.arange(n, device=dev), 0, torch.as_tensor(pixels, device=dev)] = flip / std
+    dr, zero = dr.view(n, 1, 28, 28), torch.zeros((n, 1, 28, 28), **f64)
+    d = Diff(zero, zero, dr) if form == "interval" else Diff(dr, zero, zero)
+    for stage in net.features:
+        x, d = step(stage, x, d, stats)
+        if trace is not None:
+            trace.append((math.log10(max(d.mag().max().item(), 1e-300)), math.log10(max(x.r.max().item(), 1e-300))))
+    a, c, r = (t.mean((2, 3)) for t in (d.a, d.c, d.r))
+    w = net.classifier[-1].weight.double()
     rows = w.unsqueeze(0) - w.unsqueeze(1)  # [c, j, features]: w_c - w_j
-    centre = torch.einsum("cjf,nf->ncj", rows, dh.c)
-    radius = torch.einsum("cjf,nf->ncj", rows.abs(), dh.r)
-    return (centre.abs() + radius).flatten(1).max(1).values
+    exact = torch.einsum("cjf,nf->ncj", rows, a).abs() + torch.einsum("cjf,nf->ncj", rows, c).abs()
+    radius = torch.einsum("cjf,nf->ncj", rows.abs(), r)
+    return (exact + radius).flatten(1).max(1).values
 
 
 def probability_bound(model, pixels, flip=1.0 / 255.0):

@@ -108,9 +108,10 @@ def recalibrate_bn(model, images, batch=500):
     model.eval()
     for m in bns:
         m.train()
+    device = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            model(torch.from_numpy(images[i : i + batch]).float().div(255).unsqueeze(1))
+            model(torch.from_numpy(images[i : i + batch]).float().div(255).unsqueeze(1).to(device))
     model.eval()
 
 

@@ -10,13 +10,21 @@ Only weights, biases and BatchNorm parameters/statistics are free; the architect
    starts as the identity). The global bound starts near 1e3 instead of ~1e94. By default the
    `fc2` weights stay zero (`--freeze-gates 1`): trained gates bring the product term back and
    with it ~80 orders of magnitude (measured: NaN, i.e. f64 overflow, after two steps).
-2. Warm-up on cross-entropy alone with BatchNorm in training mode (`--warmup-steps`).
-3. BatchNorm statistics re-estimated on clean training images, then frozen: from here on every
-   BatchNorm is the affine map of its running statistics (its scale and shift still train), so
-   the network trained is the network certified and the bound's gradient sees every change.
-4. Cross-entropy + lambda * relu(log(bound) - log(target)), lambda ramped linearly over
-   `--ramp-steps`; `bound` is a smooth maximum (log-sum-exp of the log bounds) over
-   `--pixels-per-step` random pixels of the interval differential bound on max |delta(z_c - z_j)|.
+2. Cross-entropy + lambda * relu(log(bound) - log(target)); lambda is 0 for `--warmup-steps`,
+   then grows linearly to `--lam` over `--ramp-steps`. `bound` is a smooth maximum (log-sum-exp
+   of the log bounds) over `--pixels-per-step` random pixels of the interval differential
+   bound on max |delta(z_c - z_j)|.
+3. BatchNorm (`--bn-bound`): `batch` (default) keeps BatchNorm in training mode and computes
+   the bound with the very batch statistics the forward pass normalised with, so the bound's
+   gradient sees every change the step makes; at `--freeze-frac` of the run the statistics are
+   re-estimated on clean training images and frozen, and the rest of the run fine-tunes the
+   network that is certified (BatchNorm as the affine map of its running statistics).
+   `running` is the earlier recipe: statistics frozen when the warm-up ends.
+
+Optimiser: Adam (default) or SGD-Nesterov, learning rate warmed up linearly over `--lr-warmup`
+steps, then cosine to zero. `--time-limit S` measures the first `--lr-warmup` steps and fixes
+the number of steps so the run ends within S seconds; the log records the number chosen, and a
+rerun with that `--steps` and no time limit has the same schedule.
 
 Resumable at step granularity (`--resume`; the data order is a pure function of seed and step)
 and runs unchanged on CPU or GPU (`--device`). Every run appends its configuration, periodic
@@ -40,7 +48,7 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from global_bound import logit_difference_bounds  # noqa: E402
+from global_bound import logit_difference_bounds, record_batch_statistics  # noqa: E402
 from train import build_model, export_onnx, load_mnist, recalibrate_bn, shift_batch  # noqa: E402
 
 
@@ -85,15 +93,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mnist", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--time-limit", type=float, default=0.0, help="seconds; >0 fixes --steps from the measured step time")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.05, help="learning rate of the warm-up")
-    p.add_argument("--lr-frozen", type=float, default=0.01, help="learning rate once BatchNorm statistics are frozen")
-    p.add_argument("--weight-decay", type=float, default=5e-5)
-    p.add_argument("--warmup-steps", type=int, default=150, help="cross-entropy only, BatchNorm in training mode")
+    p.add_argument("--opt", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-warmup", type=int, default=50, help="steps of linear learning-rate warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--warmup-steps", type=int, default=0, help="cross-entropy only before the bound term starts")
     p.add_argument("--ramp-steps", type=int, default=300, help="steps over which lambda grows from 0 to --lam")
     p.add_argument("--lam", type=float, default=1.0, help="final weight of log(bound)")
-    p.add_argument("--target", type=float, default=0.01, help="no pressure below this logit-difference bound")
+    p.add_argument("--target", type=float, default=0.04, help="no pressure below this logit-difference bound")
     p.add_argument("--pixels-per-step", type=int, default=16)
+    p.add_argument("--bound-form", choices=["interval", "symbol"], default="interval", help="see global_bound.logit_difference_bounds")
+    p.add_argument("--bn-bound", choices=["batch", "running"], default="batch")
+    p.add_argument("--freeze-frac", type=float, default=0.85, help="with --bn-bound batch: when the statistics freeze")
     p.add_argument("--freeze-gates", type=int, default=1, help="1: squeeze-excite fc2 weights stay zero (constant gates)")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-images", type=int, default=1000, help="test images for the periodic evaluation")
@@ -103,8 +116,10 @@ def main():
     p.add_argument("--ckpt", default="training/checkpoint_cert.pt")
     p.add_argument("--ckpt-every", type=int, default=25)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--out", default="models/efficientnet_b0_mnist_certified.onnx")
+    p.add_argument("--weights", default="", help="also save the final state_dict (weights only) here")
+    p.add_argument("--out", default="models/efficientnet_b0_mnist_certified.onnx", help="ONNX export; '' skips it")
     p.add_argument("--log", default="training/train_certified_log.jsonl")
+    p.add_argument("--tag", default="", help="a name for this run in the log")
     args = p.parse_args()
 
     if args.threads:
@@ -117,9 +132,14 @@ def main():
     model = build_model(0.0, 0.0)
     structured_init(model, args.freeze_gates)
     model.to(device)
-    opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
+    batch_stats = record_batch_statistics(model)
+    params = [q for q in model.parameters() if q.requires_grad]
+    if args.opt == "adam":
+        opt = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
     step, elapsed = 0, 0.0
-    run_id = time.strftime("%Y%m%dT%H%M%S")
+    run_id = args.tag or time.strftime("%Y%m%dT%H%M%S")
 
     def log(rec):
         rec = {"run": run_id, **rec}
@@ -132,34 +152,54 @@ def main():
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed, run_id = ck["step"], ck["elapsed"], ck.get("run", run_id)
+        args.steps = ck["args"].get("steps", args.steps)
         log({"event": "resumed", "step": step, "elapsed_s": round(elapsed, 1)})
     else:
-        log({"event": "start", "config": vars(args), "torch": torch.__version__, "torchvision": torchvision.__version__})
+        log({"event": "start", "config": vars(args), "torch": torch.__version__, "torchvision": torchvision.__version__, "device": str(device)})
 
     def save():
         tmp = args.ckpt + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed, "run": run_id, "args": vars(args)}, tmp)
         os.replace(tmp, args.ckpt)
 
+    def freeze_step():
+        return args.warmup_steps if args.bn_bound == "running" else int(args.freeze_frac * args.steps)
+
+    def probe_pixels():
+        return list(range(0, 784, 13))
+
     pixel_gen = torch.Generator().manual_seed(args.seed + 1)
     for _ in range(step):
         torch.randint(0, 784, (args.pixels_per_step,), generator=pixel_gen)
     steps_per_epoch = len(train_x) // args.batch
-    frozen = step > args.warmup_steps
+    frozen = step > freeze_step()
     if frozen:
         freeze_bn_statistics(model)
     try:
         t0 = time.time()
+        t_probe = None
         while step < args.steps:
-            if step == args.warmup_steps and not frozen:
+            if args.time_limit > 0 and step == 5:
+                t_probe = time.time()
+            if args.time_limit > 0 and step == args.lr_warmup and t_probe is not None:
+                per_step = (time.time() - t_probe) / (args.lr_warmup - 5)
+                # evaluations every --eval-every steps and the end (full test set, all pixels) cost extra
+                budget = args.time_limit - (time.time() - t0) - 40
+                args.steps = max(step + 1, min(args.steps, step + int(0.92 * budget / (per_step * (1 + 1.5 / args.eval_every)))))
+                log({"event": "steps_fixed", "steps": args.steps, "seconds_per_step": round(per_step, 4)})
+            if step == freeze_step() and not frozen:
                 recalibrate_bn(model, train_x[:5000])
                 model.train()
                 freeze_bn_statistics(model)
                 frozen = True
+                batch_stats.clear()
                 log({"event": "bn_frozen", "step": step})
-            if frozen:
-                for g in opt.param_groups:
-                    g["lr"] = args.lr_frozen
+            if step < args.lr_warmup:
+                lr = args.lr * (step + 1) / args.lr_warmup
+            else:
+                lr = args.lr * 0.5 * (1 + math.cos(math.pi * (step - args.lr_warmup) / max(1, args.steps - args.lr_warmup)))
+            for g in opt.param_groups:
+                g["lr"] = lr
             epoch, k = divmod(step, steps_per_epoch)
             order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train_x))
             idx = order[k * args.batch : (k + 1) * args.batch]
@@ -168,17 +208,20 @@ def main():
             y = torch.from_numpy(train_y[idx].astype(np.int64)).to(device)
             ce = F.cross_entropy(model(x), y)
             pixels = torch.randint(0, 784, (args.pixels_per_step,), generator=pixel_gen).tolist()
-            lam = 0.0 if not frozen else args.lam * min(1.0, (step - args.warmup_steps) / max(args.ramp_steps, 1))
+            lam = 0.0 if step < args.warmup_steps else args.lam * min(1.0, (step - args.warmup_steps + 1) / max(args.ramp_steps, 1))
             loss = ce
             log_bound = torch.tensor(float("nan"))
-            if frozen:
-                bounds = logit_difference_bounds(model, pixels)
+            bound_used = args.bn_bound == "batch" or frozen
+            if lam > 0 and bound_used:
+                bounds = logit_difference_bounds(model, pixels, stats=None if frozen else batch_stats, form=args.bound_form)
                 log_bound = torch.logsumexp(bounds.clamp_min(1e-300).log(), 0)
-                if torch.isfinite(log_bound):
-                    loss = ce + lam * F.relu(log_bound - math.log(args.target)).float()
+                loss = ce + lam * F.relu(log_bound - math.log(args.target)).float()
+            if not torch.isfinite(loss):
+                log({"event": "non_finite_loss_skipped", "step": step, "ce": ce.item(), "log_bound": log_bound.item()})
+                loss = ce
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
             step += 1
             if step % args.ckpt_every == 0 or step == args.steps:
@@ -187,9 +230,16 @@ def main():
                 save()
             if step % args.eval_every == 0 or step == args.steps:
                 acc, med, nll = evaluate(model, test_x[: args.eval_images], test_y[: args.eval_images], device)
-                if frozen:
+                trace = []
+                with torch.no_grad():
+                    running = logit_difference_bounds(model, probe_pixels(), trace=trace, form=args.bound_form).max().item()
+                if not frozen:
+                    model.train()
+                else:
                     freeze_bn_statistics(model)
-                log({"step": step, "ce": round(ce.item(), 4), "lambda": lam, "log10_bound_sampled": log_bound.item() / math.log(10),
+                log({"step": step, "ce": round(ce.item(), 4), "lambda": lam, "lr": lr, "log10_bound_sampled": log_bound.item() / math.log(10),
+                     "log10_bound_running_stats": math.log10(max(running, 1e-300)), "stage_log10_max_D": [round(t[0], 2) for t in trace],
+                     "stage_log10_max_value_radius": [round(t[1], 2) for t in trace],
                      "eval_accuracy": acc, "eval_median_max_prob": med, "eval_nll": nll, "elapsed_s": round(elapsed + time.time() - t0, 1)})
     except Exception as e:  # the log records failures too
         log({"event": "failed", "step": step, "error": repr(e)})
@@ -199,12 +249,19 @@ def main():
     model.eval()
     acc, med, nll = evaluate(model, test_x, test_y, device)
     with torch.no_grad():
-        b = logit_difference_bounds(model.cpu(), list(range(784)))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    export_onnx(model.cpu(), args.out)
-    digest = hashlib.sha256(open(args.out, "rb").read()).hexdigest()
-    log({"event": "end", "step": step, "test_accuracy": acc, "test_median_max_prob": med, "test_nll": nll,
-         "training_bound_max_logit_diff_all_pixels": b.max().item(), "exported": args.out, "sha256": digest, "elapsed_s": round(elapsed, 1)})
+        b = torch.cat([logit_difference_bounds(model, list(range(k, min(k + 112, 784))), form=f) for f in ("interval", "symbol") for k in range(0, 784, 112)])
+        b_interval, b_symbol = b[:784].max().item(), b[784:].max().item()
+    if args.weights:
+        tmp = args.weights + ".tmp"
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, args.weights)
+    rec = {"event": "end", "step": step, "test_accuracy": acc, "test_median_max_prob": med, "test_nll": nll,
+           "training_bound_max_logit_diff_all_pixels": b_interval, "symbol_bound_max_logit_diff_all_pixels": b_symbol, "elapsed_s": round(elapsed, 1), "weights": args.weights}
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        export_onnx(model.cpu(), args.out)
+        rec.update(exported=args.out, sha256=hashlib.sha256(open(args.out, "rb").read()).hexdigest())
+    log(rec)
 
 
 if __name__ == "__main__":

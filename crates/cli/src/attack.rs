@@ -27,6 +27,9 @@ pub struct AttackArgs {
     /// Candidates per round.
     #[arg(long, default_value_t = SearchSettings::default().batch)]
     batch: usize,
+    /// Signed-gradient ascent steps per restart (0: coordinate ascent only).
+    #[arg(long, default_value_t = SearchSettings::default().ascent_steps)]
+    ascent_steps: usize,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -44,7 +47,13 @@ pub fn run(args: AttackArgs) -> Result<()> {
     let (region, pixels) = (q.region, q.pixels);
     let net = args.model.load()?;
     check_classifier(&net)?;
-    let settings = SearchSettings { restarts: args.restarts, rounds: args.rounds, batch: args.batch, seed: args.seed };
+    let settings = SearchSettings {
+        restarts: args.restarts,
+        rounds: args.rounds,
+        batch: args.batch,
+        seed: args.seed,
+        ascent_steps: args.ascent_steps,
+    };
     let t0 = Instant::now();
     let exec = Executor::<f64>::new(&net);
     let found = search_pixels(&exec, &region, &pixels, args.question.bit, settings);

@@ -103,7 +103,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let window = Window::new(&net, LpSettings::default().window);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let exec = Executor::<f64>::new(&net);
-    let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
+    let search_settings = SearchSettings::per_pixel(args.attack_rounds);
 
     let mut rows = Vec::new();
     let mut failures = Vec::new();

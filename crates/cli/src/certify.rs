@@ -414,7 +414,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let report_path = args.out.join("report.json");
     // The precise method's enclosure already has a certified lower end: search only otherwise.
     let lower_exec = (args.with_lower && method != MethodArg::Precise).then(|| Executor::<f64>::new(&net));
-    let search_settings = SearchSettings { restarts: 1, rounds: args.attack_rounds, batch: 8, seed: 0 };
+    let search_settings = SearchSettings::per_pixel(args.attack_rounds);
     let run_record = RunRecord {
         model_sha256,
         region: &region,

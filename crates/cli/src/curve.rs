@@ -133,7 +133,7 @@ fn point(
                 region.clone(),
                 Settings { method: m.unwrap_or(Method::DiffZonotope), bit, screen, ..Settings::default() },
             );
-            let search_settings = SearchSettings { restarts: 1, rounds, batch: 8, seed: 0 };
+            let search_settings = SearchSettings::per_pixel(rounds);
             pixels
                 .par_iter()
                 .map(|&i| {

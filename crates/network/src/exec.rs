@@ -1,6 +1,6 @@
 //! The concrete executor: runs a [`Network`] on a batch of inputs in `f32` or `f64`.
 
-use crate::ir::{numel, Network, Op};
+use crate::ir::{numel, ChannelAffine, Network, Op};
 use crate::kernels::{self, ConvKernel, LinearKernel, Real};
 use rayon::prelude::*;
 
@@ -114,4 +114,108 @@ pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
         }
     }
     best
+}
+
+impl<T: Real> Executor<T> {
+    /// Reverse mode: given the `values` of a forward pass over `n` samples (from
+    /// [`Executor::forward_all_values`] with `keep_all`) and the gradient `out_grad` of some
+    /// scalar per sample with respect to the network output, returns its gradient with respect
+    /// to the input (`n · numel(input_shape)` values). Used by the lower-bound search to climb
+    /// towards large bit-flip effects; nothing certified depends on it.
+    pub fn input_gradient(&self, values: &[Option<Vec<T>>], n: usize, out_grad: Vec<T>) -> Vec<T> {
+        let net = &self.net;
+        let mut grads: Vec<Option<Vec<T>>> = vec![None; net.layers.len() + 1];
+        grads[net.output.0] = Some(out_grad);
+        let value = |v: crate::ValueId| values[v.0].as_ref().expect("forward_all_values(keep_all = true)");
+        for (k, layer) in net.layers.iter().enumerate().rev() {
+            let Some(g) = grads[k + 1].take() else { continue };
+            let x_id = layer.inputs[0];
+            let in_shape = net.shape_of(x_id);
+            let x = value(x_id);
+            let mut accumulate = |id: crate::ValueId, d: Vec<T>| match &mut grads[id.0] {
+                Some(acc) => acc.iter_mut().zip(d).for_each(|(a, b)| *a += b),
+                slot => *slot = Some(d),
+            };
+            match (&layer.op, &self.prepared[k]) {
+                (Op::Conv(_), Prepared::Conv(kern)) => accumulate(x_id, kernels::conv_transpose(kern, &g, n, in_shape[1], in_shape[2])),
+                (Op::Linear(_), Prepared::Linear(kern)) => accumulate(x_id, kernels::linear_transpose(kern, &g, n)),
+                (Op::Conv(_), _) | (Op::Linear(_), _) => unreachable!("weights prepared in new()"),
+                (Op::ChannelAffine(a), _) => {
+                    let channels = in_shape[0];
+                    let plane = numel(in_shape) / channels;
+                    let scaled = ChannelAffine { scale: a.scale.clone(), shift: vec![0.0], divide: a.divide };
+                    accumulate(x_id, kernels::channel_affine(&scaled, &g, channels, plane, false));
+                }
+                (Op::Relu, _) => accumulate(x_id, g.iter().zip(x).map(|(&d, &v)| if v > T::zero() { d } else { T::zero() }).collect()),
+                (Op::Sigmoid, _) => accumulate(
+                    x_id,
+                    g.iter()
+                        .zip(x)
+                        .map(|(&d, &v)| {
+                            let s = kernels::sigmoid(v);
+                            d * s * (T::one() - s)
+                        })
+                        .collect(),
+                ),
+                (Op::Swish, _) => accumulate(
+                    x_id,
+                    g.iter()
+                        .zip(x)
+                        .map(|(&d, &v)| {
+                            let s = kernels::sigmoid(v);
+                            d * s * (T::one() + v * (T::one() - s))
+                        })
+                        .collect(),
+                ),
+                (Op::Mul, _) => {
+                    let s_id = layer.inputs[1];
+                    let s = value(s_id);
+                    let (x_len, s_len) = (numel(in_shape), numel(net.shape_of(s_id)));
+                    let plane = x_len / s_len.max(1);
+                    accumulate(x_id, kernels::mul_broadcast(&g, s, x_len, s_len));
+                    let mut gs = vec![T::zero(); s.len()];
+                    for (j, (&d, &v)) in g.iter().zip(x).enumerate() {
+                        let (sample, within) = (j / x_len, j % x_len);
+                        gs[sample * s_len + within / plane] += d * v;
+                    }
+                    accumulate(s_id, gs);
+                }
+                (Op::Add, _) => {
+                    accumulate(layer.inputs[1], g.clone());
+                    accumulate(x_id, g);
+                }
+                (Op::GlobalAvgPool, _) => {
+                    let plane = in_shape[1] * in_shape[2];
+                    let denom = T::cast(plane as f64);
+                    accumulate(x_id, g.iter().flat_map(|&d| std::iter::repeat_n(d / denom, plane)).collect());
+                }
+                (Op::Reshape, _) => accumulate(x_id, g),
+                (Op::Pad(p), _) => {
+                    let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
+                    let (nh, nw) = (h + p[0] + p[2], w + p[1] + p[3]);
+                    let mut d = Vec::with_capacity(x.len());
+                    for s in 0..n {
+                        for ch in 0..c {
+                            for y in 0..h {
+                                let row = ((s * c + ch) * nh + y + p[0]) * nw + p[1];
+                                d.extend_from_slice(&g[row..row + w]);
+                            }
+                        }
+                    }
+                    accumulate(x_id, d);
+                }
+                (Op::Softmax, _) => {
+                    let classes = in_shape[0];
+                    let p = value(crate::ValueId(k + 1));
+                    let mut d = Vec::with_capacity(g.len());
+                    for (gr, pr) in g.chunks(classes).zip(p.chunks(classes)) {
+                        let dot = gr.iter().zip(pr).fold(T::zero(), |a, (&u, &v)| a + u * v);
+                        d.extend(gr.iter().zip(pr).map(|(&u, &v)| v * (u - dot)));
+                    }
+                    accumulate(x_id, d);
+                }
+            }
+        }
+        grads[0].take().unwrap_or_else(|| vec![T::zero(); n * numel(&net.input_shape)])
+    }
 }

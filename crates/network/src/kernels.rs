@@ -355,3 +355,59 @@ pub fn mul_broadcast<T: Real>(x: &[T], s: &[T], x_len: usize, s_len: usize) -> V
     }
     out
 }
+
+/// The transpose of a conv's linear part (no bias), for reverse mode: maps `n` output
+/// gradients `[out_channels, oh, ow]` back to input gradients `[in_channels, h, w]`.
+pub fn conv_transpose<T: Real>(kern: &ConvKernel<T>, g: &[T], n: usize, h: usize, w: usize) -> Vec<T> {
+    let c = &kern.conv;
+    let (oh, ow) = c.output_hw(h, w).expect("conv shape validated at import");
+    let (in_len, out_len) = (c.in_channels * h * w, c.out_channels * oh * ow);
+    let mut out = vec![T::zero(); n * in_len];
+    let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
+    let [kh, kw] = c.kernel;
+    let (ig, og) = (c.in_channels / c.groups, c.out_channels / c.groups);
+    out.par_chunks_mut(in_len.max(1)).zip(g.par_chunks(out_len.max(1))).for_each(|(o, gs)| {
+        if pointwise {
+            // Wᵀ [in, out] · G [out, h·w]
+            matmul(&kern.weight_t, gs, c.in_channels, c.out_channels, h * w, o);
+            return;
+        }
+        for co in 0..c.out_channels {
+            let grp = co / og;
+            for ci_l in 0..ig {
+                let ci = grp * ig + ci_l;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wt = kern.weight[((co * ig + ci_l) * kh + ky) * kw + kx];
+                        for oy in 0..oh {
+                            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for ox in 0..ow {
+                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                                if ix >= 0 && ix < w as isize {
+                                    o[(ci * h + iy as usize) * w + ix as usize] += wt * gs[(co * oh + oy) * ow + ox];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// The transpose of a linear layer (no bias), for reverse mode: `n` gradients of length
+/// `out_features` to `n` of length `in_features`.
+pub fn linear_transpose<T: Real>(kern: &LinearKernel<T>, g: &[T], n: usize) -> Vec<T> {
+    let l = &kern.linear;
+    let mut out = vec![T::zero(); n * l.in_features];
+    for (o, gs) in out.chunks_mut(l.in_features.max(1)).zip(g.chunks(l.out_features.max(1))) {
+        for (i, oi) in o.iter_mut().enumerate() {
+            *oi = kern.weight_t[i * l.out_features..(i + 1) * l.out_features].iter().zip(gs).fold(T::zero(), |a, (&w, &d)| a + w * d);
+        }
+    }
+    out
+}

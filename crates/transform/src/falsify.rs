@@ -1,6 +1,9 @@
 //! Lower bounds: a search for images in a region whose bit flip moves some class probability
-//! the most, on the 8-bit grid, by random restarts and greedy coordinate ascent with concrete
-//! evaluations. Every pair found is a witness: the true sensitivity is at least its value.
+//! the most, on the 8-bit grid. Each restart first climbs by signed-gradient ascent (reverse
+//! mode through the IR, [`Executor::input_gradient`]) on the pair's probability change, every
+//! iterate rounded to the grid and evaluated exactly; the best pair then gets the flipped
+//! pixel's own byte swept and greedy coordinate ascent with concrete evaluations. Every pair
+//! found is a witness: the true sensitivity is at least its value.
 
 use crate::sensitivity::{probabilities, Region};
 use rayon::prelude::*;
@@ -18,11 +21,22 @@ pub struct SearchSettings {
     pub batch: usize,
     /// Seed of the deterministic pseudo-random generator.
     pub seed: u64,
+    /// Signed-gradient ascent steps per start (0: coordinate ascent only).
+    pub ascent_steps: usize,
 }
 
 impl Default for SearchSettings {
     fn default() -> Self {
-        SearchSettings { restarts: 2, rounds: 10, batch: 16, seed: 0 }
+        SearchSettings { restarts: 2, rounds: 10, batch: 16, seed: 0, ascent_steps: 30 }
+    }
+}
+
+impl SearchSettings {
+    /// The light search run beside every certified pixel (`certify`, `bench`, `curve`): one
+    /// start, `3 · rounds` gradient steps and `rounds` coordinate rounds of 8 candidates;
+    /// `rounds = 0` evaluates the start alone.
+    pub fn per_pixel(rounds: usize) -> Self {
+        SearchSettings { restarts: 1, rounds, batch: 8, seed: 0, ascent_steps: 3 * rounds }
     }
 }
 
@@ -84,72 +98,148 @@ fn byte_bounds(region: &Region) -> Vec<(u8, u8)> {
 
 /// Evaluates `max_c |Δp_c|` for a batch of images, flipping `bit` of `pixel`.
 fn objective(exec: &Executor<f64>, images: &[Vec<u8>], pixel: usize, bit: u8) -> Vec<(f64, usize)> {
+    let n = images.len();
+    let z = exec.forward(&pair_input(images, pixel, bit), 2 * n);
+    let k = z.len() / (2 * n).max(1);
+    (0..n)
+        .map(|s| {
+            let (p, q) = (probabilities(exec, &z[s * k..(s + 1) * k]), probabilities(exec, &z[(n + s) * k..(n + s + 1) * k]));
+            p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
+        })
+        .collect()
+}
+
+/// The images `x` on the grid and `x′` (bit `bit` of `pixel` flipped) as one input batch:
+/// the `n` images first, then their `n` twins.
+fn pair_input(images: &[Vec<u8>], pixel: usize, bit: u8) -> Vec<f64> {
     let mut input = Vec::with_capacity(images.len() * 2 * PIXELS);
     for img in images {
         input.extend(img.iter().map(|&b| b as f64 / 255.0));
+    }
+    for img in images {
         input.extend(img.iter().enumerate().map(|(j, &b)| (if j == pixel { b ^ (1 << bit) } else { b }) as f64 / 255.0));
     }
-    let z = exec.forward(&input, images.len() * 2);
-    let k = z.len() / (images.len() * 2);
-    z.chunks(2 * k)
-        .map(|pair| {
-            let (p, q) = (probabilities(exec, &pair[..k]), probabilities(exec, &pair[k..]));
-            p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
-        })
-        .map(|(v, c)| (v, c))
-        .collect()
+    input
+}
+
+/// Signed-gradient ascent from each of `starts` (one batch): at every step the pair's current
+/// largest `|Δp_c|` picks the class and sign to climb, the gradient of `±(p_c(x′) − p_c(x))`
+/// with respect to the shared pixels steers a continuous image (step shrinking from 64 to 1
+/// grey level), and the image rounded to the grid is what gets evaluated. Returns, per start,
+/// the best grid image visited with its value and class.
+fn ascend(
+    exec: &Executor<f64>,
+    bounds: &[(u8, u8)],
+    starts: Vec<Vec<u8>>,
+    pixel: usize,
+    bit: u8,
+    steps: usize,
+) -> Vec<(Vec<u8>, f64, usize)> {
+    let n = starts.len();
+    let softmax_out = exec.network().ends_with_softmax();
+    let mut cont: Vec<Vec<f64>> = starts.iter().map(|x| x.iter().map(|&b| b as f64).collect()).collect();
+    let mut best: Vec<(Vec<u8>, f64, usize)> = starts.into_iter().map(|x| (x, -1.0, 0)).collect();
+    for t in 0..=steps {
+        let grid: Vec<Vec<u8>> = cont.iter().map(|u| u.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect();
+        let values = exec.forward_all_values(&pair_input(&grid, pixel, bit), 2 * n, true);
+        let out = values.last().and_then(|v| v.as_ref()).expect("network output");
+        let k = out.len() / (2 * n);
+        let mut seed = vec![0.0; out.len()];
+        for s in 0..n {
+            let (p, q) = (probabilities(exec, &out[s * k..(s + 1) * k]), probabilities(exec, &out[(n + s) * k..(n + s + 1) * k]));
+            let (c, v) = (0..k).map(|c| (c, (q[c] - p[c]).abs())).fold((0, -1.0), |a, b| if b.1 > a.1 { b } else { a });
+            if v > best[s].1 {
+                best[s] = (grid[s].clone(), v, c);
+            }
+            // d(±(q_c − p_c)) / d logits: the softmax's Jacobian row, unless the net ends in one.
+            let sign = if q[c] >= p[c] { 1.0 } else { -1.0 };
+            for (probs, slot, dir) in [(&q, n + s, sign), (&p, s, -sign)] {
+                for j in 0..k {
+                    let e = if j == c { 1.0 } else { 0.0 };
+                    seed[slot * k + j] = dir * if softmax_out { e } else { probs[c] * (e - probs[j]) };
+                }
+            }
+        }
+        if t == steps {
+            break;
+        }
+        let g = exec.input_gradient(&values, 2 * n, seed);
+        let step = 1.0 + 63.0 * (1.0 - t as f64 / steps.max(1) as f64);
+        for (s, u) in cont.iter_mut().enumerate() {
+            for (j, v) in u.iter_mut().enumerate() {
+                let d = g[s * PIXELS + j] + g[(n + s) * PIXELS + j];
+                if j != pixel && d != 0.0 {
+                    *v = (*v + step * d.signum()).clamp(bounds[j].0 as f64, bounds[j].1 as f64);
+                }
+            }
+        }
+    }
+    best
 }
 
 /// Searches the region for a large bit-flip effect at `pixel`.
 pub fn search(exec: &Executor<f64>, region: &Region, pixel: usize, bit: u8, s: SearchSettings) -> Witness {
     let bounds = byte_bounds(region);
     let mut rng = Rng(s.seed ^ (pixel as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let mut best = Witness { pixel, value: -1.0, class: 0, image: vec![], evaluations: 0 };
     let mut evals = 0;
-    for restart in 0..s.restarts.max(1) {
-        let mut x: Vec<u8> = match (restart, region.image()) {
+    let starts: Vec<Vec<u8>> = (0..s.restarts.max(1))
+        .map(|restart| match (restart, region.image()) {
             (0, Some(img)) => img.to_vec(),
             _ => bounds.iter().map(|&(lo, hi)| lo + rng.below((hi - lo) as u64 + 1) as u8).collect(),
-        };
-        let (mut val, mut class) = objective(exec, std::slice::from_ref(&x), pixel, bit)[0];
-        evals += 1;
-        let movable: Vec<usize> = (0..PIXELS).filter(|&j| bounds[j].0 < bounds[j].1).collect();
-        if !movable.is_empty() {
-            for _ in 0..s.rounds {
-                // Candidate moves: a random pixel set to a random grid value of its range, and
-                // the flipped pixel's neighbourhood pushed to its extremes.
-                let cands: Vec<Vec<u8>> = (0..s.batch)
-                    .map(|_| {
-                        let mut c = x.clone();
-                        let moves = 1 + rng.below(8) as usize;
-                        for _ in 0..moves {
-                            let j = movable[rng.below(movable.len() as u64) as usize];
-                            let (lo, hi) = bounds[j];
-                            c[j] = match rng.below(3) {
-                                0 => lo,
-                                1 => hi,
-                                _ => lo + rng.below((hi - lo) as u64 + 1) as u8,
-                            };
-                        }
-                        c
-                    })
-                    .collect();
-                let vals = objective(exec, &cands, pixel, bit);
-                evals += cands.len();
-                if let Some((k, &(v, c))) = vals.iter().enumerate().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)) {
-                    if v > val {
-                        val = v;
-                        class = c;
-                        x = cands[k].clone();
+        })
+        .collect();
+    let n_starts = starts.len();
+    let climbed = ascend(exec, &bounds, starts, pixel, bit, s.ascent_steps);
+    evals += n_starts * (s.ascent_steps + 1);
+    let (mut x, mut val, mut class) = climbed.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("at least one start");
+    // The flipped pixel's own grey level: both parities (the flip's two directions) of every
+    // eighth level of its range, as one batch.
+    let (lo, hi) = bounds[pixel];
+    let effort = s.ascent_steps + s.rounds;
+    let levels: Vec<Vec<u8>> = (lo..=hi)
+        .filter(|b| effort > 0 && b % 8 < 2)
+        .map(|b| {
+            let mut c = x.clone();
+            c[pixel] = b;
+            c
+        })
+        .collect();
+    evals += levels.len();
+    if let Some((k, &(v, c))) = objective(exec, &levels, pixel, bit).iter().enumerate().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)) {
+        if v > val {
+            (x, val, class) = (levels[k].clone(), v, c);
+        }
+    }
+    let movable: Vec<usize> = (0..PIXELS).filter(|&j| bounds[j].0 < bounds[j].1).collect();
+    if !movable.is_empty() {
+        for _ in 0..s.rounds * n_starts {
+            // Candidate moves: a few random pixels set to an end or a random grid value of their range.
+            let cands: Vec<Vec<u8>> = (0..s.batch)
+                .map(|_| {
+                    let mut c = x.clone();
+                    let moves = 1 + rng.below(8) as usize;
+                    for _ in 0..moves {
+                        let j = movable[rng.below(movable.len() as u64) as usize];
+                        let (lo, hi) = bounds[j];
+                        c[j] = match rng.below(3) {
+                            0 => lo,
+                            1 => hi,
+                            _ => lo + rng.below((hi - lo) as u64 + 1) as u8,
+                        };
                     }
+                    c
+                })
+                .collect();
+            let vals = objective(exec, &cands, pixel, bit);
+            evals += cands.len();
+            if let Some((k, &(v, c))) = vals.iter().enumerate().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)) {
+                if v > val {
+                    (x, val, class) = (cands[k].clone(), v, c);
                 }
             }
         }
-        if val > best.value {
-            best = Witness { pixel, value: val, class, image: x, evaluations: 0 };
-        }
     }
-    best.evaluations = evals;
+    let mut best = Witness { pixel, value: val, class, image: x, evaluations: evals };
     // The reported value is the pair's own evaluation, and only for a pair in the region.
     match best.recheck(exec, region, bit) {
         Some(v) => best.value = v,

@@ -141,7 +141,7 @@ fn check_net(k: u64, tally: &mut Tally) {
                 certs.iter().enumerate().map(|(v, c)| c.logit_difference_bounds(pixel, budget_of(v, c))).collect();
             let mut images = sample_images(&mut rng);
             // The lower-bound search's witness, re-evaluated here.
-            let s = SearchSettings { restarts: 2, rounds: 12, batch: 16, seed: seed ^ bit as u64 };
+            let s = SearchSettings { restarts: 2, rounds: 12, batch: 16, seed: seed ^ bit as u64, ascent_steps: 10 };
             let w = search(&exec, &Region::Global, pixel, bit, s);
             assert_eq!(w.pixel, pixel, "{}: witness for the wrong pixel", ctx(bit, pixel));
             assert_eq!(w.image.len(), PIXELS, "{}: witness image has {} bytes", ctx(bit, pixel), w.image.len());
