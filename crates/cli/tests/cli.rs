@@ -1007,3 +1007,43 @@ fn the_default_model_is_embedded() {
         String::from_utf8_lossy(&missing.stderr)
     );
 }
+
+/// The pair `attack --save` writes is a real counterexample: `predict` on its two PNGs (f64)
+/// gives probabilities whose largest change is the value the search reported.
+#[test]
+fn saved_attack_pair_is_reproduced_by_predict() {
+    let dir = std::env::temp_dir().join(format!("zonocert-attack-save-{}", std::process::id()));
+    let d = dir.to_str().expect("utf-8 temp dir");
+    let model = "tests/vectors/tiny_effnet_tv.onnx";
+    let found = ok_json(&[
+        "attack",
+        "--model",
+        model,
+        "--region",
+        "global",
+        "--pixels",
+        "406,100",
+        "--restarts",
+        "2",
+        "--rounds",
+        "2",
+        "--ascent-steps",
+        "6",
+        "--save",
+        d,
+        "--json",
+    ]);
+    let witness: Value = serde_json::from_slice(&std::fs::read(dir.join("witness.json")).expect("witness.json")).expect("JSON");
+    let value = witness["value"].as_f64().expect("value");
+    assert_eq!(Some(value), found["max_lower"].as_f64());
+    assert!(value > 0.0, "the search found no effect at all");
+    let probs = |png: &str| -> Vec<f64> {
+        let path = dir.join(png);
+        let v = ok_json(&["predict", "--model", model, "--image", path.to_str().expect("utf-8"), "--precision", "f64", "--json"]);
+        v["probabilities"].as_array().expect("probabilities").iter().map(|p| p.as_f64().expect("number")).collect()
+    };
+    let (p, q) = (probs("x.png"), probs("x_flipped.png"));
+    let change = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!((change - value).abs() <= 1e-12 + 1e-9 * value, "predict gives {change:e}, the search reported {value:e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
