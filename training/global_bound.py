@@ -6,7 +6,7 @@ For a torchvision EfficientNet (wrapped as `Sequential(Normalize(), EfficientNet
 pixels, it bounds, for every image x in [0, 1]^784 and x' = x with pixel i moved by at most
 `flip` (2^bit / 255), every |delta(z_c - z_j)| and from it |p_c(x') - p_c(x)| <= 1/4 * max.
 
-What is propagated (centre/radius pairs, float64):
+What is propagated (centre/radius pairs, float64 unless asked otherwise):
 * value intervals X of every neuron over the domain (interval arithmetic; swish by its exact
   image, including its minimum -0.2785 at -1.2785);
 * per pixel, the interval of D = x' - x: affine layers map it without their bias; swish and
@@ -69,38 +69,44 @@ class Box:
 
 
 class Diff:
-    """The difference D = x' - x as a * e + [c - r, c + r]: `a` the exact coefficient of the
-    flip's sign symbol e in [-1, 1] (linear layers map it exactly, as zonocert's zonotopes do),
-    plus an interval (centre c, radius r) for what the nonlinear steps could not keep linear.
-    With a = 0 throughout (`form="interval"`) this is the plain interval form."""
+    """The difference D = x' - x as a * e + [-r, r]: `a` the exact coefficient of the flip's
+    sign symbol e in [-1, 1] (linear layers map it exactly, as zonocert's zonotopes do), plus a
+    radius r for what the nonlinear steps could not keep linear. D is symmetric about 0 at the
+    input and every step keeps it so, hence no centre. `a` is None in the plain interval form
+    (`form="interval"`), which then costs one tensor per layer instead of two."""
 
-    def __init__(self, a, c, r):
-        self.a, self.c, self.r = a, c, r
+    def __init__(self, a, r):
+        self.a, self.r = a, r
 
     def mag(self):
-        return self.a.abs() + self.c.abs() + self.r
+        return self.r if self.a is None else self.a.abs() + self.r
 
     @property
     def lo(self):
-        return self.c - self.a.abs() - self.r
+        return -self.mag()
 
     @property
     def hi(self):
-        return self.c + self.a.abs() + self.r
+        return self.mag()
 
     def __add__(self, o):
-        return Diff(self.a + o.a, self.c + o.c, self.r + o.r)
+        a = o.a if self.a is None else self.a if o.a is None else self.a + o.a
+        return Diff(a, self.r + o.r)
 
     def linear(self, f, f_abs):
         """Through a linear map f (no bias) whose absolute-value map is f_abs."""
-        return Diff(f(self.a), f(self.c), f_abs(self.r))
+        return Diff(None if self.a is None else f(self.a), f_abs(self.r))
+
+    def scaled(self, m, h):
+        """m * D + [-h, h] * |D| (m, h broadcast): the symbol part keeps m."""
+        return Diff(None if self.a is None else m * self.a, m.abs() * self.r + h * self.mag())
 
     def times_box(self, b):
         """D * B for an interval B (centre/radius): the centre keeps the symbol."""
-        return Diff(b.c * self.a, b.c * self.c, b.c.abs() * self.r + b.r * self.mag())
+        return self.scaled(b.c, b.r)
 
     def box(self):
-        return Box(self.c, self.a.abs() + self.r)
+        return Box(torch.zeros_like(self.r), self.mag())
 
 
 def swish(x):
@@ -144,12 +150,13 @@ def mean_value(x, d, slopes):
     hi = torch.maximum(x.hi, x.hi + d.hi)
     a, b = slopes(lo, hi)
     m, h = (a + b) / 2, (b - a) / 2
-    return Diff(m * d.a, m * d.c, m.abs() * d.r + h * d.mag())
+    return d.scaled(m, h)
 
 
 def conv(box, layer, bias):
-    w = layer.weight.double()
-    b = layer.bias.double() if (bias and layer.bias is not None) else None
+    dt = box.r.dtype if isinstance(box, Diff) else box.c.dtype
+    w = layer.weight.to(dt)
+    b = layer.bias.to(dt) if (bias and layer.bias is not None) else None
     args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
     if isinstance(box, Diff):
         return box.linear(lambda t: F.conv2d(t, w, None, **args), lambda t: F.conv2d(t, w.abs(), None, **args))
@@ -160,10 +167,11 @@ def batchnorm(box, bn, bias, stats=None):
     """BatchNorm as an affine map: of its running statistics, or of the (mean, var) that
     `stats` holds for it (the batch statistics the training forward pass normalised with)."""
     mean, var = stats[bn] if stats is not None and bn in stats else (bn.running_mean, bn.running_var)
-    # folded in float64, as zonocert folds it
+    # folded in float64 (as zonocert folds it), then taken to the bound's dtype
+    dt = box.r.dtype if isinstance(box, Diff) else box.c.dtype
     inv = bn.weight.double() / torch.sqrt(var.double() + bn.eps)
-    scale = inv.view(1, -1, 1, 1)
-    shift = (bn.bias.double() - mean.double() * inv).view(1, -1, 1, 1)
+    scale = inv.view(1, -1, 1, 1).to(dt)
+    shift = (bn.bias.double() - mean.double() * inv).view(1, -1, 1, 1).to(dt)
     if isinstance(box, Diff):
         return box.linear(lambda t: scale * t, lambda t: scale.abs() * t)
     return Box(scale * box.c + (shift if bias else 0), scale.abs() * box.r)
@@ -230,32 +238,33 @@ def normalize_of(model):
     return float(norm.mean), float(norm.std), net
 
 
-def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval"):
+def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval", dtype=torch.float64):
     """Bounds on max_{c,j} |delta(z_c - z_j)| over the whole domain, one per pixel
     (a float64 tensor of len(pixels), on the model's device), differentiable in the model's
     parameters. `stats`: see `step`. `trace`, a list, receives per stage of `features` the
     log10 of the largest |D| and of the widest value interval (diagnostics). `form`: "interval"
     (the flip as an interval, what zonocert's diff-interval reproduces) or "symbol" (the flip's
-    sign kept as one exact symbol through linear maps; never looser)."""
+    sign kept as one exact symbol through linear maps; never looser). `dtype`: float64 (the
+    reference) or float32 (a faster training surrogate on GPUs; overflows beyond ~1e38)."""
     mean, std, net = normalize_of(model)
     dev = next(model.parameters()).device
     n = len(pixels)
-    f64 = dict(dtype=torch.float64, device=dev)
+    f64 = dict(dtype=dtype, device=dev)
     x = Box(torch.full((1, 1, 28, 28), (0.5 - mean) / std, **f64), torch.full((1, 1, 28, 28), 0.5 / std, **f64))
     dr = torch.zeros((n, 1, 28 * 28), **f64)
     dr[torch.arange(n, device=dev), 0, torch.as_tensor(pixels, device=dev)] = flip / std
-    dr, zero = dr.view(n, 1, 28, 28), torch.zeros((n, 1, 28, 28), **f64)
-    d = Diff(zero, zero, dr) if form == "interval" else Diff(dr, zero, zero)
+    dr = dr.view(n, 1, 28, 28)
+    d = Diff(None, dr) if form == "interval" else Diff(dr, torch.zeros_like(dr))
     for stage in net.features:
         x, d = step(stage, x, d, stats)
         if trace is not None:
             trace.append((math.log10(max(d.mag().max().item(), 1e-300)), math.log10(max(x.r.max().item(), 1e-300))))
-    a, c, r = (t.mean((2, 3)) for t in (d.a, d.c, d.r))
-    w = net.classifier[-1].weight.double()
+    w = net.classifier[-1].weight.to(dtype)
     rows = w.unsqueeze(0) - w.unsqueeze(1)  # [c, j, features]: w_c - w_j
-    exact = torch.einsum("cjf,nf->ncj", rows, a).abs() + torch.einsum("cjf,nf->ncj", rows, c).abs()
-    radius = torch.einsum("cjf,nf->ncj", rows.abs(), r)
-    return (exact + radius).flatten(1).max(1).values
+    bound = torch.einsum("cjf,nf->ncj", rows.abs(), d.r.mean((2, 3)))
+    if d.a is not None:
+        bound = bound + torch.einsum("cjf,nf->ncj", rows, d.a.mean((2, 3))).abs()
+    return bound.flatten(1).max(1).values
 
 
 def probability_bound(model, pixels, flip=1.0 / 255.0):

@@ -105,6 +105,7 @@ def main():
     p.add_argument("--target", type=float, default=0.04, help="no pressure below this logit-difference bound")
     p.add_argument("--pixels-per-step", type=int, default=16)
     p.add_argument("--bound-form", choices=["interval", "symbol"], default="interval", help="see global_bound.logit_difference_bounds")
+    p.add_argument("--bound-dtype", choices=["float64", "float32"], default="float64", help="dtype of the bound in the loss (float32: faster on GPUs)")
     p.add_argument("--bn-bound", choices=["batch", "running"], default="batch")
     p.add_argument("--freeze-frac", type=float, default=0.85, help="with --bn-bound batch: when the statistics freeze")
     p.add_argument("--freeze-gates", type=int, default=1, help="1: squeeze-excite fc2 weights stay zero (constant gates)")
@@ -184,7 +185,7 @@ def main():
             if args.time_limit > 0 and step == args.lr_warmup and t_probe is not None:
                 per_step = (time.time() - t_probe) / (args.lr_warmup - 5)
                 # evaluations every --eval-every steps and the end (full test set, all pixels) cost extra
-                budget = args.time_limit - (time.time() - t0) - 40
+                budget = args.time_limit - (time.time() - t0) - min(40.0, 0.1 * args.time_limit)
                 args.steps = max(step + 1, min(args.steps, step + int(0.92 * budget / (per_step * (1 + 1.5 / args.eval_every)))))
                 log({"event": "steps_fixed", "steps": args.steps, "seconds_per_step": round(per_step, 4)})
             if step == freeze_step() and not frozen:
@@ -213,7 +214,7 @@ def main():
             log_bound = torch.tensor(float("nan"))
             bound_used = args.bn_bound == "batch" or frozen
             if lam > 0 and bound_used:
-                bounds = logit_difference_bounds(model, pixels, stats=None if frozen else batch_stats, form=args.bound_form)
+                bounds = logit_difference_bounds(model, pixels, stats=None if frozen else batch_stats, form=args.bound_form, dtype=getattr(torch, args.bound_dtype))
                 log_bound = torch.logsumexp(bounds.clamp_min(1e-300).log(), 0)
                 loss = ce + lam * F.relu(log_bound - math.log(args.target)).float()
             if not torch.isfinite(loss):
