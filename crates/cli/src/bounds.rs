@@ -10,7 +10,7 @@ use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::argmax;
 use zonocert_refine::refine_logit_differences;
 use zonocert_refine::window::Window;
-use zonocert_transform::analysis::forward_keeping;
+use zonocert_transform::analysis::{forward_keeping, Keep};
 use zonocert_transform::sensitivity::Region;
 use zonocert_transform::softmax::{logit_differences, probability_bounds};
 use zonocert_transform::Domain;
@@ -70,7 +70,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let maps = zonocert_transform::maps::PreparedMaps::new(&net);
     let window = lp.map(|s| Window::new(&net, s.window));
     let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
-    let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, domain, lp.is_some(), keep);
+    let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, domain, Keep { bounds: lp.is_some(), values: keep });
     let logits = fwd.output.bounds();
     let mut diffs = logit_differences(&fwd.output);
     // The class the model predicts at the centre image (concrete f64 execution): the one a

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::PIXELS;
-use zonocert_network::Executor;
+use zonocert_network::{Executor, Network};
 use zonocert_refine::window::Window;
 use zonocert_refine::LpRefiner;
 use zonocert_transform::falsify::{search, SearchSettings};
@@ -360,7 +360,6 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Some(shard) => shard.select(&q.pixels),
         None => q.pixels,
     };
-    let pixels_requested = pixels.len();
     let method = args.method.resolve(&region);
     if method == MethodArg::Precise && !matches!(region, Region::Point(_)) {
         bail!("{PRECISE_NEEDS_POINT}");
@@ -379,39 +378,14 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let window = lp.map(|s| Window::new(&net, s.window));
     let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
     let t0 = Instant::now();
-    let engine = match (method.abstract_method(), &region) {
-        (Some(method), _) => {
-            let (region_budget, diff_budget) = match args.max_memory {
-                Some(mib) => budgets_within(&net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?,
-                None => (args.region_budget, args.diff_budget),
-            };
-            let screen = (!args.no_screen).then_some(Screen { factor: args.screen_factor, ..Screen::default() });
-            let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit, screen };
-            Engine::Abstract(Certifier::with_kept(&net, region.clone(), settings, keep))
-        }
-        (None, Region::Point(px)) => {
-            let arithmetic = match args.arithmetic {
-                ArithmeticArg::Fixed => Arithmetic::Fixed,
-                ArithmeticArg::Bigfloat => Arithmetic::BigFloat(args.precision as usize),
-            };
-            Engine::Precise(PreciseCertifier::new(&net, px, args.question.bit, arithmetic))
-        }
-        (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
-    };
+    let engine = build_engine(&args, &net, &region, method, keep)?;
     let region_secs = t0.elapsed().as_secs_f64();
     let refiner = match (&engine, lp, window) {
         (Engine::Abstract(c), Some(s), Some(w)) => Some(LpRefiner::new(&net, w, &c.region_analysis().bounds, c.kept(), s)),
         _ => None,
     };
-
     // A refined run is a different method for reports, tables and --resume.
     let method_name = if refiner.is_some() { "diff-zonotope+lp" } else { method.name() };
-    let region_json = match &region {
-        Region::Point(_) => json!({"kind": "point", "image": origin, "label": label, "eps": 0.0}),
-        Region::Ball(_, e) => json!({"kind": "ball", "image": origin, "label": label, "eps": e}),
-        Region::Global => json!({"kind": "global"}),
-    };
-    let report_path = args.out.join("report.json");
     // The precise method's enclosure already has a certified lower end: search only otherwise.
     let lower_exec = (args.with_lower && method != MethodArg::Precise).then(|| Executor::<f64>::new(&net));
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
@@ -421,67 +395,23 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         origin: &origin,
         method: method_name,
         bit: args.question.bit,
-        settings: match &engine {
-            Engine::Abstract(c) => json!({
-                "region_budget": c.settings().region_budget,
-                "diff_budget": c.settings().diff_budget,
-                "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && refiner.is_none()).map(|s| json!({"budget": s.budget, "factor": s.factor})),
-            }),
-            Engine::Precise(c) => json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }}),
-        },
+        settings: engine_settings(&engine, refiner.is_some()),
         lp: lp.map_or(Value::Null, |s| json!(format!("{s:?}"))),
-        lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed}) } else { Value::Null },
+        lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed, "ascent_steps": search_settings.ascent_steps}) } else { Value::Null },
         shard: args.shard,
     }
     .to_json();
-    let mut results: Vec<Done> = if args.resume { resumed(&report_path, &run_record)? } else { vec![] };
-    results.retain(|d| pixels.contains(&d.pixel));
-    let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
-    let deadline = args.timeout.map(|t| t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
-
-    let bar = progress_bar(pixels.len() as u64, "pixels", args.quiet);
-    bar.set_position(results.len() as u64);
-    // Chunks bound how much work an interruption can lose: after each one a partial report
-    // (complete: false) replaces the previous one atomically.
-    for (k, chunk) in todo.chunks(CHUNK).enumerate() {
-        // The first chunk always runs, so a stopped run always leaves a report.
-        if k > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        let part: Vec<Done> = chunk
-            .par_iter()
-            .map(|&i| {
-                let mut d = engine.pixel(i, refiner.as_ref().map(|r| r as &dyn DeltaRefiner));
-                if let (true, None, Some(exec)) = (args.with_lower, d.lower, &lower_exec) {
-                    d.lower = Some(search(exec, &region, i, args.question.bit, search_settings).value);
-                }
-                bar.inc(1);
-                d
-            })
-            .collect();
-        results.extend(part);
-        let partial = json!({
-            "complete": false, "model": args.model.model.display().to_string(), "method": method_name,
-            "region": region_json, "bit": args.question.bit,
-            "pixels": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-            "pixels_requested": pixels.len(), "run": run_record,
-        });
-        write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
-    }
-    bar.finish_and_clear();
-    results.sort_by_key(|r| r.pixel);
-    let complete = results.len() == pixels.len();
-    let pixels: Vec<usize> = results.iter().map(|r| r.pixel).collect();
+    let job =
+        Job { args: &args, region: &region, region_json: region_json(&region, &origin, label), method_name, run_record: &run_record, t0 };
+    let lower = lower_exec.as_ref().map(|exec| (exec, search_settings));
+    let results = job.certify_pixels(&pixels, &engine, refiner.as_ref(), lower)?;
     let exact: Option<Vec<(f64, usize)>> = match (&region, args.with_exact) {
         (Region::Point(px), true) => {
             let exec = Executor::<f64>::new(&net);
-            Some(pixels.par_iter().map(|&i| exact_point(&exec, px, i, args.question.bit)).collect())
+            Some(results.par_iter().map(|r| exact_point(&exec, px, r.pixel, args.question.bit)).collect())
         }
         _ => None,
     };
-    let secs = t0.elapsed().as_secs_f64();
-    let screened = results.iter().filter(|r| r.screened).count();
-
     let mut pix_json = Vec::with_capacity(results.len());
     for (k, r) in results.iter().enumerate() {
         let mut p = r.to_json();
@@ -490,31 +420,23 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         }
         pix_json.push(p);
     }
-    let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let region_text = match &region {
-        Region::Point(_) => format!("{origin}, eps 0"),
-        Region::Ball(_, e) => format!("{origin}, eps {:.4} ({:.2}/255)", e, e * 255.0),
-        Region::Global => "global region".to_string(),
-    };
-    let title = format!("{model_name} | {region_text} | {method_name} | bit {}", args.question.bit);
-    let scale = if args.log_scale { heatmap::Scale::Log } else { args.scale };
-    let pictured = Pictured { image: region.image().map(<[u8]>::to_vec), title, scale };
-    let heatmap_json = write_outputs(&args.out, &pix_json, &pictured)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let (pictured, heatmap_json) = job.pictures(&pix_json, &origin)?;
     let summary = summarise(&pix_json);
     // The report's settings are the run record's, plus what the run found out on the way.
     let mut settings = run_record["settings"].clone();
     if let Engine::Precise(c) = &engine {
         settings["fallbacks_to_bigfloat"] = json!(c.fallbacks());
     }
-    let report = json!({
-        "complete": complete,
-        "pixels_requested": pixels_requested,
+    let mut report = json!({
+        "complete": results.len() == pixels.len(),
+        "pixels_requested": pixels.len(),
         "model": args.model.model.display().to_string(),
         "method": method_name,
-        "region": region_json,
+        "region": job.region_json,
         "bit": args.question.bit,
         "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
-        "semantics": "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)",
+        "semantics": SEMANTICS,
         "settings": settings,
         "pixels": pix_json,
         "run": run_record,
@@ -531,33 +453,168 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "refinement": refiner.as_ref().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
         "heatmap": heatmap_json,
     });
-    let mut report = report;
     for (key, value) in summary.as_object().into_iter().flatten() {
         report[key] = value.clone();
     }
-    let text = serde_json::to_string_pretty(&report)?;
-    write_atomic(&report_path, text.as_bytes())?;
-    if args.json {
-        println!("{text}");
-    } else {
-        print_summary(&report, &origin, secs);
-        if screened > 0 {
-            println!(
-                "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still certify nothing, so it was skipped (--no-screen runs it)",
-                results.len(),
-                args.screen_factor
+    job.finish(&report, &origin, results.iter().filter(|r| r.screened).count(), secs)
+}
+
+/// What `semantics` says in every report.
+const SEMANTICS: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)";
+
+/// The abstract certifier or the precise one, as `--method` asks.
+fn build_engine<'a>(args: &CertifyArgs, net: &'a Network, region: &Region, method: MethodArg, keep: &[usize]) -> Result<Engine<'a>> {
+    Ok(match (method.abstract_method(), region) {
+        (Some(method), _) => {
+            let (region_budget, diff_budget) = match args.max_memory {
+                Some(mib) => budgets_within(net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?,
+                None => (args.region_budget, args.diff_budget),
+            };
+            let screen = (!args.no_screen).then_some(Screen { factor: args.screen_factor, ..Screen::default() });
+            let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit, screen };
+            Engine::Abstract(Certifier::with_kept(net, region.clone(), settings, keep))
+        }
+        (None, Region::Point(px)) => {
+            let arithmetic = match args.arithmetic {
+                ArithmeticArg::Fixed => Arithmetic::Fixed,
+                ArithmeticArg::Bigfloat => Arithmetic::BigFloat(args.precision as usize),
+            };
+            Engine::Precise(PreciseCertifier::new(net, px, args.question.bit, arithmetic))
+        }
+        (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
+    })
+}
+
+/// The engine's settings as the run record states them.
+fn engine_settings(engine: &Engine, refined: bool) -> Value {
+    match &engine {
+        Engine::Abstract(c) => json!({
+            "region_budget": c.settings().region_budget,
+            "diff_budget": c.settings().diff_budget,
+            "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && !refined).map(|s| json!({"budget": s.budget, "factor": s.factor})),
+        }),
+        Engine::Precise(c) => {
+            json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }})
+        }
+    }
+}
+
+/// The region as reports describe it.
+fn region_json(region: &Region, origin: &str, label: Option<u8>) -> Value {
+    match region {
+        Region::Point(_) => json!({"kind": "point", "image": origin, "label": label, "eps": 0.0}),
+        Region::Ball(_, e) => json!({"kind": "ball", "image": origin, "label": label, "eps": e}),
+        Region::Global => json!({"kind": "global"}),
+    }
+}
+
+/// One certify run's fixed facts, shared by its steps.
+struct Job<'a> {
+    args: &'a CertifyArgs,
+    region: &'a Region,
+    region_json: Value,
+    method_name: &'a str,
+    run_record: &'a Value,
+    t0: Instant,
+}
+
+impl Job<'_> {
+    /// Certifies `pixels` (those a resumed report lacks) in chunks, writing a partial report
+    /// after each; returns every pixel's result, sorted, resumed ones included.
+    fn certify_pixels(
+        &self,
+        pixels: &[usize],
+        engine: &Engine,
+        refiner: Option<&LpRefiner>,
+        lower: Option<(&Executor<f64>, SearchSettings)>,
+    ) -> Result<Vec<Done>> {
+        let args = self.args;
+        let report_path = args.out.join("report.json");
+        let mut results: Vec<Done> = if args.resume { resumed(&report_path, self.run_record)? } else { vec![] };
+        results.retain(|d| pixels.contains(&d.pixel));
+        let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
+        let deadline = args.timeout.map(|t| self.t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
+        let bar = progress_bar(pixels.len() as u64, "pixels", args.quiet);
+        bar.set_position(results.len() as u64);
+        // Chunks bound how much work an interruption can lose: after each one a partial report
+        // (complete: false) replaces the previous one atomically.
+        for (k, chunk) in todo.chunks(CHUNK).enumerate() {
+            // The first chunk always runs, so a stopped run always leaves a report.
+            if k > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let part: Vec<Done> = chunk
+                .par_iter()
+                .map(|&i| {
+                    let mut d = engine.pixel(i, refiner.map(|r| r as &dyn DeltaRefiner));
+                    if let (None, Some((exec, settings))) = (d.lower, lower) {
+                        d.lower = Some(search(exec, self.region, i, args.question.bit, settings).value);
+                    }
+                    bar.inc(1);
+                    d
+                })
+                .collect();
+            results.extend(part);
+            let partial = json!({
+                "complete": false, "model": args.model.model.display().to_string(), "method": self.method_name,
+                "region": self.region_json, "bit": args.question.bit,
+                "pixels": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+                "pixels_requested": pixels.len(), "run": self.run_record,
+            });
+            write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
+        }
+        bar.finish_and_clear();
+        results.sort_by_key(|r| r.pixel);
+        Ok(results)
+    }
+
+    /// Writes `bounds.csv` and the heatmap; returns what was pictured and the heatmap's record.
+    fn pictures(&self, pix_json: &[Value], origin: &str) -> Result<(Pictured, Value)> {
+        let args = self.args;
+        let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let region_text = match self.region {
+            Region::Point(_) => format!("{origin}, eps 0"),
+            Region::Ball(_, e) => format!("{origin}, eps {:.4} ({:.2}/255)", e, e * 255.0),
+            Region::Global => "global region".to_string(),
+        };
+        let title = format!("{model_name} | {region_text} | {} | bit {}", self.method_name, args.question.bit);
+        let scale = if args.log_scale { heatmap::Scale::Log } else { args.scale };
+        let pictured = Pictured { image: self.region.image().map(<[u8]>::to_vec), title, scale };
+        let heatmap_json = write_outputs(&args.out, pix_json, &pictured)?;
+        Ok((pictured, heatmap_json))
+    }
+
+    /// Writes the final report, prints its summary (or the JSON), and fails when `--timeout`
+    /// left it incomplete.
+    fn finish(&self, report: &Value, origin: &str, screened: usize, secs: f64) -> Result<()> {
+        let args = self.args;
+        let report_path = args.out.join("report.json");
+        let text = serde_json::to_string_pretty(report)?;
+        write_atomic(&report_path, text.as_bytes())?;
+        let done = report["pixels"].as_array().map_or(0, Vec::len);
+        if args.json {
+            println!("{text}");
+        } else {
+            print_summary(report, origin, secs);
+            if screened > 0 {
+                println!(
+                    "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still certify nothing, so it was skipped (--no-screen runs it)",
+                    done,
+                    args.screen_factor
+                );
+            }
+            println!("wrote {}/{{report.json, bounds.csv, heatmap.png}}", args.out.display());
+        }
+        if report["complete"] != json!(true) {
+            bail!(
+                "--timeout reached: {} holds {} of {} pixels (\"complete\": false); rerun with --resume to continue",
+                report_path.display(),
+                done,
+                report["pixels_requested"]
             );
         }
-        println!("wrote {}/{{report.json, bounds.csv, heatmap.png}}", args.out.display());
+        Ok(())
     }
-    if !complete {
-        bail!(
-            "--timeout reached: {} holds {} of {pixels_requested} pixels (\"complete\": false); rerun with --resume to continue",
-            report_path.display(),
-            results.len()
-        );
-    }
-    Ok(())
 }
 
 /// The heatmap's inputs that a report must carry for `merge` to redraw it identically.

@@ -93,19 +93,20 @@ fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
         .collect()
 }
 
-/// Certified and lower bounds, maximised over `pixels`, for one (region, bit).
-#[allow(clippy::too_many_arguments)]
-fn point(
-    net: &Network,
-    exec: &Executor<f64>,
-    region: &Region,
-    bit: u8,
-    method: MethodArg,
-    pixels: &[usize],
+/// What every point of the curves shares: the model, the pixels, the search effort, screening
+/// and the progress bar.
+struct Sweep<'a> {
+    net: &'a Network,
+    exec: &'a Executor<f64>,
+    pixels: &'a [usize],
     rounds: usize,
     screen: bool,
-    bar: &ProgressBar,
-) -> Point {
+    bar: &'a ProgressBar,
+}
+
+/// Certified and lower bounds, maximised over the sweep's pixels, for one (region, bit).
+fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Point {
+    let Sweep { net, exec, pixels, rounds, screen, bar } = *sweep;
     let t0 = Instant::now();
     let eps = match region {
         Region::Ball(_, e) => *e,
@@ -175,10 +176,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
-    let by_bit: Vec<Point> = bits
-        .iter()
-        .map(|&b| point(&net, &exec, &point_region, b, args.point_method, &pixels, args.attack_rounds, !args.no_screen, &bar))
-        .collect();
+    let sweep = Sweep { net: &net, exec: &exec, pixels: &pixels, rounds: args.attack_rounds, screen: !args.no_screen, bar: &bar };
+    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, args.point_method)).collect();
     let by_eps: Vec<Point> = eps
         .iter()
         .map(|&e| {
@@ -189,7 +188,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
             }
             let (region, method) =
                 if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
-            point(&net, &exec, &region, args.bit, method, &pixels, args.attack_rounds, !args.no_screen, &bar)
+            point(&sweep, &region, args.bit, method)
         })
         .collect();
     bar.finish_and_clear();

@@ -13,7 +13,7 @@ use zonocert_network::exec::Executor;
 use zonocert_network::kernels::softmax;
 use zonocert_refine::window::Window;
 use zonocert_refine::{refine_logit_differences, LpRefiner, LpSettings, LpStats};
-use zonocert_transform::analysis::forward_keeping;
+use zonocert_transform::analysis::{forward_keeping, Keep};
 use zonocert_transform::maps::PreparedMaps;
 use zonocert_transform::sensitivity::{flip_size, Certifier, Method, Region, Settings};
 use zonocert_transform::softmax::logit_differences;
@@ -56,7 +56,8 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
         let maps = PreparedMaps::new(&net);
         let mut pool = SymbolPool::new();
         let input = Zonotope::from_box(&region.input_box(), &mut pool, true);
-        let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, true, &window.inputs);
+        let (fwd, kept) =
+            forward_keeping(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, Keep { bounds: true, values: &window.inputs });
         let before = logit_differences(&fwd.output);
         let mut after = before.clone();
         let pairs: Vec<(usize, usize)> = (0..10)

@@ -58,26 +58,36 @@ pub fn unary_of(op: &Op) -> Option<Unary> {
     }
 }
 
+/// What a forward analysis keeps besides its output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep<'a> {
+    /// Every value's interval bounds (the differential analysis needs them).
+    pub bounds: bool,
+    /// The zonotopes of these values (value ids, in that order), for LP refinement windows
+    /// that start there.
+    pub values: &'a [usize],
+}
+
 /// Runs the network on an abstract input. With `keep_bounds`, records every value's interval
 /// bounds (the differential analysis needs them).
 pub fn forward(net: &Network, maps: &PreparedMaps, input: Zonotope, pool: &mut SymbolPool, domain: Domain, keep_bounds: bool) -> Forward {
-    forward_keeping(net, maps, input, pool, domain, keep_bounds, &[]).0
+    forward_keeping(net, maps, input, pool, domain, Keep { bounds: keep_bounds, values: &[] }).0
 }
 
-/// [`forward`] that also returns the zonotopes of the values `keep` (value ids, in that order),
-/// for LP refinement windows that start there.
+/// [`forward`] that also returns the zonotopes of the values `keep.values`.
 pub fn forward_keeping(
     net: &Network,
     maps: &PreparedMaps,
     input: Zonotope,
     pool: &mut SymbolPool,
     domain: Domain,
-    keep_bounds: bool,
-    keep: &[usize],
+    keep: Keep,
 ) -> (Forward, Vec<Zonotope>) {
+    let (keep_bounds, keep) = (keep.bounds, keep.values);
     let mut kept: Vec<Option<Zonotope>> = vec![None; keep.len()];
     let budget = domain.budget();
     let interval_only = domain == Domain::Interval;
+    let pass = Pass { net, maps, budget, interval_only };
     let last_use = net.last_uses();
     let n_vals = net.layers.len() + 1;
     let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
@@ -98,12 +108,12 @@ pub fn forward_keeping(
     }
     vals[0] = Some(input);
     for (k, layer) in net.layers.iter().enumerate() {
-        let mut out = step(net, maps, k, &vals, &met, pool, budget, interval_only);
+        let mut out = pass.step(k, &vals, &met, pool);
         let mut replaced = 0;
         if interval_only {
             met[k + 1] = out.bounds();
         } else {
-            let twin = step(net, maps, k, &twins, &met, pool, 0, true);
+            let twin = pass.interval_twin().step(k, &twins, &met, pool);
             let rad = out.radius();
             let (zb, ib) = (out.bounds_from(&rad), twin.bounds());
             // Two sound enclosures of the same reals always overlap; were they not to (a bug),
@@ -152,52 +162,62 @@ pub fn forward_keeping(
     (Forward { output, bounds, peak_generators: peak, overflow }, kept.into_iter().map(|z| z.expect("kept value computed")).collect())
 }
 
-/// One layer of the forward analysis on `vals`; unary relaxations are built on the bounds
-/// `met` of their input (at least as tight as the input's own hull).
-#[allow(clippy::too_many_arguments)]
-fn step(
-    net: &Network,
-    maps: &PreparedMaps,
-    k: usize,
-    vals: &[Option<Zonotope>],
-    met: &[Vec<Interval>],
-    pool: &mut SymbolPool,
+/// One forward analysis's fixed settings: the network, its prepared maps, the generator budget
+/// and whether only interval transformers are used.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    net: &'a Network,
+    maps: &'a PreparedMaps,
     budget: usize,
     interval_only: bool,
-) -> Zonotope {
-    let layer = &net.layers[k];
-    let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
-    match &layer.op {
-        Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => a.affine(&maps.get(k, true)),
-        Op::Relu | Op::Sigmoid | Op::Swish => {
-            let f = unary_of(&layer.op).expect("unary op");
-            let b = &met[layer.inputs[0].0];
-            let mut rel = relaxation(f, b, interval_only);
-            let sums = a.abs_sums();
-            if !interval_only {
-                prefer_interval_image(f, b, &a.radius_from(&sums), &mut rel);
+}
+
+impl Pass<'_> {
+    /// The interval analysis that runs in lockstep with this one.
+    fn interval_twin(self) -> Self {
+        Pass { budget: 0, interval_only: true, ..self }
+    }
+
+    /// One layer of the forward analysis on `vals`; unary relaxations are built on the bounds
+    /// `met` of their input (at least as tight as the input's own hull).
+    fn step(self, k: usize, vals: &[Option<Zonotope>], met: &[Vec<Interval>], pool: &mut SymbolPool) -> Zonotope {
+        let Pass { net, maps, budget, interval_only } = self;
+        let layer = &net.layers[k];
+        let a = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
+        match &layer.op {
+            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
+                a.affine(&maps.get(k, true))
             }
-            a.apply_relaxation_with(&rel, &sums, pool, budget)
-        }
-        Op::Mul => {
-            let b = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
-            let plane = numel(&layer.shape) / b.dim();
-            if plane > 1 {
-                a.mul(&b.broadcast(plane), pool, budget)
-            } else {
-                a.mul(b, pool, budget)
+            Op::Relu | Op::Sigmoid | Op::Swish => {
+                let f = unary_of(&layer.op).expect("unary op");
+                let b = &met[layer.inputs[0].0];
+                let mut rel = relaxation(f, b, interval_only);
+                let sums = a.abs_sums();
+                if !interval_only {
+                    prefer_interval_image(f, b, &a.radius_from(&sums), &mut rel);
+                }
+                a.apply_relaxation_with(&rel, &sums, pool, budget)
             }
+            Op::Mul => {
+                let b = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
+                let plane = numel(&layer.shape) / b.dim();
+                if plane > 1 {
+                    a.mul(&b.broadcast(plane), pool, budget)
+                } else {
+                    a.mul(b, pool, budget)
+                }
+            }
+            Op::Add => {
+                let mut sum = a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
+                sum.reduce(pool, budget);
+                sum
+            }
+            // Bounds are reported on logits; softmax is handled by the caller.
+            Op::Softmax if k + 1 == net.output.0 => a.clone(),
+            // The importer rejects a Softmax inside the network; a network built otherwise still
+            // gets a sound (if loose) transformer: every probability lies in [0, 1].
+            Op::Softmax => Zonotope::from_box(&vec![Interval::new(0.0, 1.0); a.dim()], pool, false),
         }
-        Op::Add => {
-            let mut sum = a.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
-            sum.reduce(pool, budget);
-            sum
-        }
-        // Bounds are reported on logits; softmax is handled by the caller.
-        Op::Softmax if k + 1 == net.output.0 => a.clone(),
-        // The importer rejects a Softmax inside the network; a network built otherwise still
-        // gets a sound (if loose) transformer: every probability lies in [0, 1].
-        Op::Softmax => Zonotope::from_box(&vec![Interval::new(0.0, 1.0); a.dim()], pool, false),
     }
 }
 

@@ -7,7 +7,7 @@
 //! 8-bit grid is relaxed to the continuous box, which is sound. `X` is analysed once per region
 //! and shared by all pixels.
 
-use crate::analysis::{differential_keeping, forward, forward_keeping, DifferenceRecord, Domain, Forward};
+use crate::analysis::{differential_keeping, forward, forward_keeping, DifferenceRecord, Domain, Forward, Keep};
 use crate::maps::PreparedMaps;
 use crate::softmax::{class_bounds, logit_differences, ClassBound};
 
@@ -234,7 +234,7 @@ impl<'a> Certifier<'a> {
         };
         let input = Zonotope::from_box(&region.input_box(), &mut pool, domain != Domain::Interval);
         let keep_bounds = matches!(settings.method, Method::DiffZonotope | Method::DiffInterval);
-        let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, keep_bounds, keep);
+        let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, Keep { bounds: keep_bounds, values: keep });
         let classes = x.output.dim();
         let dx = logit_differences(&x.output);
         let trivial = finish(0, delta_bounds(&dx, &unbounded_differences(classes)), false).upper;
