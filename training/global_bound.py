@@ -109,6 +109,78 @@ class Diff:
         return Box(torch.zeros_like(self.r), self.mag())
 
 
+class ZDiff:
+    """The difference D as a zonotope with at most K generator rows per pixel, as zonocert's
+    `diff-zonotope` carries it: G [n, K, C, H, W] (row k belongs to symbol ids[:, k]; -1 marks
+    an empty row) plus a radius r for what was boxed. Each nonlinear step gives every neuron's
+    error a fresh symbol and keeps the K rows of largest L1 norm, boxing the rest (zonocert's
+    order reduction). About K times the work of the interval form."""
+
+    def __init__(self, g, ids, r, counter):
+        self.g, self.ids, self.r, self.counter = g, ids, r, counter
+
+    def mag(self):
+        return self.g.abs().sum(1) + self.r
+
+    @property
+    def lo(self):
+        return -self.mag()
+
+    @property
+    def hi(self):
+        return self.mag()
+
+    def linear(self, f, f_abs):
+        n, k = self.g.shape[:2]
+        g = f(self.g.flatten(0, 1))
+        return ZDiff(g.view(n, k, *g.shape[1:]), self.ids, f_abs(self.r), self.counter)
+
+    def box(self):
+        return Box(torch.zeros_like(self.r), self.mag())
+
+    def times_box(self, b):
+        return self.scaled(b.c, b.r)
+
+    def scaled(self, m, h):
+        """m * D + [-h, h] * |D|: the rows scale by m; every neuron's new error
+        (|m| r + h |D|) is a candidate fresh row."""
+        g = m.unsqueeze(1) * self.g
+        fresh = m.abs() * self.r + h * self.mag()
+        return self._reduced(g, self.ids, fresh)
+
+    def __add__(self, o):
+        # rows of o whose symbol self also has are added to that row; the others are new rows
+        same = (o.ids.unsqueeze(2) == self.ids.unsqueeze(1)) & (o.ids >= 0).unsqueeze(2)  # [n, Ko, Ks]
+        g_self = self.g + torch.einsum("nab,na...->nb...", same.to(o.g.dtype), o.g)
+        rest = ~same.any(2)
+        g = torch.cat([g_self, o.g * rest.view(*rest.shape, *([1] * (o.g.dim() - 2))).to(o.g.dtype)], 1)
+        ids = torch.cat([self.ids, torch.where(rest, o.ids, torch.full_like(o.ids, -1))], 1)
+        return self._reduced(g, ids, self.r + o.r)
+
+    def _reduced(self, g, ids, fresh):
+        """Keeps the K largest rows among g's and the fresh one-neuron rows; boxes the rest."""
+        n, k_all = g.shape[:2]
+        k = self.g.shape[1]
+        shape = g.shape[2:]
+        flat = g.flatten(2)
+        fresh_flat = fresh.reshape(n, -1)
+        neurons = flat.shape[2]
+        norms = torch.cat([flat.abs().sum(2), fresh_flat], 1)
+        idx = norms.detach().topk(k, dim=1).indices
+        is_row = idx < k_all
+        row_idx = idx.clamp(max=k_all - 1)
+        new_idx = (idx - k_all).clamp(min=0)
+        keep_rows = flat.gather(1, row_idx.unsqueeze(2).expand(-1, -1, neurons)) * is_row.unsqueeze(2).to(g.dtype)
+        onehot = F.one_hot(new_idx, neurons).to(g.dtype) * (fresh_flat.gather(1, new_idx) * (~is_row).to(g.dtype)).unsqueeze(2)
+        kept_row_mask = torch.zeros(n, k_all, dtype=g.dtype, device=g.device).scatter(1, row_idx, is_row.to(g.dtype))
+        kept_new_mask = torch.zeros(n, neurons, dtype=g.dtype, device=g.device).scatter(1, new_idx, (~is_row).to(g.dtype))
+        r = (flat.abs() * (1 - kept_row_mask).unsqueeze(2)).sum(1) + fresh_flat * (1 - kept_new_mask)
+        base = self.counter[0]
+        self.counter[0] += neurons
+        new_ids = torch.where(is_row, ids.gather(1, row_idx), base + new_idx)
+        return ZDiff((keep_rows + onehot).view(n, k, *shape), new_ids, r.view(n, *shape), self.counter)
+
+
 def swish(x):
     return x * torch.sigmoid(x)
 
@@ -154,11 +226,11 @@ def mean_value(x, d, slopes):
 
 
 def conv(box, layer, bias):
-    dt = box.r.dtype if isinstance(box, Diff) else box.c.dtype
+    dt = box.r.dtype if isinstance(box, (Diff, ZDiff)) else box.c.dtype
     w = layer.weight.to(dt)
     b = layer.bias.to(dt) if (bias and layer.bias is not None) else None
     args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-    if isinstance(box, Diff):
+    if isinstance(box, (Diff, ZDiff)):
         return box.linear(lambda t: F.conv2d(t, w, None, **args), lambda t: F.conv2d(t, w.abs(), None, **args))
     return Box(F.conv2d(box.c, w, b, **args), F.conv2d(box.r, w.abs(), None, **args))
 
@@ -168,11 +240,11 @@ def batchnorm(box, bn, bias, stats=None):
     `stats` holds for it (the batch statistics the training forward pass normalised with)."""
     mean, var = stats[bn] if stats is not None and bn in stats else (bn.running_mean, bn.running_var)
     # folded in float64 (as zonocert folds it), then taken to the bound's dtype
-    dt = box.r.dtype if isinstance(box, Diff) else box.c.dtype
+    dt = box.r.dtype if isinstance(box, (Diff, ZDiff)) else box.c.dtype
     inv = bn.weight.double() / torch.sqrt(var.double() + bn.eps)
     scale = inv.view(1, -1, 1, 1).to(dt)
     shift = (bn.bias.double() - mean.double() * inv).view(1, -1, 1, 1).to(dt)
-    if isinstance(box, Diff):
+    if isinstance(box, (Diff, ZDiff)):
         return box.linear(lambda t: scale * t, lambda t: scale.abs() * t)
     return Box(scale * box.c + (shift if bias else 0), scale.abs() * box.r)
 
@@ -238,13 +310,14 @@ def normalize_of(model):
     return float(norm.mean), float(norm.std), net
 
 
-def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval", dtype=torch.float64):
+def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval", dtype=torch.float64, gens=64):
     """Bounds on max_{c,j} |delta(z_c - z_j)| over the whole domain, one per pixel
     (a float64 tensor of len(pixels), on the model's device), differentiable in the model's
     parameters. `stats`: see `step`. `trace`, a list, receives per stage of `features` the
     log10 of the largest |D| and of the widest value interval (diagnostics). `form`: "interval"
     (the flip as an interval, what zonocert's diff-interval reproduces) or "symbol" (the flip's
-    sign kept as one exact symbol through linear maps; never looser). `dtype`: float64 (the
+    sign kept as one exact symbol through linear maps; never looser) or "zonotope" (D with at
+    most `gens` generator rows per pixel, as zonocert's diff-zonotope). `dtype`: float64 (the
     reference) or float32 (a faster training surrogate on GPUs; overflows beyond ~1e38)."""
     mean, std, net = normalize_of(model)
     dev = next(model.parameters()).device
@@ -254,7 +327,14 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     dr = torch.zeros((n, 1, 28 * 28), **f64)
     dr[torch.arange(n, device=dev), 0, torch.as_tensor(pixels, device=dev)] = flip / std
     dr = dr.view(n, 1, 28, 28)
-    d = Diff(None, dr) if form == "interval" else Diff(dr, torch.zeros_like(dr))
+    if form == "zonotope":
+        g = torch.zeros((n, gens, 1, 28, 28), **f64)
+        g[:, 0] = dr
+        ids = torch.full((n, gens), -1, dtype=torch.long, device=dev)
+        ids[:, 0] = 0
+        d = ZDiff(g, ids, torch.zeros_like(dr), [1])
+    else:
+        d = Diff(None, dr) if form == "interval" else Diff(dr, torch.zeros_like(dr))
     for stage in net.features:
         x, d = step(stage, x, d, stats)
         if trace is not None:
@@ -262,6 +342,8 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     w = net.classifier[-1].weight.to(dtype)
     rows = w.unsqueeze(0) - w.unsqueeze(1)  # [c, j, features]: w_c - w_j
     bound = torch.einsum("cjf,nf->ncj", rows.abs(), d.r.mean((2, 3)))
+    if isinstance(d, ZDiff):
+        return (bound + torch.einsum("cjf,nkf->nkcj", rows, d.g.mean((3, 4))).abs().sum(1)).flatten(1).max(1).values
     if d.a is not None:
         bound = bound + torch.einsum("cjf,nf->ncj", rows, d.a.mean((2, 3))).abs()
     return bound.flatten(1).max(1).values

@@ -104,7 +104,8 @@ def main():
     p.add_argument("--lam", type=float, default=1.0, help="final weight of log(bound)")
     p.add_argument("--target", type=float, default=0.04, help="no pressure below this logit-difference bound")
     p.add_argument("--pixels-per-step", type=int, default=16)
-    p.add_argument("--bound-form", choices=["interval", "symbol"], default="interval", help="see global_bound.logit_difference_bounds")
+    p.add_argument("--bound-form", choices=["interval", "symbol", "zonotope"], default="interval", help="see global_bound.logit_difference_bounds")
+    p.add_argument("--bound-gens", type=int, default=32, help="generator rows per pixel of the zonotope form")
     p.add_argument("--bound-dtype", choices=["float64", "float32"], default="float64", help="dtype of the bound in the loss (float32: faster on GPUs)")
     p.add_argument("--bn-bound", choices=["batch", "running"], default="batch")
     p.add_argument("--freeze-frac", type=float, default=0.85, help="with --bn-bound batch: when the statistics freeze")
@@ -214,7 +215,7 @@ def main():
             log_bound = torch.tensor(float("nan"))
             bound_used = args.bn_bound == "batch" or frozen
             if lam > 0 and bound_used:
-                bounds = logit_difference_bounds(model, pixels, stats=None if frozen else batch_stats, form=args.bound_form, dtype=getattr(torch, args.bound_dtype))
+                bounds = logit_difference_bounds(model, pixels, stats=None if frozen else batch_stats, form=args.bound_form, dtype=getattr(torch, args.bound_dtype), gens=args.bound_gens)
                 log_bound = torch.logsumexp(bounds.clamp_min(1e-300).log(), 0)
                 loss = ce + lam * F.relu(log_bound - math.log(args.target)).float()
             if not torch.isfinite(loss):
@@ -233,7 +234,7 @@ def main():
                 acc, med, nll = evaluate(model, test_x[: args.eval_images], test_y[: args.eval_images], device)
                 trace = []
                 with torch.no_grad():
-                    running = logit_difference_bounds(model, probe_pixels(), trace=trace, form=args.bound_form).max().item()
+                    running = logit_difference_bounds(model, probe_pixels(), trace=trace, form=args.bound_form, gens=args.bound_gens).max().item()
                 if not frozen:
                     model.train()
                 else:
