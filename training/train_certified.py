@@ -118,6 +118,7 @@ def main():
     p.add_argument("--ckpt", default="training/checkpoint_cert.pt")
     p.add_argument("--ckpt-every", type=int, default=25)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", default="", help="start from these weights (a state_dict) instead of the structured initialisation")
     p.add_argument("--weights", default="", help="also save the final state_dict (weights only) here")
     p.add_argument("--out", default="models/efficientnet_b0_mnist_certified.onnx", help="ONNX export; '' skips it")
     p.add_argument("--log", default="training/train_certified_log.jsonl")
@@ -133,6 +134,8 @@ def main():
     test_x, test_y = load_mnist(args.mnist, "test")
     model = build_model(0.0, 0.0)
     structured_init(model, args.freeze_gates)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu"))
     model.to(device)
     batch_stats = record_batch_statistics(model)
     params = [q for q in model.parameters() if q.requires_grad]
