@@ -8,10 +8,11 @@ use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels,
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
-use zonocert_network::Executor;
+use zonocert_network::data::Mnist;
+use zonocert_network::{Executor, Network};
 use zonocert_refine::window::Window;
 use zonocert_refine::{LpRefiner, LpSettings};
 use zonocert_transform::falsify::{search, SearchSettings};
@@ -66,40 +67,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     check_classifier(&net)?;
     let set = load_mnist(&args.mnist)?;
     let pixels = parse_pixels(&args.pixels)?;
-    let images: Vec<usize> =
-        args.images.split(',').map(|s| s.trim().parse::<usize>().with_context(|| format!("--images: '{s}'"))).collect::<Result<_>>()?;
-    let mut regions: Vec<(String, Option<usize>, Region)> = Vec::new();
-    for e in args.eps.split(',').map(str::trim) {
-        if e == "global" {
-            regions.push(("global".into(), None, Region::Global));
-            continue;
-        }
-        let eps: f64 = e.parse().with_context(|| format!("--eps: '{e}' is neither a number nor 'global'"))?;
-        if !(0.0..=1.0).contains(&eps) {
-            bail!("--eps values must lie in [0, 1], got {eps}");
-        }
-        for &i in &images {
-            let px = set.image(i)?.to_vec();
-            let r = if eps == 0.0 { Region::Point(px) } else { Region::Ball(px, eps) };
-            regions.push((format!("{eps:.6}"), Some(i), r));
-        }
-    }
-    // (method, with LP refinement)
-    let methods: Vec<(MethodArg, bool)> = args
-        .methods
-        .split(',')
-        .map(|m| match m.trim() {
-            "interval" => Ok((MethodArg::Interval, false)),
-            "twin-zonotope" => Ok((MethodArg::TwinZonotope, false)),
-            "diff-zonotope" => Ok((MethodArg::DiffZonotope, false)),
-            "diff-zonotope+lp" => Ok((MethodArg::DiffZonotope, true)),
-            "diff-interval" => Ok((MethodArg::DiffInterval, false)),
-            "precise" => Ok((MethodArg::Precise, false)),
-            other => bail!(
-                "--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval, precise)"
-            ),
-        })
-        .collect::<Result<_>>()?;
+    let regions = parse_regions(&args, &set)?;
+    let methods = parse_methods(&args.methods)?;
     let window = Window::new(&net, LpSettings::default().window);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let exec = Executor::<f64>::new(&net);
@@ -119,33 +88,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for &(method, lp) in &methods {
             let t0 = Instant::now();
             let name = if lp { "diff-zonotope+lp" } else { method.name() };
-            // (upper, screened) per pixel.
-            let results: Vec<(f64, bool)> = match (method.abstract_method(), region) {
-                (Some(Method::DiffZonotope), _) if lp => {
-                    let settings = Settings { method: Method::DiffZonotope, ..Settings::default() };
-                    let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
-                    let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept(), LpSettings::default());
-                    let r: &dyn DeltaRefiner = &refiner;
-                    pixels.par_iter().map(|&p| (cert.pixel_refined(p, Some(r)).upper * args.inject_scale, false)).collect()
-                }
-                (Some(m), _) => {
-                    let screen = if args.no_screen { None } else { Settings::default().screen };
-                    let cert = Certifier::new(&net, region.clone(), Settings { method: m, screen, ..Settings::default() });
-                    pixels
-                        .par_iter()
-                        .map(|&p| {
-                            let b = cert.pixel(p);
-                            (b.upper * args.inject_scale, b.screened)
-                        })
-                        .collect()
-                }
-                (None, Region::Point(px)) => {
-                    let cert = PreciseCertifier::new(&net, px, 0, Arithmetic::Fixed);
-                    pixels.par_iter().map(|&p| (cert.pixel(p).upper * args.inject_scale, false)).collect()
-                }
-                // The precise method answers single images only.
-                (None, _) => continue,
-            };
+            // The precise method answers single images only.
+            let Some(results) = uppers(&net, region, &pixels, (method, lp), &window, &args) else { continue };
             let secs = t0.elapsed().as_secs_f64();
             let uppers: Vec<f64> = results.iter().map(|r| r.0).collect();
             let screened = results.iter().filter(|r| r.1).count();
@@ -168,10 +112,102 @@ pub fn run(args: BenchArgs) -> Result<()> {
             rows.push(row);
         }
     }
+    let (md, csv) = tables(&rows);
+    let report =
+        json!({"model": args.model.model.display().to_string(), "machine": machine(), "rows": rows, "soundness_failures": failures});
+    write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
+    write_atomic(&args.out.join("bench.md"), md.as_bytes())?;
+    print!("{md}");
+    if !failures.is_empty() {
+        bail!("SOUNDNESS FAILURE: {} certified bound(s) below a lower bound:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// The regions of `--eps` × `--images`, labelled: (ε label, image index, region).
+fn parse_regions(args: &BenchArgs, set: &Mnist) -> Result<Vec<(String, Option<usize>, Region)>> {
+    let images: Vec<usize> =
+        args.images.split(',').map(|s| s.trim().parse::<usize>().with_context(|| format!("--images: '{s}'"))).collect::<Result<_>>()?;
+    let mut regions = Vec::new();
+    for e in args.eps.split(',').map(str::trim) {
+        if e == "global" {
+            regions.push(("global".into(), None, Region::Global));
+            continue;
+        }
+        let eps: f64 = e.parse().with_context(|| format!("--eps: '{e}' is neither a number nor 'global'"))?;
+        if !(0.0..=1.0).contains(&eps) {
+            bail!("--eps values must lie in [0, 1], got {eps}");
+        }
+        for &i in &images {
+            let px = set.image(i)?.to_vec();
+            let r = if eps == 0.0 { Region::Point(px) } else { Region::Ball(px, eps) };
+            regions.push((format!("{eps:.6}"), Some(i), r));
+        }
+    }
+    Ok(regions)
+}
+
+/// `--methods` as (method, with LP refinement).
+fn parse_methods(list: &str) -> Result<Vec<(MethodArg, bool)>> {
+    list.split(',')
+        .map(|m| match m.trim() {
+            "interval" => Ok((MethodArg::Interval, false)),
+            "twin-zonotope" => Ok((MethodArg::TwinZonotope, false)),
+            "diff-zonotope" => Ok((MethodArg::DiffZonotope, false)),
+            "diff-zonotope+lp" => Ok((MethodArg::DiffZonotope, true)),
+            "diff-interval" => Ok((MethodArg::DiffInterval, false)),
+            "precise" => Ok((MethodArg::Precise, false)),
+            other => bail!(
+                "--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval, precise)"
+            ),
+        })
+        .collect()
+}
+
+/// (certified upper bound × `--inject-scale`, screened) per pixel for one method on one region;
+/// `None` where the method does not apply (precise off a single image).
+fn uppers(
+    net: &Network,
+    region: &Region,
+    pixels: &[usize],
+    (method, lp): (MethodArg, bool),
+    window: &Window,
+    args: &BenchArgs,
+) -> Option<Vec<(f64, bool)>> {
+    Some(match (method.abstract_method(), region) {
+        (Some(Method::DiffZonotope), _) if lp => {
+            let settings = Settings { method: Method::DiffZonotope, ..Settings::default() };
+            let cert = Certifier::with_kept(net, region.clone(), settings, &window.inputs);
+            let refiner = LpRefiner::new(net, window.clone(), &cert.region_analysis().bounds, cert.kept(), LpSettings::default());
+            let r: &dyn DeltaRefiner = &refiner;
+            pixels.par_iter().map(|&p| (cert.pixel_refined(p, Some(r)).upper * args.inject_scale, false)).collect()
+        }
+        (Some(m), _) => {
+            let screen = if args.no_screen { None } else { Settings::default().screen };
+            let cert = Certifier::new(net, region.clone(), Settings { method: m, screen, ..Settings::default() });
+            pixels
+                .par_iter()
+                .map(|&p| {
+                    let b = cert.pixel(p);
+                    (b.upper * args.inject_scale, b.screened)
+                })
+                .collect()
+        }
+        (None, Region::Point(px)) => {
+            let cert = PreciseCertifier::new(net, px, 0, Arithmetic::Fixed);
+            pixels.par_iter().map(|&p| (cert.pixel(p).upper * args.inject_scale, false)).collect()
+        }
+        (None, _) => return None,
+    })
+}
+
+/// The rows as a Markdown table and as CSV.
+fn tables(rows: &[Value]) -> (String, String) {
     let mut md = String::from("| method | eps | image | pixels | median upper | max upper | max lower | max exact | median upper/lower | time/pixel (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut csv =
         String::from("method,eps,image,pixels,median_upper,max_upper,max_lower,max_exact,median_ratio,time_per_pixel_s,peak_rss_mib\n");
-    for r in &rows {
+    for r in rows {
         let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.3e}")).unwrap_or_else(|| "–".into());
         let img = r["image"].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "all".into());
         md.push_str(&format!(
@@ -203,14 +239,5 @@ pub fn run(args: BenchArgs) -> Result<()> {
             r["peak_rss_mib"]
         ));
     }
-    let report =
-        json!({"model": args.model.model.display().to_string(), "machine": machine(), "rows": rows, "soundness_failures": failures});
-    write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-    write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
-    write_atomic(&args.out.join("bench.md"), md.as_bytes())?;
-    print!("{md}");
-    if !failures.is_empty() {
-        bail!("SOUNDNESS FAILURE: {} certified bound(s) below a lower bound:\n{}", failures.len(), failures.join("\n"));
-    }
-    Ok(())
+    (md, csv)
 }

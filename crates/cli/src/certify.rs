@@ -14,7 +14,7 @@ use std::time::Instant;
 use zonocert_network::data::PIXELS;
 use zonocert_network::{Executor, Network};
 use zonocert_refine::window::Window;
-use zonocert_refine::LpRefiner;
+use zonocert_refine::{LpRefiner, LpSettings};
 use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Screen, Settings};
@@ -360,25 +360,17 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Some(shard) => shard.select(&q.pixels),
         None => q.pixels,
     };
-    let method = args.method.resolve(&region);
-    if method == MethodArg::Precise && !matches!(region, Region::Point(_)) {
-        bail!("{PRECISE_NEEDS_POINT}");
-    }
+    let method = checked_method(&args, &region)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let net = args.model.load()?;
     let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
-    if args.with_exact && !matches!(region, Region::Point(_)) {
-        bail!("--with-exact needs a single image (--eps 0)");
-    }
     let lp = args.refine.settings(&net)?;
     if lp.is_some() && method != MethodArg::DiffZonotope {
         bail!("--refine lp refines the differential analysis: use it with --method diff-zonotope (or auto on a ball or the global region)");
     }
-    let window = lp.map(|s| Window::new(&net, s.window));
-    let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
     let t0 = Instant::now();
-    let engine = build_engine(&args, &net, &region, method, keep)?;
+    let (engine, window) = build_engine(&args, &net, &region, method, lp)?;
     let region_secs = t0.elapsed().as_secs_f64();
     let refiner = match (&engine, lp, window) {
         (Engine::Abstract(c), Some(s), Some(w)) => Some(LpRefiner::new(&net, w, &c.region_analysis().bounds, c.kept(), s)),
@@ -405,29 +397,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         Job { args: &args, region: &region, region_json: region_json(&region, &origin, label), method_name, run_record: &run_record, t0 };
     let lower = lower_exec.as_ref().map(|exec| (exec, search_settings));
     let results = job.certify_pixels(&pixels, &engine, refiner.as_ref(), lower)?;
-    let exact: Option<Vec<(f64, usize)>> = match (&region, args.with_exact) {
-        (Region::Point(px), true) => {
-            let exec = Executor::<f64>::new(&net);
-            Some(results.par_iter().map(|r| exact_point(&exec, px, r.pixel, args.question.bit)).collect())
-        }
-        _ => None,
-    };
-    let mut pix_json = Vec::with_capacity(results.len());
-    for (k, r) in results.iter().enumerate() {
-        let mut p = r.to_json();
-        if let Some(e) = &exact {
-            p["exact"] = json!(e[k].0);
-        }
-        pix_json.push(p);
-    }
+    let pix_json = pixel_entries(&results, &net, &region, args.with_exact.then_some(args.question.bit));
     let secs = t0.elapsed().as_secs_f64();
     let (pictured, heatmap_json) = job.pictures(&pix_json, &origin)?;
     let summary = summarise(&pix_json);
-    // The report's settings are the run record's, plus what the run found out on the way.
-    let mut settings = run_record["settings"].clone();
-    if let Engine::Precise(c) = &engine {
-        settings["fallbacks_to_bigfloat"] = json!(c.fallbacks());
-    }
+    let settings = report_settings(&run_record, &engine);
     let mut report = json!({
         "complete": results.len() == pixels.len(),
         "pixels_requested": pixels.len(),
@@ -459,12 +433,55 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     job.finish(&report, &origin, results.iter().filter(|r| r.screened).count(), secs)
 }
 
+/// The report's pixel entries; with `exact_bit`, on a single image, each with the exact value
+/// (`--with-exact`).
+fn pixel_entries(results: &[Done], net: &Network, region: &Region, exact_bit: Option<u8>) -> Vec<Value> {
+    let exact: Option<Vec<(f64, usize)>> = match (region, exact_bit) {
+        (Region::Point(px), Some(bit)) => {
+            let exec = Executor::<f64>::new(net);
+            Some(results.par_iter().map(|r| exact_point(&exec, px, r.pixel, bit)).collect())
+        }
+        _ => None,
+    };
+    let mut entries = Vec::with_capacity(results.len());
+    for (k, r) in results.iter().enumerate() {
+        let mut p = r.to_json();
+        if let Some(e) = &exact {
+            p["exact"] = json!(e[k].0);
+        }
+        entries.push(p);
+    }
+    entries
+}
+
 /// What `semantics` says in every report.
 const SEMANTICS: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)";
 
-/// The abstract certifier or the precise one, as `--method` asks.
-fn build_engine<'a>(args: &CertifyArgs, net: &'a Network, region: &Region, method: MethodArg, keep: &[usize]) -> Result<Engine<'a>> {
-    Ok(match (method.abstract_method(), region) {
+/// The method `--method` resolves to on `region`, and the options that need a single image.
+fn checked_method(args: &CertifyArgs, region: &Region) -> Result<MethodArg> {
+    let method = args.method.resolve(region);
+    let single = matches!(region, Region::Point(_));
+    if method == MethodArg::Precise && !single {
+        bail!("{PRECISE_NEEDS_POINT}");
+    }
+    if args.with_exact && !single {
+        bail!("--with-exact needs a single image (--eps 0)");
+    }
+    Ok(method)
+}
+
+/// The abstract certifier or the precise one, as `--method` asks, and the LP window when `lp`
+/// asks for refinement (the region analysis keeps the values the window starts from).
+fn build_engine<'a>(
+    args: &CertifyArgs,
+    net: &'a Network,
+    region: &Region,
+    method: MethodArg,
+    lp: Option<LpSettings>,
+) -> Result<(Engine<'a>, Option<Window>)> {
+    let window = lp.map(|s| Window::new(net, s.window));
+    let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
+    let engine = match (method.abstract_method(), region) {
         (Some(method), _) => {
             let (region_budget, diff_budget) = match args.max_memory {
                 Some(mib) => budgets_within(net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?,
@@ -482,7 +499,17 @@ fn build_engine<'a>(args: &CertifyArgs, net: &'a Network, region: &Region, metho
             Engine::Precise(PreciseCertifier::new(net, px, args.question.bit, arithmetic))
         }
         (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
-    })
+    };
+    Ok((engine, window))
+}
+
+/// The report's settings: the run record's, plus what the run found out on the way.
+fn report_settings(run_record: &Value, engine: &Engine) -> Value {
+    let mut settings = run_record["settings"].clone();
+    if let Engine::Precise(c) = engine {
+        settings["fallbacks_to_bigfloat"] = json!(c.fallbacks());
+    }
+    settings
 }
 
 /// The engine's settings as the run record states them.
