@@ -4,7 +4,7 @@ use crate::common::{check_classifier, progress_bar, ImageArg, ModelArg};
 use crate::refine::RefineArgs;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Instant;
 use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::argmax;
@@ -101,34 +101,55 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         BoundsMethod::Interval => "interval",
         BoundsMethod::Zonotope => "zonotope",
     };
+    let v = json!({
+        "image": img.origin, "label": img.label, "eps": args.eps, "method": method,
+        "logits": {"lower": logits.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": logits.iter().map(|b| b.hi).collect::<Vec<_>>()},
+        "probabilities": {"lower": probs.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": probs.iter().map(|b| b.hi).collect::<Vec<_>>()},
+        "predicted": predicted, "verified": verified, "time_s": secs, "peak_generators": fwd.peak_generators,
+        "refinement": refinement,
+    });
     if args.json {
-        let v = json!({
-            "image": img.origin, "label": img.label, "eps": args.eps, "method": method,
-            "logits": {"lower": logits.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": logits.iter().map(|b| b.hi).collect::<Vec<_>>()},
-            "probabilities": {"lower": probs.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": probs.iter().map(|b| b.hi).collect::<Vec<_>>()},
-            "predicted": predicted, "verified": verified, "time_s": secs, "peak_generators": fwd.peak_generators,
-            "refinement": refinement,
-        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("image {} (label {:?}), eps {}, method {method}", img.origin, img.label, args.eps);
-        for c in 0..classes {
-            println!("  class {c}: logit [{:>11.5}, {:>11.5}]  p [{:.6}, {:.6}]", logits[c].lo, logits[c].hi, probs[c].lo, probs[c].hi);
-        }
-        println!("predicted {predicted}: {}", if verified { "VERIFIED robust" } else { "not verified" });
-        println!("time {secs:.2} s, peak generators {}", fwd.peak_generators);
-        if let Some(r) = &refinement {
-            println!(
-                "LP refinement over {} layers from layer {}: {} LPs, {} improved, {} timed out, {:.1} % of the width gained, {:.2} s",
-                r["window"]["layers"].as_array().map_or(0, |l| l.len()),
-                r["window"]["start_layer"],
-                r["lps"],
-                r["improved"],
-                r["timeouts"],
-                100.0 * r["width_gained_fraction"].as_f64().unwrap_or(0.0),
-                r["seconds"].as_f64().unwrap_or(0.0)
-            );
-        }
+        print_text(&v);
     }
     Ok(())
+}
+
+/// The human-readable form of a `bounds --json` record.
+fn print_text(v: &Value) {
+    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "image {} (label {}), eps {}, method {}",
+        v["image"].as_str().unwrap_or(""),
+        v["label"],
+        v["eps"],
+        v["method"].as_str().unwrap_or("")
+    );
+    let (logits, probs) = (&v["logits"], &v["probabilities"]);
+    for c in 0..logits["lower"].as_array().map_or(0, Vec::len) {
+        println!(
+            "  class {c}: logit [{:>11.5}, {:>11.5}]  p [{:.6}, {:.6}]",
+            f(&logits["lower"][c]),
+            f(&logits["upper"][c]),
+            f(&probs["lower"][c]),
+            f(&probs["upper"][c])
+        );
+    }
+    let verdict = if v["verified"] == json!(true) { "VERIFIED robust" } else { "not verified" };
+    println!("predicted {}: {verdict}", v["predicted"]);
+    println!("time {:.2} s, peak generators {}", f(&v["time_s"]), v["peak_generators"]);
+    let r = &v["refinement"];
+    if !r.is_null() {
+        println!(
+            "LP refinement over {} layers from layer {}: {} LPs, {} improved, {} timed out, {:.1} % of the width gained, {:.2} s",
+            r["window"]["layers"].as_array().map_or(0, |l| l.len()),
+            r["window"]["start_layer"],
+            r["lps"],
+            r["improved"],
+            r["timeouts"],
+            100.0 * r["width_gained_fraction"].as_f64().unwrap_or(0.0),
+            r["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
 }

@@ -93,6 +93,22 @@ fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
         .collect()
 }
 
+/// The curves' x values, `--bits` and `--eps`, checked.
+fn checked_axes(args: &CurveArgs) -> Result<(Vec<u8>, Vec<f64>)> {
+    let bits: Vec<u8> = parse_list(&args.bits, "--bits")?;
+    let eps: Vec<f64> = parse_list(&args.eps, "--eps")?;
+    if let Some(b) = bits.iter().chain(std::iter::once(&args.bit)).find(|&&b| b > 7) {
+        bail!("bits must be 0–7 (8-bit pixels), got {b}");
+    }
+    if let Some(e) = eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
+        bail!("--eps values must lie in [0, 1], got {e}");
+    }
+    if args.ball_method == MethodArg::Precise && eps.iter().any(|&e| e > 0.0) {
+        bail!("--ball-method precise: the precise method answers single images only (ε = 0)");
+    }
+    Ok((bits, eps))
+}
+
 /// What every point of the curves shares: the model, the pixels, the search effort, screening
 /// and the progress bar.
 struct Sweep<'a> {
@@ -155,17 +171,7 @@ fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Point {
 
 /// Runs `curve`.
 pub fn run(args: CurveArgs) -> Result<()> {
-    let bits: Vec<u8> = parse_list(&args.bits, "--bits")?;
-    let eps: Vec<f64> = parse_list(&args.eps, "--eps")?;
-    if let Some(b) = bits.iter().chain(std::iter::once(&args.bit)).find(|&&b| b > 7) {
-        bail!("bits must be 0–7 (8-bit pixels), got {b}");
-    }
-    if let Some(e) = eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
-        bail!("--eps values must lie in [0, 1], got {e}");
-    }
-    if args.ball_method == MethodArg::Precise && eps.iter().any(|&e| e > 0.0) {
-        bail!("--ball-method precise: the precise method answers single images only (ε = 0)");
-    }
+    let (bits, eps) = checked_axes(&args)?;
     let pixels = parse_pixels(&args.pixels)?;
     let img = args.image.load()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
