@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use std::time::Instant;
 use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::argmax;
-use zonocert_refine::refine_logit_differences;
 use zonocert_refine::window::Window;
+use zonocert_refine::{refine_logit_differences, WindowProblem};
 use zonocert_transform::analysis::{forward_keeping, Keep};
 use zonocert_transform::sensitivity::Region;
 use zonocert_transform::softmax::{logit_differences, probability_bounds};
@@ -88,7 +88,8 @@ pub fn run(args: BoundsArgs) -> Result<()> {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             };
-            let stats = refine_logit_differences(&net, &maps, w, &fwd.bounds, &kept, &mut diffs, &pairs, &s, &progress);
+            let problem = WindowProblem { net: &net, maps: &maps, window: w, x_kept: &kept, settings: &s };
+            let stats = refine_logit_differences(problem, &fwd.bounds, &mut diffs, &pairs, &progress);
             bar.finish_and_clear();
             Some(crate::refine::report(&net, w, &stats))
         }

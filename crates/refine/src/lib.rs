@@ -17,7 +17,7 @@ use lp::Lp;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use window::{couple, encode_layers, link_inputs, Vars, Window};
+use window::{couple, encode_layers, link_inputs, Link, Vars, Window};
 use zonocert_domain::{Interval, Zonotope};
 use zonocert_network::ir::Op;
 use zonocert_network::Network;
@@ -146,19 +146,29 @@ fn logit(vars: &Vars, output: usize, c: usize) -> usize {
     vars[output].as_ref().expect("window output encoded")[c]
 }
 
+/// A region analysis's window, ready to encode as linear programs: the network and its maps,
+/// the window, the region zonotopes of the window's inputs, and the LP settings.
+#[derive(Clone, Copy)]
+pub struct WindowProblem<'a> {
+    /// The network.
+    pub net: &'a Network,
+    /// Its prepared affine maps.
+    pub maps: &'a PreparedMaps,
+    /// The layers encoded.
+    pub window: &'a Window,
+    /// The region analysis's zonotopes of `window.inputs`.
+    pub x_kept: &'a [Zonotope],
+    /// Solver budgets and encoding choices.
+    pub settings: &'a LpSettings,
+}
+
 /// The single-copy program of a window over `bounds`.
-fn region_program(
-    net: &Network,
-    maps: &PreparedMaps,
-    window: &Window,
-    bounds: &[Vec<Interval>],
-    x_kept: &[Zonotope],
-    settings: &LpSettings,
-) -> (Lp, Vars) {
+fn region_program(p: WindowProblem, bounds: &[Vec<Interval>]) -> (Lp, Vars) {
     let mut lp = Lp::new();
-    let mut vars: Vars = vec![None; net.layers.len() + 1];
-    link_inputs(&mut lp, window, x_kept, settings.link_generators, bounds, None, &mut HashMap::new(), &mut vars);
-    encode_layers(&mut lp, net, maps, window, bounds, &mut vars);
+    let mut vars: Vars = vec![None; p.net.layers.len() + 1];
+    let link = Link { zonotopes: p.x_kept, generators: p.settings.link_generators, bounds, base: None };
+    link_inputs(&mut lp, p.window, link, &mut HashMap::new(), &mut vars);
+    encode_layers(&mut lp, p.net, p.maps, p.window, bounds, &mut vars);
     (lp, vars)
 }
 
@@ -172,15 +182,8 @@ fn neuron_deadline(t0: Instant, settings: &LpSettings) -> Instant {
 /// enters an activation or a product there: two LPs per neuron, layer by layer, the program
 /// re-encoded after each layer so that later strips and envelopes use the tighter boxes.
 /// Bounds only shrink (each is intersected with a proven one).
-pub fn tighten_neurons(
-    net: &Network,
-    maps: &PreparedMaps,
-    window: &Window,
-    bounds: &mut [Vec<Interval>],
-    x_kept: &[Zonotope],
-    settings: &LpSettings,
-    deadline: Instant,
-) -> LpStats {
+pub fn tighten_neurons(p: WindowProblem, bounds: &mut [Vec<Interval>], deadline: Instant) -> LpStats {
+    let WindowProblem { net, window, settings, .. } = p;
     let t0 = Instant::now();
     let mut stats = LpStats::default();
     for k in window.start..net.layers.len() {
@@ -192,7 +195,7 @@ pub fn tighten_neurons(
             if stats.neuron_values.contains(&v) {
                 continue;
             }
-            let (lp, vars) = region_program(net, maps, window, bounds, x_kept, settings);
+            let (lp, vars) = region_program(p, bounds);
             stats.size = (lp.boxes.len(), lp.rows.len(), lp.nonzeros());
             let ids = vars[v].clone().expect("window value encoded");
             for (i, id) in ids.into_iter().enumerate() {
@@ -211,29 +214,25 @@ pub fn tighten_neurons(
 }
 
 /// Refines bounds on logit differences over a region. `x_bounds` are the forward analysis's
-/// bounds of every value and `x_kept` its zonotopes of `window.inputs`; `diffs[j][c]` bounds
-/// `z_j − z_c` and is tightened (both orientations) for every pair in `pairs`.
-/// `progress(done, total)` is called before each pair and at the end.
-#[allow(clippy::too_many_arguments)]
+/// bounds of every value; `diffs[j][c]` bounds `z_j − z_c` and is tightened (both
+/// orientations) for every pair in `pairs`. `progress(done, total)` is called before each
+/// pair and at the end.
 pub fn refine_logit_differences(
-    net: &Network,
-    maps: &PreparedMaps,
-    window: &Window,
+    p: WindowProblem,
     x_bounds: &[Vec<Interval>],
-    x_kept: &[Zonotope],
     diffs: &mut [Vec<Interval>],
     pairs: &[(usize, usize)],
-    settings: &LpSettings,
     progress: &dyn Fn(usize, usize),
 ) -> LpStats {
+    let WindowProblem { net, window, settings, .. } = p;
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(settings.budget_s.max(0.0));
     let mut bounds = window_bounds(net, window, x_bounds);
     let mut stats = LpStats::default();
     if settings.neurons {
-        stats.merge(&tighten_neurons(net, maps, window, &mut bounds, x_kept, settings, neuron_deadline(t0, settings)));
+        stats.merge(&tighten_neurons(p, &mut bounds, neuron_deadline(t0, settings)));
     }
-    let (lp, vars) = region_program(net, maps, window, &bounds, x_kept, settings);
+    let (lp, vars) = region_program(p, &bounds);
     stats.size = (lp.boxes.len(), lp.rows.len(), lp.nonzeros());
     let out = net.output.0;
     let total = pairs.len();
@@ -278,7 +277,8 @@ impl<'a> LpRefiner<'a> {
         let mut bounds = window_bounds(net, &window, x_bounds);
         // The region is shared by every pixel: its neurons are tightened once.
         let stats = if settings.neurons {
-            tighten_neurons(net, &maps, &window, &mut bounds, x_kept, &settings, neuron_deadline(Instant::now(), &settings))
+            let problem = WindowProblem { net, maps: &maps, window: &window, x_kept, settings: &settings };
+            tighten_neurons(problem, &mut bounds, neuron_deadline(Instant::now(), &settings))
         } else {
             LpStats::default()
         };
@@ -305,8 +305,11 @@ impl<'a> LpRefiner<'a> {
         // x′ ∈ X + D, for the window's values (the others are empty in x_bounds).
         let xp_bounds: Vec<Vec<Interval>> =
             self.x_bounds.iter().zip(&record.bounds).map(|(x, d)| x.iter().zip(d).map(|(a, d)| a.add(d)).collect()).collect();
-        link_inputs(&mut lp, &self.window, self.x_kept, self.settings.link_generators, &self.x_bounds, None, &mut HashMap::new(), &mut x);
-        link_inputs(&mut lp, &self.window, &record.kept, self.settings.link_generators, &xp_bounds, Some(&x), &mut HashMap::new(), &mut xp);
+        let generators = self.settings.link_generators;
+        let region = Link { zonotopes: self.x_kept, generators, bounds: &self.x_bounds, base: None };
+        link_inputs(&mut lp, &self.window, region, &mut HashMap::new(), &mut x);
+        let flipped = Link { zonotopes: &record.kept, generators, bounds: &xp_bounds, base: Some(&x) };
+        link_inputs(&mut lp, &self.window, flipped, &mut HashMap::new(), &mut xp);
         encode_layers(&mut lp, self.net, &self.maps, &self.window, &self.x_bounds, &mut x);
         encode_layers(&mut lp, self.net, &self.maps, &self.window, &xp_bounds, &mut xp);
         couple(&mut lp, &x, &xp, &record.bounds);

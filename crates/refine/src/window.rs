@@ -52,6 +52,19 @@ impl Window {
 /// LP variables of one copy of the network: per value id, its variables (inside the window).
 pub type Vars = Vec<Option<Vec<usize>>>;
 
+/// What ties a copy's window inputs to zonotopes (see [`link_inputs`]).
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    /// One zonotope per window input.
+    pub zonotopes: &'a [Zonotope],
+    /// Rows kept per zonotope (the rest boxed).
+    pub generators: usize,
+    /// Bounds of every value of the copy.
+    pub bounds: &'a [Vec<Interval>],
+    /// Another copy's variables the link is relative to (`x′ = x + d`).
+    pub base: Option<&'a Vars>,
+}
+
 /// Creates variables for the window inputs and ties them to zonotopes:
 /// `x_v − base_v − Σₖ gₖ εₖ ∈ c_v ± e_v`, where `base` (another copy's variables) is optional.
 /// Symbol variables are shared through `symbols` (one map per symbol namespace).
@@ -59,17 +72,8 @@ pub type Vars = Vec<Option<Vec<usize>>>;
 /// Each zonotope is first reduced to at most `generators` rows (the smallest boxed into its
 /// error term, which is sound): the link rows are dense, and a few dozen symbols carry most
 /// of the correlation.
-#[allow(clippy::too_many_arguments)]
-pub fn link_inputs(
-    lp: &mut Lp,
-    window: &Window,
-    zonotopes: &[Zonotope],
-    generators: usize,
-    bounds: &[Vec<Interval>],
-    base: Option<&Vars>,
-    symbols: &mut HashMap<usize, usize>,
-    vars: &mut Vars,
-) {
+pub fn link_inputs(lp: &mut Lp, window: &Window, link: Link, symbols: &mut HashMap<usize, usize>, vars: &mut Vars) {
+    let Link { zonotopes, generators, bounds, base } = link;
     for (&v, z) in window.inputs.iter().zip(zonotopes) {
         let mut z = z.clone();
         if z.n_gens() > generators {

@@ -12,7 +12,7 @@ use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::Executor;
 use zonocert_network::kernels::softmax;
 use zonocert_refine::window::Window;
-use zonocert_refine::{refine_logit_differences, LpRefiner, LpSettings, LpStats};
+use zonocert_refine::{refine_logit_differences, LpRefiner, LpSettings, LpStats, WindowProblem};
 use zonocert_transform::analysis::{forward_keeping, Keep};
 use zonocert_transform::maps::PreparedMaps;
 use zonocert_transform::sensitivity::{flip_size, Certifier, Method, Region, Settings};
@@ -64,7 +64,8 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
             .flat_map(|j| (0..10).filter(move |&c| c != j).map(move |c| (j, c)))
             .filter(|&(j, c)| j < c && (j + c) % 3 == 0)
             .collect();
-        let stats = refine_logit_differences(&net, &maps, &window, &fwd.bounds, &kept, &mut after, &pairs, &settings(), &|_, _| {});
+        let problem = WindowProblem { net: &net, maps: &maps, window: &window, x_kept: &kept, settings: &settings() };
+        let stats = refine_logit_differences(problem, &fwd.bounds, &mut after, &pairs, &|_, _| {});
         gained.lock().expect("lock").width_gained += stats.width_gained;
         for j in 0..10 {
             for c in 0..10 {
@@ -181,7 +182,7 @@ fn assign(vars: &zonocert_refine::window::Vars, values: &[Option<Vec<f64>>], at:
 #[test]
 fn every_window_row_holds_at_concrete_states() {
     use zonocert_domain::Interval;
-    use zonocert_transform::analysis::differential_keeping;
+    use zonocert_transform::analysis::{differential_keeping, DiffPass};
     run(cases(80), (any::<u64>(), 0usize..3, 1u32..40, 0usize..784), |(seed, w, eps_255, pixel)| {
         let net = tiny_net(seed, 3, 2, seed % 2 == 0);
         let mut rng = Rng(seed ^ 0x7075);
@@ -203,7 +204,8 @@ fn every_window_row_holds_at_concrete_states() {
         d_box[pixel] = Interval::new(-delta, delta);
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&d_box, &mut pool, true);
-        let (_, record) = differential_keeping(&net, &maps, x_bounds, d_in, &mut pool, 32, Some(&window.inputs));
+        let (_, record) =
+            differential_keeping(DiffPass { net: &net, maps: &maps, x_bounds, budget: 32 }, d_in, &mut pool, Some(&window.inputs));
         let record = record.expect("record kept");
         let (lp, x_vars, xp_vars) = refiner.twin_program(&record);
         let exec = Executor::<f64>::new(&net);

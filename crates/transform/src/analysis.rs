@@ -250,7 +250,21 @@ pub fn differential(
     pool: &mut SymbolPool,
     budget: usize,
 ) -> Zonotope {
-    differential_keeping(net, maps, x_bounds, d_input, pool, budget, None).0
+    differential_keeping(DiffPass { net, maps, x_bounds, budget }, d_input, pool, None).0
+}
+
+/// The fixed inputs of a differential analysis: the network and its maps, the region's bounds
+/// of every value (from [`forward`] with `keep_bounds`), and the difference's generator budget.
+#[derive(Clone, Copy)]
+pub struct DiffPass<'a> {
+    /// The network.
+    pub net: &'a Network,
+    /// Its prepared affine maps.
+    pub maps: &'a PreparedMaps,
+    /// Interval bounds of every value over the region.
+    pub x_bounds: &'a [Vec<Interval>],
+    /// Generator budget of the difference zonotope.
+    pub budget: usize,
 }
 
 /// What [`differential_keeping`] records besides the output difference.
@@ -264,14 +278,12 @@ pub struct DifferenceRecord {
 /// [`differential`] that, with `keep = Some(values)`, also records every value's difference
 /// bounds and the difference zonotopes of `values` (for LP refinement).
 pub fn differential_keeping(
-    net: &Network,
-    maps: &PreparedMaps,
-    x_bounds: &[Vec<Interval>],
+    pass: DiffPass,
     d_input: Zonotope,
     pool: &mut SymbolPool,
-    budget: usize,
     keep: Option<&[usize]>,
 ) -> (Zonotope, Option<DifferenceRecord>) {
+    let DiffPass { net, maps, x_bounds, budget } = pass;
     let keep_ids = keep.unwrap_or(&[]);
     let mut kept: Vec<Option<Zonotope>> = vec![None; keep_ids.len()];
     let mut bounds: Vec<Vec<Interval>> = if keep.is_some() { vec![vec![]; net.layers.len() + 1] } else { vec![] };

@@ -7,7 +7,7 @@
 //! 8-bit grid is relaxed to the continuous box, which is sound. `X` is analysed once per region
 //! and shared by all pixels.
 
-use crate::analysis::{differential_keeping, forward, forward_keeping, DifferenceRecord, Domain, Forward, Keep};
+use crate::analysis::{differential_keeping, forward, forward_keeping, DiffPass, DifferenceRecord, Domain, Forward, Keep};
 use crate::maps::PreparedMaps;
 use crate::softmax::{class_bounds, logit_differences, ClassBound};
 
@@ -378,7 +378,8 @@ impl<'a> Certifier<'a> {
         let k = self.classes;
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, true);
-        let (d, record) = differential_keeping(self.net, &self.maps, &self.x.bounds, d_in, &mut pool, budget, keep);
+        let (d, record) =
+            differential_keeping(DiffPass { net: self.net, maps: &self.maps, x_bounds: &self.x.bounds, budget }, d_in, &mut pool, keep);
         let dd = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
         (dd, record)
     }

@@ -28,7 +28,7 @@ use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::exec::Executor;
 use zonocert_network::ir::{Layer, Linear, Network, Op, Shape, ValueId};
-use zonocert_transform::analysis::{differential, differential_keeping, forward, Domain};
+use zonocert_transform::analysis::{differential, differential_keeping, forward, DiffPass, Domain};
 use zonocert_transform::maps::PreparedMaps;
 
 mod support;
@@ -385,7 +385,12 @@ fn prop_fragment(fc: FragmentCase) -> Result<(), TestCaseError> {
         err: (0..n).map(|_| g(&mut rng).abs() * 0.25).collect(),
     };
     let mut dpool = pool_after(fc.syms);
-    let (out, record) = differential_keeping(&net, &maps, &fwd.bounds, d.clone(), &mut dpool, fc.budget, Some(&[]));
+    let (out, record) = differential_keeping(
+        DiffPass { net: &net, maps: &maps, x_bounds: &fwd.bounds, budget: fc.budget },
+        d.clone(),
+        &mut dpool,
+        Some(&[]),
+    );
     let record = record.expect("record requested");
     prop_assert!(out.bounds().iter().all(Interval::is_finite), "non-finite output difference ({fc:?})");
     let names: Vec<&str> = std::iter::once("input").chain(net.layers.iter().map(|l| l.name.as_str())).collect();
