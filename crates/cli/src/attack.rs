@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
-use zonocert_network::data::write_png;
+use zonocert_network::data::{write_png, SIDE};
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{search_pixels, SearchSettings};
 
@@ -70,7 +70,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
     }
     if args.json {
         let v = json!({
-            "pixels": found.iter().map(|w| json!({"pixel": w.pixel, "row": w.pixel / 28, "col": w.pixel % 28, "lower": w.value, "class": w.class, "evaluations": w.evaluations})).collect::<Vec<_>>(),
+            "pixels": found.iter().map(|w| json!({"pixel": w.pixel, "row": w.pixel / SIDE, "col": w.pixel % SIDE, "lower": w.value, "class": w.class, "evaluations": w.evaluations})).collect::<Vec<_>>(),
             "max_lower": best.value, "max_pixel": best.pixel, "time_s": secs,
             "note": "lower bounds from f64 evaluations of concrete image pairs on the 8-bit grid",
         });

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
-use zonocert_network::data::PIXELS;
+use zonocert_network::data::{PIXELS, SIDE};
 use zonocert_network::{Executor, Network};
 use zonocert_refine::window::Window;
 use zonocert_refine::{LpRefiner, LpSettings};
@@ -243,7 +243,8 @@ struct Done {
 
 impl Done {
     fn to_json(self) -> serde_json::Value {
-        let mut p = json!({"pixel": self.pixel, "row": self.pixel / 28, "col": self.pixel % 28, "upper": self.upper, "class": self.class});
+        let mut p =
+            json!({"pixel": self.pixel, "row": self.pixel / SIDE, "col": self.pixel % SIDE, "upper": self.upper, "class": self.class});
         if let Some(l) = self.lower {
             p["lower"] = json!(l);
         }
@@ -666,8 +667,8 @@ pub fn write_outputs(out: &std::path::Path, entries: &[Value], pictured: &Pictur
         csv.push_str(&format!(
             "{},{},{},{:e},{},{},{}\n",
             d.pixel,
-            d.pixel / 28,
-            d.pixel % 28,
+            d.pixel / SIDE,
+            d.pixel % SIDE,
             d.upper,
             d.class,
             fmt(p["exact"].as_f64()),
@@ -701,13 +702,13 @@ pub fn summarise(entries: &[Value]) -> Value {
 
 /// The terminal line of a finished report.
 pub fn print_summary(report: &Value, origin: &str, secs: f64) {
-    let pixel = report["max_pixel"].as_u64().unwrap_or(0);
+    let pixel = report["max_pixel"].as_u64().unwrap_or(0) as usize;
     println!(
         "{} pixels, method {}, region {origin}: max certified |Δp| = {:.6e} at pixel {pixel} (row {}, col {}), {secs:.1} s",
         report["pixels"].as_array().map_or(0, Vec::len),
         report["method"].as_str().unwrap_or("?"),
         report["max_upper"].as_f64().unwrap_or(f64::NAN),
-        pixel / 28,
-        pixel % 28,
+        pixel / SIDE,
+        pixel % SIDE,
     );
 }

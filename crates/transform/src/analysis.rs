@@ -96,7 +96,7 @@ pub fn forward_keeping(
     // whose interval is much narrower than its zonotope range (below `CLAMP_RATIO` of it) is
     // replaced by that interval; a merely narrower one keeps its correlations. The recorded
     // bounds are never looser than the interval analysis's, neuron by neuron.
-    let mut twins: Vec<Option<Zonotope>> = vec![None; if interval_only { 0 } else { n_vals }];
+    let mut shadows: Vec<Option<Zonotope>> = vec![None; if interval_only { 0 } else { n_vals }];
     let mut met: Vec<Vec<Interval>> = vec![vec![]; n_vals];
     met[0] = input.bounds();
     let mut peak = input.n_gens();
@@ -104,7 +104,7 @@ pub fn forward_keeping(
     let mut overflow = None;
     keep_value(keep, &mut kept, 0, &input);
     if !interval_only {
-        twins[0] = Some(Zonotope::from_box(&met[0], pool, false));
+        shadows[0] = Some(Zonotope::from_box(&met[0], pool, false));
     }
     vals[0] = Some(input);
     for (k, layer) in net.layers.iter().enumerate() {
@@ -113,9 +113,9 @@ pub fn forward_keeping(
         if interval_only {
             met[k + 1] = out.bounds();
         } else {
-            let twin = pass.interval_twin().step(k, &twins, &met, pool);
+            let shadow = pass.interval_shadow().step(k, &shadows, &met, pool);
             let rad = out.radius();
-            let (zb, ib) = (out.bounds_from(&rad), twin.bounds());
+            let (zb, ib) = (out.bounds_from(&rad), shadow.bounds());
             // Two sound enclosures of the same reals always overlap; were they not to (a bug),
             // the zonotope's own bounds are kept rather than inventing an empty set.
             met[k + 1] = zb.iter().zip(&ib).map(|(z, i)| z.meet(i).unwrap_or(*z)).collect();
@@ -123,7 +123,7 @@ pub fn forward_keeping(
             // any narrower interval is taken there.
             let ratio = if k + 1 == net.output.0 { 1.0 } else { CLAMP_RATIO };
             replaced = out.clamp_to(&met[k + 1], &rad, ratio);
-            twins[k + 1] = Some(Zonotope::from_box(&met[k + 1], pool, false));
+            shadows[k + 1] = Some(Zonotope::from_box(&met[k + 1], pool, false));
         }
         if overflow.is_none() && !met[k + 1].iter().all(Interval::is_finite) {
             overflow = Some(k);
@@ -146,7 +146,7 @@ pub fn forward_keeping(
             if last_use[v.0] == Some(k) && v.0 != net.output.0 {
                 vals[v.0] = None;
                 if !interval_only {
-                    twins[v.0] = None;
+                    shadows[v.0] = None;
                 }
                 if !keep_bounds {
                     met[v.0] = vec![];
@@ -174,7 +174,7 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     /// The interval analysis that runs in lockstep with this one.
-    fn interval_twin(self) -> Self {
+    fn interval_shadow(self) -> Self {
         Pass { budget: 0, interval_only: true, ..self }
     }
 

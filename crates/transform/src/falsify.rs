@@ -5,7 +5,7 @@
 //! pixel's own byte swept and greedy coordinate ascent with concrete evaluations. Every pair
 //! found is a witness: the true sensitivity is at least its value.
 
-use crate::sensitivity::{probabilities, Region};
+use crate::sensitivity::{largest_change, probabilities, Region};
 use rayon::prelude::*;
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
@@ -102,10 +102,7 @@ fn objective(exec: &Executor<f64>, images: &[Vec<u8>], pixel: usize, bit: u8) ->
     let z = exec.forward(&pair_input(images, pixel, bit), 2 * n);
     let k = z.len() / (2 * n).max(1);
     (0..n)
-        .map(|s| {
-            let (p, q) = (probabilities(exec, &z[s * k..(s + 1) * k]), probabilities(exec, &z[(n + s) * k..(n + s + 1) * k]));
-            p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
-        })
+        .map(|s| largest_change(&probabilities(exec, &z[s * k..(s + 1) * k]), &probabilities(exec, &z[(n + s) * k..(n + s + 1) * k])))
         .collect()
 }
 
@@ -147,7 +144,7 @@ fn ascend(
         let mut seed = vec![0.0; out.len()];
         for s in 0..n {
             let (p, q) = (probabilities(exec, &out[s * k..(s + 1) * k]), probabilities(exec, &out[(n + s) * k..(n + s + 1) * k]));
-            let (c, v) = (0..k).map(|c| (c, (q[c] - p[c]).abs())).fold((0, -1.0), |a, b| if b.1 > a.1 { b } else { a });
+            let (v, c) = largest_change(&p, &q);
             if v > best[s].1 {
                 best[s] = (grid[s].clone(), v, c);
             }

@@ -411,8 +411,13 @@ pub fn exact_point(exec: &Executor<f64>, image: &[u8], i: usize, bit: u8) -> (f6
     input.extend(flipped.iter().map(|&b| b as f64 / 255.0));
     let z = exec.forward(&input, 2);
     let k = z.len() / 2;
-    let (p, q) = (probabilities(exec, &z[..k]), probabilities(exec, &z[k..]));
-    p.iter().zip(&q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
+    largest_change(&probabilities(exec, &z[..k]), &probabilities(exec, &z[k..]))
+}
+
+/// `max_c |q_c − p_c|` and the first class attaining it (NaN entries never win; 0 and class 0
+/// when nothing is positive).
+pub fn largest_change(p: &[f64], q: &[f64]) -> (f64, usize) {
+    p.iter().zip(q).map(|(a, b)| (a - b).abs()).enumerate().fold((0.0, 0), |best, (c, v)| if v > best.0 { (v, c) } else { best })
 }
 
 /// Class probabilities from a network output: softmax of the logits, or the output itself when
