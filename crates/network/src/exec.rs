@@ -2,6 +2,7 @@
 
 use crate::ir::{numel, ChannelAffine, Network, Op};
 use crate::kernels::{self, ConvKernel, LinearKernel, Real};
+use crate::values::ValueStore;
 use rayon::prelude::*;
 
 enum Prepared<T> {
@@ -14,7 +15,6 @@ enum Prepared<T> {
 pub struct Executor<T: Real> {
     net: Network,
     prepared: Vec<Prepared<T>>,
-    last_use: Vec<Option<usize>>,
 }
 
 impl<T: Real> Executor<T> {
@@ -29,7 +29,7 @@ impl<T: Real> Executor<T> {
                 _ => Prepared::Other,
             })
             .collect();
-        Executor { net: net.clone(), prepared, last_use: net.last_uses() }
+        Executor { net: net.clone(), prepared }
     }
 
     /// The network this executor runs.
@@ -58,10 +58,9 @@ impl<T: Real> Executor<T> {
     /// use and only the output is kept.
     pub fn forward_all_values(&self, input: &[T], n: usize, keep_all: bool) -> Vec<Option<Vec<T>>> {
         let net = &self.net;
-        let mut vals: Vec<Option<Vec<T>>> = vec![None; net.layers.len() + 1];
-        vals[0] = Some(input.to_vec());
+        let mut vals = ValueStore::new(net, input.to_vec(), keep_all);
         for (k, layer) in net.layers.iter().enumerate() {
-            let x = vals[layer.inputs[0].0].as_ref().expect("inputs computed before use");
+            let x = vals.get(layer.inputs[0]).expect("inputs computed before use");
             let in_shape = net.shape_of(layer.inputs[0]);
             let out = match (&layer.op, &self.prepared[k]) {
                 (Op::Conv(_), Prepared::Conv(kern)) => kern.forward(x, n, in_shape[1], in_shape[2], true),
@@ -75,11 +74,11 @@ impl<T: Real> Executor<T> {
                 (Op::Sigmoid, _) => x.iter().map(|&v| kernels::sigmoid(v)).collect(),
                 (Op::Swish, _) => x.iter().map(|&v| kernels::swish(v)).collect(),
                 (Op::Mul, _) => {
-                    let s = vals[layer.inputs[1].0].as_ref().expect("computed");
+                    let s = vals.get(layer.inputs[1]).expect("computed");
                     kernels::mul_broadcast(x, s, numel(in_shape), numel(net.shape_of(layer.inputs[1])))
                 }
                 (Op::Add, _) => {
-                    let y = vals[layer.inputs[1].0].as_ref().expect("computed");
+                    let y = vals.get(layer.inputs[1]).expect("computed");
                     x.iter().zip(y).map(|(&a, &b)| a + b).collect()
                 }
                 (Op::GlobalAvgPool, _) => kernels::global_avg_pool(x, in_shape[1] * in_shape[2]),
@@ -87,16 +86,10 @@ impl<T: Real> Executor<T> {
                 (Op::Pad(p), _) => kernels::pad(x, in_shape[0], in_shape[1], in_shape[2], *p),
                 (Op::Softmax, _) => kernels::softmax(x, in_shape[0]),
             };
-            vals[k + 1] = Some(out);
-            if !keep_all {
-                for v in &layer.inputs {
-                    if self.last_use[v.0] == Some(k) && v.0 != net.output.0 {
-                        vals[v.0] = None;
-                    }
-                }
-            }
+            vals.finish_layer(k, out);
         }
-        let out = vals[net.output.0].take();
+        let out = vals.take_output();
+        let mut vals = vals.into_values();
         if keep_all {
             vals[net.output.0] = out.clone();
         }

@@ -14,10 +14,12 @@ pub mod ir;
 pub mod kernels;
 pub mod onnx;
 pub mod passes;
+pub mod values;
 
 pub use error::{DataError, ImportError};
 pub use exec::Executor;
 pub use ir::{Layer, Network, Op, Shape, ValueId};
+pub use values::ValueStore;
 
 /// The ONNX protobuf messages, generated from the committed `proto/onnx.proto`.
 #[allow(missing_docs, clippy::all)]

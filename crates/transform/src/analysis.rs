@@ -8,6 +8,7 @@ use crate::activation::{prefer_interval_image, relaxation, Unary};
 use crate::maps::PreparedMaps;
 use zonocert_domain::{Interval, Relaxation, SymbolPool, Zonotope, U};
 use zonocert_network::ir::{numel, Network, Op};
+use zonocert_network::ValueStore;
 
 /// Which abstract domain a forward analysis uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +89,7 @@ pub fn forward_keeping(
     let budget = domain.budget();
     let interval_only = domain == Domain::Interval;
     let pass = Pass { net, maps, budget, interval_only };
-    let last_use = net.last_uses();
     let n_vals = net.layers.len() + 1;
-    let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
     // The zonotope domain runs an interval analysis in lockstep (a reduced product): each
     // value's bounds are the meet of both, and the relaxations are built on the meet. A neuron
     // whose interval is much narrower than its zonotope range (below `CLAMP_RATIO` of it) is
@@ -106,9 +105,9 @@ pub fn forward_keeping(
     if !interval_only {
         shadows[0] = Some(Zonotope::from_box(&met[0], pool, false));
     }
-    vals[0] = Some(input);
+    let mut vals = ValueStore::new(net, input, false);
     for (k, layer) in net.layers.iter().enumerate() {
-        let mut out = pass.step(k, &vals, &met, pool);
+        let mut out = pass.step(k, vals.slots(), &met, pool);
         let mut replaced = 0;
         if interval_only {
             met[k + 1] = out.bounds();
@@ -141,20 +140,16 @@ pub fn forward_keeping(
             );
         }
         keep_value(keep, &mut kept, k + 1, &out);
-        vals[k + 1] = Some(out);
-        for v in &layer.inputs {
-            if last_use[v.0] == Some(k) && v.0 != net.output.0 {
-                vals[v.0] = None;
-                if !interval_only {
-                    shadows[v.0] = None;
-                }
-                if !keep_bounds {
-                    met[v.0] = vec![];
-                }
+        for v in vals.finish_layer(k, out) {
+            if !interval_only {
+                shadows[v] = None;
+            }
+            if !keep_bounds {
+                met[v] = vec![];
             }
         }
     }
-    let mut output = vals[net.output.0].take().expect("output computed");
+    let mut output = vals.take_output().expect("output computed");
     if overflow.is_some() {
         poison(&mut output);
     }
@@ -291,13 +286,10 @@ pub fn differential_keeping(
         bounds[0] = d_input.bounds();
     }
     keep_value(keep_ids, &mut kept, 0, &d_input);
-    let last_use = net.last_uses();
-    let n_vals = net.layers.len() + 1;
-    let mut vals: Vec<Option<Zonotope>> = vec![None; n_vals];
+    let mut vals = ValueStore::new(net, d_input, false);
     let mut overflow = false;
-    vals[0] = Some(d_input);
     for (k, layer) in net.layers.iter().enumerate() {
-        let d = vals[layer.inputs[0].0].as_ref().expect("value computed before use");
+        let d = vals.get(layer.inputs[0]).expect("value computed before use");
         let xin = &x_bounds[layer.inputs[0].0];
         let out = match &layer.op {
             // The layer that produces the logits sees its input's boxed terms as shared
@@ -314,7 +306,7 @@ pub fn differential_keeping(
                 d.apply_relaxation_with(&rel, &sums, pool, budget)
             }
             Op::Mul => {
-                let ds = vals[layer.inputs[1].0].as_ref().expect("value computed before use");
+                let ds = vals.get(layer.inputs[1]).expect("value computed before use");
                 let s_bounds = &x_bounds[layer.inputs[1].0];
                 let plane = numel(&layer.shape) / ds.dim();
                 let ds_b = ds.bounds();
@@ -329,7 +321,7 @@ pub fn differential_keeping(
                 sum
             }
             Op::Add => {
-                let mut sum = d.add(vals[layer.inputs[1].0].as_ref().expect("value computed before use"));
+                let mut sum = d.add(vals.get(layer.inputs[1]).expect("value computed before use"));
                 sum.reduce(pool, budget);
                 sum
             }
@@ -345,14 +337,9 @@ pub fn differential_keeping(
             bounds[k + 1] = out_bounds;
         }
         keep_value(keep_ids, &mut kept, k + 1, &out);
-        vals[k + 1] = Some(out);
-        for v in &layer.inputs {
-            if last_use[v.0] == Some(k) && v.0 != net.output.0 {
-                vals[v.0] = None;
-            }
-        }
+        vals.finish_layer(k, out);
     }
-    let mut output = vals[net.output.0].take().expect("output computed");
+    let mut output = vals.take_output().expect("output computed");
     if overflow {
         poison(&mut output);
     }

@@ -21,7 +21,7 @@ use crate::precise::{conv_taps, mean_value_radius, pad_sources, pow2, up, Balls}
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
 use zonocert_network::ir::{numel, Conv, Linear, Op};
-use zonocert_network::{Network, ValueId};
+use zonocert_network::{Network, ValueId, ValueStore};
 
 const LIMBS: usize = 5;
 /// Accumulator limbs (512 bits: the scaled products stay below 2^415, sums of up to 2^40
@@ -586,11 +586,9 @@ impl<'a> FixedNetwork<'a> {
     }
 
     fn run(&self, input: Vec<(Fx, f64)>, keep_all: bool) -> Result<Vec<Vec<(Fx, f64)>>, Unsupported> {
-        let last_use = self.net.last_uses();
-        let mut values: Vec<Option<Vec<(Fx, f64)>>> = vec![None; self.net.layers.len() + 1];
-        values[0] = Some(input);
+        let mut values = ValueStore::new(self.net, input, keep_all);
         for (k, layer) in self.net.layers.iter().enumerate() {
-            let get = |v: ValueId| values[v.0].as_ref().ok_or(Unsupported);
+            let get = |v: ValueId| values.get(v).ok_or(Unsupported);
             let x = get(layer.inputs[0])?;
             let in_shape = self.net.shape_of(layer.inputs[0]);
             let out = match &layer.op {
@@ -609,17 +607,12 @@ impl<'a> FixedNetwork<'a> {
                 Op::Pad(p) => pad(x, in_shape, *p),
                 Op::Softmax => return Err(Unsupported),
             };
-            values[k + 1] = Some(out);
-            for v in layer.inputs.iter() {
-                if !keep_all && last_use[v.0] == Some(k) && *v != self.net.output {
-                    values[v.0] = None;
-                }
-            }
+            values.finish_layer(k, out);
         }
         if keep_all {
-            Ok(values.into_iter().map(|v| v.unwrap_or_default()).collect())
+            Ok(values.into_values().into_iter().map(|v| v.unwrap_or_default()).collect())
         } else {
-            Ok(vec![values[self.net.output.0].take().ok_or(Unsupported)?])
+            Ok(vec![values.take_output().ok_or(Unsupported)?])
         }
     }
 

@@ -26,7 +26,7 @@ use crate::fixed::FixedNetwork;
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
 use zonocert_network::ir::{numel, Conv, Linear, Op};
-use zonocert_network::{Network, ValueId};
+use zonocert_network::{Network, ValueId, ValueStore};
 
 /// Rounding mode of every operation (round to nearest; the error bound does not rely on ties).
 const RM: RoundingMode = RoundingMode::ToEven;
@@ -300,11 +300,9 @@ impl<'a> PreciseNetwork<'a> {
 
     /// Evaluates the layers; keeps every value when `keep_all`, else returns only the output.
     fn run(&self, input: Balls, keep_all: bool) -> Vec<Balls> {
-        let last_use = self.net.last_uses();
-        let mut values: Vec<Option<Balls>> = vec![None; self.net.layers.len() + 1];
-        values[0] = Some(input);
+        let mut values = ValueStore::new(self.net, input, keep_all);
         for (k, layer) in self.net.layers.iter().enumerate() {
-            let get = |v: ValueId| values[v.0].as_ref().expect("topological order: inputs are computed before use");
+            let get = |v: ValueId| values.get(v).expect("topological order: inputs are computed before use");
             let x = get(layer.inputs[0]);
             let in_shape = self.net.shape_of(layer.inputs[0]);
             let out = match &layer.op {
@@ -321,17 +319,12 @@ impl<'a> PreciseNetwork<'a> {
                 Op::Pad(p) => self.pad(x, in_shape, *p),
                 Op::Softmax => self.softmax(x),
             };
-            values[k + 1] = Some(out);
-            for v in layer.inputs.iter() {
-                if !keep_all && last_use[v.0] == Some(k) && *v != self.net.output {
-                    values[v.0] = None;
-                }
-            }
+            values.finish_layer(k, out);
         }
         if keep_all {
-            values.into_iter().map(|v| v.unwrap_or_else(|| Balls::with_capacity(0))).collect()
+            values.into_values().into_iter().map(|v| v.unwrap_or_else(|| Balls::with_capacity(0))).collect()
         } else {
-            vec![values[self.net.output.0].take().unwrap_or_else(|| Balls::with_capacity(0))]
+            vec![values.take_output().unwrap_or_else(|| Balls::with_capacity(0))]
         }
     }
 
