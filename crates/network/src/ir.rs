@@ -284,3 +284,37 @@ impl fmt::Display for Network {
         write!(f, "output %{}", self.output.0)
     }
 }
+
+/// The `(weight index, input index)` pairs feeding output `(oc, oy, ox)` of a convolution over
+/// an `h × w` input: taps outside the input (zero padding) are skipped.
+pub fn conv_taps(conv: &Conv, h: usize, w: usize, oc: usize, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let in_per_group = conv.in_channels / conv.groups;
+    let g = oc / (conv.out_channels / conv.groups);
+    let [kh, kw] = conv.kernel;
+    (0..in_per_group).flat_map(move |icg| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))).filter_map(
+        move |(icg, ky, kx)| {
+            let iy = (oy * conv.stride[0] + ky * conv.dilation[0]).checked_sub(conv.pads[0])?;
+            let ix = (ox * conv.stride[1] + kx * conv.dilation[1]).checked_sub(conv.pads[1])?;
+            if iy >= h || ix >= w {
+                return None;
+            }
+            let ic = g * in_per_group + icg;
+            Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * w + ix))
+        },
+    )
+}
+
+/// For each output of a spatial zero padding of `in_shape`, the input index it copies (`None`
+/// for a padded zero).
+pub fn pad_sources(in_shape: &[usize], pads: [usize; 4]) -> impl Iterator<Item = Option<usize>> {
+    let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
+    let (oh, ow) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+    (0..c).flat_map(move |ch| {
+        (0..oh).flat_map(move |y| {
+            (0..ow).map(move |x| {
+                let inside = y >= pads[0] && y < pads[0] + h && x >= pads[1] && x < pads[1] + w;
+                inside.then(|| (ch * h + y - pads[0]) * w + x - pads[1])
+            })
+        })
+    })
+}

@@ -11,7 +11,6 @@
 pub mod activation;
 pub mod analysis;
 pub mod falsify;
-pub mod fixed;
 pub mod maps;
 pub mod precise;
 pub mod sensitivity;

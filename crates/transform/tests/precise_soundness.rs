@@ -20,8 +20,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use support::{image, run, tiny_net, Rng};
 use zonocert_network::exec::Executor;
-use zonocert_transform::fixed::{FixedNetwork, Fx};
-use zonocert_transform::precise::{enclose, Arithmetic, Balls, PreciseCertifier, PreciseNetwork};
+use zonocert_transform::precise::{enclose, Arithmetic, Balls, FixedNetwork, Fx, PreciseCertifier, PreciseNetwork};
 use zonocert_transform::sensitivity::exact_point;
 
 const RM: RoundingMode = RoundingMode::ToEven;

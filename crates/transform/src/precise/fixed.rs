@@ -1,4 +1,4 @@
-//! A fast backend for [`crate::precise`]: 256-bit fixed-point ball arithmetic.
+//! The fast backend of [`crate::precise`]: 256-bit fixed-point ball arithmetic.
 //!
 //! Values are `±m · 2⁻²⁵⁶` with `m` a 320-bit magnitude (five 64-bit limbs), so every value
 //! has the same absolute resolution, one *unit* `2⁻²⁵⁶ ≈ 8.6·10⁻⁷⁸`. There is no allocation
@@ -16,11 +16,11 @@
 //! a Softmax layer inside the network) the evaluation reports [`Unsupported`] and the caller
 //! falls back to the `BigFloat` backend. Nothing is ever silently clipped.
 
+use super::ball::{mean_value_radius, pow2, up, Balls};
 use crate::activation::Unary;
-use crate::precise::{conv_taps, mean_value_radius, pad_sources, pow2, up, Balls};
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
-use zonocert_network::ir::{numel, Conv, Linear, Op};
+use zonocert_network::ir::{conv_taps, numel, pad_sources, Conv, Linear, Op};
 use zonocert_network::{Network, ValueId, ValueStore};
 
 const LIMBS: usize = 5;

@@ -1,35 +1,16 @@
-//! Rigorous high-precision evaluation of a network at one image (ball arithmetic).
-//!
-//! At a single image the question has an exact answer, `max_c |p_c(x′) − p_c(x)|`, and any
-//! sound enclosure of it is a certificate. Interval or zonotope analyses in `f64` cannot give
-//! a useful one on a deep network: every layer's rounding error is boxed, and boxing through an
-//! EfficientNet-B0 amplifies it by roughly 10⁴⁶ (about 90× per MBConv block; measured: at 192
-//! bits the shipped model's probabilities come out enclosed only to 10⁻¹⁰), so a 10⁻¹⁶
-//! rounding becomes a vacuous bound. Here the centre of every value is carried with 256 bits
-//! and its distance to the exact real value by an `f64` radius rounded upward; the same
-//! amplification then acts on a 10⁻⁷⁷ starting error and the probabilities come out enclosed
-//! to about 10⁻²⁷.
-//!
-//! Two backends compute the centres: [`crate::fixed`] (256-bit fixed point, the default) and
-//! `BigFloat` from `astro-float` at any precision (this file), which also serves as the
-//! fallback and computes the final softmax.
-//!
-//! What is guaranteed: for the network as stored in the IR (weights are exact binary values),
-//! every returned ball `[c − r, c + r]` contains the exact real value. Assumptions of the
-//! `BigFloat` backend: the basic operations of `astro-float` (add, sub, mul, div) at precision
-//! `p` are correctly rounded to nearest, as its documentation states; the bound allows four
-//! times that error (`U = 2^{2−p}` relative). The exponential is not taken from the library:
-//! it is computed from basic operations with an explicit truncation and rounding bound.
+//! The `BigFloat` backend of the precise engine: ball arithmetic at any precision, with its own
+//! exponential (explicit truncation and rounding bounds). It serves as the fallback of the
+//! fixed-point backend and computes the final softmax.
 
+use super::ball::{enclose, magnitude, mean_value_radius, pow2, up, Balls};
 use crate::activation::Unary;
-use crate::fixed::FixedNetwork;
 use astro_float::{BigFloat, Consts, RoundingMode};
-use zonocert_domain::Interval;
-use zonocert_network::ir::{numel, Conv, Linear, Op};
+
+use zonocert_network::ir::{conv_taps, numel, pad_sources, Conv, Linear, Op};
 use zonocert_network::{Network, ValueId, ValueStore};
 
 /// Rounding mode of every operation (round to nearest; the error bound does not rely on ties).
-const RM: RoundingMode = RoundingMode::ToEven;
+pub(crate) const RM: RoundingMode = RoundingMode::ToEven;
 /// Precision of weights: an `f64` (53 bits) is exact in one 64-bit word.
 const WEIGHT_PRECISION: usize = 64;
 /// Argument reduction of the exponential: `exp(r) = exp(r / 2^K)^(2^K)`.
@@ -38,116 +19,6 @@ const EXP_HALVINGS: i32 = 16;
 const EXP_REDUCED_MAX: f64 = 0.36 / 65536.0;
 /// Exponential arguments beyond this give up (the ball becomes unbounded, never wrong).
 const EXP_LIMIT: f64 = 600.0;
-
-/// Values of one tensor: centres with `precision` bits, radii and magnitude bounds in `f64`.
-#[derive(Clone)]
-pub struct Balls {
-    /// Centres.
-    pub centre: Vec<BigFloat>,
-    /// Upper bounds on `|exact − centre|`.
-    pub radius: Vec<f64>,
-    /// Upper bounds on `|centre|` (powers of two; used only in rounding-error terms).
-    mag: Vec<f64>,
-}
-
-impl Balls {
-    fn with_capacity(n: usize) -> Self {
-        Balls { centre: Vec::with_capacity(n), radius: Vec::with_capacity(n), mag: Vec::with_capacity(n) }
-    }
-
-    fn push(&mut self, c: BigFloat, r: f64) {
-        self.mag.push(magnitude(&c));
-        self.centre.push(c);
-        self.radius.push(if r.is_nan() { f64::INFINITY } else { r });
-    }
-
-    /// Balls around exact `f64` centres (at `precision` bits) with the given radii.
-    pub fn from_f64(centres: &[f64], radii: &[f64], precision: usize) -> Self {
-        let mut out = Balls::with_capacity(centres.len());
-        for (&c, &r) in centres.iter().zip(radii) {
-            out.push(BigFloat::from_f64(c, precision), r);
-        }
-        out
-    }
-
-    /// Balls around the given centres with the given radii.
-    pub fn from_big(centres: Vec<BigFloat>, radii: &[f64]) -> Self {
-        let mut out = Balls::with_capacity(centres.len());
-        for (c, &r) in centres.into_iter().zip(radii) {
-            out.push(c, r);
-        }
-        out
-    }
-
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.centre.len()
-    }
-
-    /// True when there are no values.
-    pub fn is_empty(&self) -> bool {
-        self.centre.is_empty()
-    }
-
-    /// An `f64` interval containing the exact value `k`.
-    pub fn interval(&self, k: usize) -> Interval {
-        let e = enclose(&self.centre[k]);
-        let r = self.radius[k];
-        Interval::new((e.lo - r).next_down(), (e.hi + r).next_up())
-    }
-
-    /// The largest radius.
-    pub fn max_radius(&self) -> f64 {
-        self.radius.iter().fold(0.0, |a, &r| a.max(r))
-    }
-}
-
-/// An upper bound `2^e ≥ |x|` (astro-float stores `x = 0.m · 2^e` with `m` in `[1/2, 1)`).
-fn magnitude(x: &BigFloat) -> f64 {
-    match (x.as_raw_parts(), x.is_zero()) {
-        (_, true) => 0.0,
-        (Some((_, _, _, e, _)), false) => pow2(e as i64),
-        (None, false) => f64::INFINITY,
-    }
-}
-
-/// `2^k` as an `f64`, rounded up (infinite above the range, the smallest normal below it).
-pub(crate) fn pow2(k: i64) -> f64 {
-    if k > 1023 {
-        f64::INFINITY
-    } else if k < -1022 {
-        f64::MIN_POSITIVE
-    } else {
-        f64::from_bits(((k + 1023) as u64) << 52)
-    }
-}
-
-/// An `f64` interval containing the value of `x` (from its 53 leading mantissa bits).
-pub fn enclose(x: &BigFloat) -> Interval {
-    if x.is_zero() {
-        return Interval::point(0.0);
-    }
-    let Some((words, _, sign, e, _)) = x.as_raw_parts() else {
-        return Interval::new(f64::NEG_INFINITY, f64::INFINITY);
-    };
-    let Some(&top) = words.last() else {
-        return Interval::new(f64::NEG_INFINITY, f64::INFINITY);
-    };
-    let e = e as i64;
-    if !(-900..=1000).contains(&e) {
-        let m = pow2(e);
-        return Interval::new(-m, m);
-    }
-    // |x| ∈ [t, t + 1] · 2^(e − 53) with t the 53 leading bits; both ends are exact in f64.
-    let t = (top >> 11) as f64;
-    let scale = pow2(e - 53);
-    let (lo, hi) = (t * scale, (t + 1.0) * scale);
-    if sign.is_negative() {
-        Interval::new(-hi, -lo)
-    } else {
-        Interval::new(lo, hi)
-    }
-}
 
 /// `log2` of `2|s|^(N+1)/(N+1)!`, the Taylor remainder bound of `exp` on `|s| ≤ s_max` for
 /// `|s| ≤ 1` (in logarithms, so that it does not underflow at high precision).
@@ -159,59 +30,6 @@ fn taylor_remainder_log2(s_max: f64, degree: usize) -> f64 {
 /// The least Taylor degree whose remainder on `|s| ≤ EXP_REDUCED_MAX` is below `2^{−p}`.
 fn taylor_degree(precision: usize) -> usize {
     (1..).find(|&n| taylor_remainder_log2(EXP_REDUCED_MAX, n) < -(precision as f64)).unwrap_or(1)
-}
-
-/// The `(weight index, input index)` pairs feeding output `(oc, oy, ox)` of a convolution over
-/// an `h × w` input: taps outside the input (zero padding) are skipped.
-pub(crate) fn conv_taps(conv: &Conv, h: usize, w: usize, oc: usize, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let in_per_group = conv.in_channels / conv.groups;
-    let g = oc / (conv.out_channels / conv.groups);
-    let [kh, kw] = conv.kernel;
-    (0..in_per_group).flat_map(move |icg| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (icg, ky, kx)))).filter_map(
-        move |(icg, ky, kx)| {
-            let iy = (oy * conv.stride[0] + ky * conv.dilation[0]).checked_sub(conv.pads[0])?;
-            let ix = (ox * conv.stride[1] + kx * conv.dilation[1]).checked_sub(conv.pads[1])?;
-            if iy >= h || ix >= w {
-                return None;
-            }
-            let ic = g * in_per_group + icg;
-            Some((((oc * in_per_group + icg) * kh + ky) * kw + kx, (ic * h + iy) * w + ix))
-        },
-    )
-}
-
-/// For each output of a spatial zero padding of `in_shape`, the input index it copies (`None`
-/// for a padded zero).
-pub(crate) fn pad_sources(in_shape: &[usize], pads: [usize; 4]) -> impl Iterator<Item = Option<usize>> {
-    let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
-    let (oh, ow) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
-    (0..c).flat_map(move |ch| {
-        (0..oh).flat_map(move |y| {
-            (0..ow).map(move |x| {
-                let inside = y >= pads[0] && y < pads[0] + h && x >= pads[1] && x < pads[1] + w;
-                inside.then(|| (ch * h + y - pads[0]) * w + x - pads[1])
-            })
-        })
-    })
-}
-
-/// Mean value theorem for a ball `[c − r, c + r]` with `c` enclosed in `centre`:
-/// `|f(exact) − f(c)| ≤ sup |f′|` over the ball times `r` (not yet rounded up).
-pub(crate) fn mean_value_radius(f: Unary, centre: Interval, r: f64) -> f64 {
-    if r == 0.0 {
-        return 0.0;
-    }
-    let hull = Interval::new((centre.lo - r).next_down(), (centre.hi + r).next_up());
-    f.deriv_range(hull).mag() * r
-}
-
-/// `x · (1 + slack)` rounded up: turns an `f64` sum of `n` non-negative rounded terms into an
-/// upper bound of the exact sum (`γ`-style, with margin), plus room for underflow.
-pub(crate) fn up(x: f64, n: usize) -> f64 {
-    if x.is_nan() {
-        return f64::INFINITY;
-    }
-    (x * (1.0 + (n as f64 + 4.0) * 2.0 * f64::EPSILON)).next_up() + (n as f64 + 1.0) * f64::from_bits(1)
 }
 
 /// Per-layer constants converted once: weights as exact `BigFloat`s and their magnitudes.
@@ -226,7 +44,7 @@ pub struct PreciseNetwork<'a> {
     net: &'a Network,
     precision: usize,
     /// Relative error allowed per basic operation, `2^{2−p}`.
-    unit: f64,
+    pub(crate) unit: f64,
     ln2: BigFloat,
     /// Taylor coefficients `1/j!`, `j = 0..=N`, each within `(j + 1)U` relative; `N` is the
     /// least degree whose remainder on `|s| ≤ EXP_REDUCED_MAX` is below `U`.
@@ -591,145 +409,11 @@ impl<'a> PreciseNetwork<'a> {
 /// Which arithmetic evaluates the two images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arithmetic {
-    /// 256-bit fixed point ([`crate::fixed`]), about 30× faster; falls back to `BigFloat` for
+    /// 256-bit fixed point ([`super::fixed`]), about 30× faster; falls back to `BigFloat` for
     /// networks or values outside its range.
     Fixed,
     /// `BigFloat` with this many bits.
     BigFloat(usize),
-}
-
-/// Precision of the softmax (and of any fallback) behind the fixed-point backend.
-const FIXED_SOFTMAX_PRECISION: usize = 256;
-
-/// A certified enclosure of one image's bit-flip sensitivity at one pixel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PointSensitivity {
-    /// Pixel index.
-    pub pixel: usize,
-    /// Certified upper bound on `max_c |p_c(x′) − p_c(x)|`.
-    pub upper: f64,
-    /// Certified lower bound on the same exact quantity.
-    pub lower: f64,
-    /// The class attaining `upper`.
-    pub class: usize,
-    /// Per class: enclosure of `|p_c(x′) − p_c(x)|`.
-    pub per_class: Vec<Interval>,
-}
-
-/// The rigorous single-image certifier: evaluates the image once and each flipped twin once.
-pub struct PreciseCertifier<'a> {
-    net: PreciseNetwork<'a>,
-    /// The fast backend, when the network suits it (see [`crate::fixed`]).
-    fixed: Option<FixedNetwork<'a>>,
-    /// Evaluations that fell back from fixed-point to `BigFloat`.
-    fallbacks: std::sync::atomic::AtomicUsize,
-    image: Vec<u8>,
-    ends_with_softmax: bool,
-    /// Probabilities of the unflipped image.
-    base: Balls,
-    bit: u8,
-}
-
-impl<'a> PreciseCertifier<'a> {
-    /// Evaluates `image` (784 bytes) with the chosen arithmetic.
-    pub fn new(net: &'a Network, image: &[u8], bit: u8, arithmetic: Arithmetic) -> Self {
-        let ends_with_softmax = net.ends_with_softmax();
-        let (precision, fixed) = match arithmetic {
-            Arithmetic::Fixed => (FIXED_SOFTMAX_PRECISION, FixedNetwork::new(net).ok()),
-            Arithmetic::BigFloat(p) => (p, None),
-        };
-        let mut c = PreciseCertifier {
-            net: PreciseNetwork::new(net, precision),
-            fixed,
-            fallbacks: std::sync::atomic::AtomicUsize::new(0),
-            image: image.to_vec(),
-            ends_with_softmax,
-            base: Balls::with_capacity(0),
-            bit,
-        };
-        c.base = c.probabilities(image);
-        c
-    }
-
-    /// The precision of the `BigFloat` backend (and of the final softmax) in bits.
-    pub fn precision(&self) -> usize {
-        self.net.precision()
-    }
-
-    /// `"fixed-256"` when the fixed-point backend is in use, else `"bigfloat"`.
-    pub fn arithmetic_name(&self) -> &'static str {
-        if self.fixed.is_some() {
-            "fixed-256"
-        } else {
-            "bigfloat"
-        }
-    }
-
-    /// How many evaluations fell back from the fixed-point backend to `BigFloat` (values
-    /// outside its range); 0 on a typical image.
-    pub fn fallbacks(&self) -> usize {
-        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn probabilities(&self, image: &[u8]) -> Balls {
-        if let Some(fixed) = &self.fixed {
-            match fixed.input(image).and_then(|x| fixed.forward(x)) {
-                Ok(out) => return self.net.softmax(&out),
-                Err(_) => {
-                    self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
-        let out = self.net.forward(self.net.input(image));
-        if self.ends_with_softmax {
-            out
-        } else {
-            self.net.softmax(&out)
-        }
-    }
-
-    /// Enclosures of the unflipped image's class probabilities.
-    pub fn base_probabilities(&self) -> Vec<Interval> {
-        (0..self.base.len()).map(|c| self.base.interval(c)).collect()
-    }
-
-    /// Largest radius among the unflipped image's probabilities (how tight the enclosure is).
-    pub fn base_radius(&self) -> f64 {
-        self.base.max_radius()
-    }
-
-    /// Certifies pixel `i`: encloses `|p_c(x ⊕ bit_i) − p_c(x)|` for every class.
-    pub fn pixel(&self, i: usize) -> PointSensitivity {
-        let mut flipped = self.image.clone();
-        flipped[i] ^= 1 << self.bit;
-        let q = self.probabilities(&flipped);
-        let p = self.net.precision();
-        let per_class: Vec<Interval> = (0..q.len())
-            .map(|c| {
-                let d = q.centre[c].sub(&self.base.centre[c], p, RM);
-                let e = enclose(&d);
-                let r = up(q.radius[c] + self.base.radius[c] + magnitude(&d) * self.net.unit, 3);
-                let (lo, hi) = ((e.lo - r).next_down(), (e.hi + r).next_up());
-                if lo.is_nan() || hi.is_nan() {
-                    // An overflowed radius says nothing: a probability moves by at most 1.
-                    return Interval::new(0.0, 1.0);
-                }
-                // |d| over [lo, hi].
-                let abs_hi = lo.abs().max(hi.abs()).min(1.0);
-                let abs_lo = if lo > 0.0 {
-                    lo
-                } else if hi < 0.0 {
-                    -hi
-                } else {
-                    0.0
-                };
-                Interval::new(abs_lo, abs_hi)
-            })
-            .collect();
-        let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| if b.hi > best.1 { (c, b.hi) } else { best });
-        let lower = per_class.iter().fold(0.0f64, |a, b| a.max(b.lo));
-        PointSensitivity { pixel: i, upper, lower, class, per_class }
-    }
 }
 
 #[cfg(test)]
