@@ -11,9 +11,7 @@ tiny=tests/vectors/tiny_effnet_tv.onnx
 mkdir -p "$out"
 strip() { python3 -c '
 import json, sys
-# The LP refiner's width totals are summed across threads in completion order, so their last
-# digit varies from run to run (the bounds themselves do not): left out.
-drop = {"width_before", "width_after", "time_s", "elapsed_s", "peak_rss_mib", "region_analysis_s", "machine", "version", "seconds", "wall_s", "time", "lp_time_s", "model", "out"}
+drop = {"time_s", "elapsed_s", "peak_rss_mib", "region_analysis_s", "machine", "version", "seconds", "wall_s", "time", "lp_time_s", "model", "out"}
 def clean(v):
     if isinstance(v, dict):
         return {k: clean(x) for k, x in v.items() if k not in drop and not k.endswith("_s")}

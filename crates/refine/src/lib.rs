@@ -265,7 +265,11 @@ pub struct LpRefiner<'a> {
     x_kept: &'a [Zonotope],
     settings: LpSettings,
     deadline: Instant,
-    stats: Mutex<LpStats>,
+    /// The region's own statistics (neuron tightening).
+    stats: LpStats,
+    /// Each refined pixel's statistics, merged in pixel order by [`LpRefiner::stats`] so that
+    /// the totals do not depend on which thread finished first.
+    per_pixel: Mutex<Vec<(usize, LpStats)>>,
 }
 
 impl<'a> LpRefiner<'a> {
@@ -282,7 +286,7 @@ impl<'a> LpRefiner<'a> {
         } else {
             LpStats::default()
         };
-        LpRefiner { net, maps, window, x_bounds: bounds, x_kept, settings, deadline, stats: Mutex::new(stats) }
+        LpRefiner { net, maps, window, x_bounds: bounds, x_kept, settings, deadline, stats, per_pixel: Mutex::new(vec![]) }
     }
 
     /// The window refined.
@@ -292,7 +296,13 @@ impl<'a> LpRefiner<'a> {
 
     /// Totals over every pixel refined so far.
     pub fn stats(&self) -> LpStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut per_pixel = self.per_pixel.lock().map(|s| s.clone()).unwrap_or_default();
+        per_pixel.sort_by_key(|(pixel, _)| *pixel);
+        let mut total = self.stats.clone();
+        for (_, s) in &per_pixel {
+            total.merge(s);
+        }
+        total
     }
 
     /// The pixel's twin program and the variables of the `x` and `x′` copies (public so that
@@ -324,14 +334,14 @@ impl DeltaRefiner for LpRefiner<'_> {
 
     fn refine(
         &self,
-        _pixel: usize,
+        pixel: usize,
         record: &DifferenceRecord,
         dd: &mut [Vec<Interval>],
         class_bounds: &dyn Fn(&[Vec<Interval>]) -> Vec<ClassBound>,
     ) {
         if Instant::now() >= self.deadline {
-            if let Ok(mut s) = self.stats.lock() {
-                s.skipped += 1;
+            if let Ok(mut s) = self.per_pixel.lock() {
+                s.push((pixel, LpStats { skipped: 1, ..LpStats::default() }));
             }
             return;
         }
@@ -359,8 +369,8 @@ impl DeltaRefiner for LpRefiner<'_> {
             }
         }
         stats.seconds = t0.elapsed().as_secs_f64();
-        if let Ok(mut s) = self.stats.lock() {
-            s.merge(&stats);
+        if let Ok(mut s) = self.per_pixel.lock() {
+            s.push((pixel, stats));
         }
     }
 }
