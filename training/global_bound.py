@@ -68,7 +68,27 @@ class Box:
         return Box(self.c * o.c, self.c.abs() * o.r + o.c.abs() * self.r + self.r * o.r)
 
 
-class Diff:
+class SymmetricDiff:
+    """What both forms of D share: D is symmetric about 0 (the flip goes either way, and every
+    step keeps the symmetry), so its bounds are -|D| and |D|."""
+
+    @property
+    def lo(self):
+        return -self.mag()
+
+    @property
+    def hi(self):
+        return self.mag()
+
+    def box(self):
+        return Box(torch.zeros_like(self.r), self.mag())
+
+    def times_box(self, b):
+        """D * B for an interval B (centre/radius): the centre keeps the symbols."""
+        return self.scaled(b.c, b.r)
+
+
+class Diff(SymmetricDiff):
     """The difference D = x' - x as a * e + [-r, r]: `a` the exact coefficient of the flip's
     sign symbol e in [-1, 1] (linear layers map it exactly, as zonocert's zonotopes do), plus a
     radius r for what the nonlinear steps could not keep linear. D is symmetric about 0 at the
@@ -80,14 +100,6 @@ class Diff:
 
     def mag(self):
         return self.r if self.a is None else self.a.abs() + self.r
-
-    @property
-    def lo(self):
-        return -self.mag()
-
-    @property
-    def hi(self):
-        return self.mag()
 
     def __add__(self, o):
         a = o.a if self.a is None else self.a if o.a is None else self.a + o.a
@@ -101,15 +113,8 @@ class Diff:
         """m * D + [-h, h] * |D| (m, h broadcast): the symbol part keeps m."""
         return Diff(None if self.a is None else m * self.a, m.abs() * self.r + h * self.mag())
 
-    def times_box(self, b):
-        """D * B for an interval B (centre/radius): the centre keeps the symbol."""
-        return self.scaled(b.c, b.r)
 
-    def box(self):
-        return Box(torch.zeros_like(self.r), self.mag())
-
-
-class ZDiff:
+class ZDiff(SymmetricDiff):
     """The difference D as a zonotope with at most K generator rows per pixel, as zonocert's
     `diff-zonotope` carries it: G [n, K, C, H, W] (row k belongs to symbol ids[:, k]; -1 marks
     an empty row) plus a radius r for what was boxed. Each nonlinear step gives every neuron's
@@ -122,24 +127,10 @@ class ZDiff:
     def mag(self):
         return self.g.abs().sum(1) + self.r
 
-    @property
-    def lo(self):
-        return -self.mag()
-
-    @property
-    def hi(self):
-        return self.mag()
-
     def linear(self, f, f_abs):
         n, k = self.g.shape[:2]
         g = f(self.g.flatten(0, 1))
         return ZDiff(g.view(n, k, *g.shape[1:]), self.ids, f_abs(self.r), self.counter)
-
-    def box(self):
-        return Box(torch.zeros_like(self.r), self.mag())
-
-    def times_box(self, b):
-        return self.scaled(b.c, b.r)
 
     def scaled(self, m, h):
         """m * D + [-h, h] * |D|: the rows scale by m; every neuron's new error
