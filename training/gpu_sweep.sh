@@ -5,6 +5,11 @@
 # output in sweep_stdout.txt. DEVICE may be "cpu" for a smoke test.
 #
 #     bash training/gpu_sweep.sh OUT MNIST_DIR SECONDS [DEVICE]
+#
+# On a lent GPU machine only the repository travels: copy ../shared/data/mnist/*.gz into a
+# folder the repository ignores (e.g. .devdata/mnist, listed in .git/info/exclude), carry it,
+# pass it as MNIST_DIR, and give the call a limit well above SECONDS (start-up, evaluation and
+# the final all-pixel bounds come on top); logs are written into OUT as the runs go.
 set -u
 out=$1 mnist=$2 secs=$3 device=${4:-cuda}
 mkdir -p "$out"
