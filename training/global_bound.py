@@ -340,6 +340,12 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     return bound.flatten(1).max(1).values
 
 
+def max_bound_all_pixels(model, form="interval", chunk=112):
+    """The largest `logit_difference_bounds` over all 784 pixels (in chunks, no gradients)."""
+    with torch.no_grad():
+        return max(logit_difference_bounds(model, list(range(k, min(k + chunk, 784))), form=form).max().item() for k in range(0, 784, chunk))
+
+
 def probability_bound(model, pixels, flip=1.0 / 255.0):
     """|p_c(x') - p_c(x)| <= p_c (1 - p_c) max_j |delta(z_c - z_j)| <= max / 4."""
     return logit_difference_bounds(model, pixels, flip) / 4

@@ -15,6 +15,7 @@ enum Prepared<T> {
 pub struct Executor<T: Real> {
     net: Network,
     prepared: Vec<Prepared<T>>,
+    last_use: Vec<Option<usize>>,
 }
 
 impl<T: Real> Executor<T> {
@@ -29,7 +30,7 @@ impl<T: Real> Executor<T> {
                 _ => Prepared::Other,
             })
             .collect();
-        Executor { net: net.clone(), prepared }
+        Executor { net: net.clone(), prepared, last_use: net.last_uses() }
     }
 
     /// The network this executor runs.
@@ -58,7 +59,7 @@ impl<T: Real> Executor<T> {
     /// use and only the output is kept.
     pub fn forward_all_values(&self, input: &[T], n: usize, keep_all: bool) -> Vec<Option<Vec<T>>> {
         let net = &self.net;
-        let mut vals = ValueStore::new(net, input.to_vec(), keep_all);
+        let mut vals = ValueStore::with_last_uses(net, &self.last_use, input.to_vec(), keep_all);
         for (k, layer) in net.layers.iter().enumerate() {
             let x = vals.get(layer.inputs[0]).expect("inputs computed before use");
             let in_shape = net.shape_of(layer.inputs[0]);

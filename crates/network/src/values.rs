@@ -4,28 +4,32 @@
 //! only the values still to be read.
 
 use crate::ir::{Network, ValueId};
+use std::borrow::Cow;
 
 /// The live values of one pass over a network.
-pub struct ValueStore<V> {
+pub struct ValueStore<'n, V> {
+    net: &'n Network,
     values: Vec<Option<V>>,
-    last_use: Vec<Option<usize>>,
-    inputs: Vec<Vec<ValueId>>,
-    output: usize,
+    last_use: Cow<'n, [Option<usize>]>,
     keep_all: bool,
 }
 
-impl<V> ValueStore<V> {
+impl<'n, V> ValueStore<'n, V> {
     /// A pass over `net` starting from `input`; `keep_all` keeps every value to the end.
-    pub fn new(net: &Network, input: V, keep_all: bool) -> Self {
+    pub fn new(net: &'n Network, input: V, keep_all: bool) -> Self {
+        Self::start(net, Cow::Owned(net.last_uses()), input, keep_all)
+    }
+
+    /// [`ValueStore::new`] given `net.last_uses()`, for engines that run many passes and
+    /// compute it once.
+    pub fn with_last_uses(net: &'n Network, last_use: &'n [Option<usize>], input: V, keep_all: bool) -> Self {
+        Self::start(net, Cow::Borrowed(last_use), input, keep_all)
+    }
+
+    fn start(net: &'n Network, last_use: Cow<'n, [Option<usize>]>, input: V, keep_all: bool) -> Self {
         let mut values: Vec<Option<V>> = (0..net.layers.len() + 1).map(|_| None).collect();
         values[0] = Some(input);
-        ValueStore {
-            values,
-            last_use: net.last_uses(),
-            inputs: net.layers.iter().map(|l| l.inputs.clone()).collect(),
-            output: net.output.0,
-            keep_all,
-        }
+        ValueStore { net, values, last_use, keep_all }
     }
 
     /// The value `v`, if it has been computed and not freed.
@@ -46,8 +50,8 @@ impl<V> ValueStore<V> {
         if self.keep_all {
             return freed;
         }
-        for v in &self.inputs[k] {
-            if self.last_use[v.0] == Some(k) && v.0 != self.output && self.values[v.0].take().is_some() {
+        for v in &self.net.layers[k].inputs {
+            if self.last_use[v.0] == Some(k) && *v != self.net.output && self.values[v.0].take().is_some() {
                 freed.push(v.0);
             }
         }
@@ -56,7 +60,7 @@ impl<V> ValueStore<V> {
 
     /// Takes the network's output out of the store.
     pub fn take_output(&mut self) -> Option<V> {
-        self.values[self.output].take()
+        self.values[self.net.output.0].take()
     }
 
     /// Every value slot (index = value id); freed ones are `None`.

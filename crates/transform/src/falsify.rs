@@ -138,7 +138,8 @@ fn ascend(
     let mut best: Vec<(Vec<u8>, f64, usize)> = starts.into_iter().map(|x| (x, -1.0, 0)).collect();
     for t in 0..=steps {
         let grid: Vec<Vec<u8>> = cont.iter().map(|u| u.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect();
-        let values = exec.forward_all_values(&pair_input(&grid, pixel, bit), 2 * n, true);
+        // Values are kept for the gradient, which the last iterate does not need.
+        let values = exec.forward_all_values(&pair_input(&grid, pixel, bit), 2 * n, t < steps);
         let out = values.last().and_then(|v| v.as_ref()).expect("network output");
         let k = out.len() / (2 * n);
         let mut seed = vec![0.0; out.len()];
