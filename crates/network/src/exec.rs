@@ -71,9 +71,7 @@ impl<T: Real> Executor<T> {
                     let channels = in_shape[0];
                     kernels::channel_affine(a, x, channels, numel(in_shape) / channels, true)
                 }
-                (Op::Relu, _) => x.iter().map(|&v| if v > T::zero() { v } else { T::zero() }).collect(),
-                (Op::Sigmoid, _) => x.iter().map(|&v| kernels::sigmoid(v)).collect(),
-                (Op::Swish, _) => x.iter().map(|&v| kernels::swish(v)).collect(),
+                (Op::Act(f), _) => x.iter().map(|&v| f.eval(v)).collect(),
                 (Op::Mul, _) => {
                     let s = vals.get(layer.inputs[1]).expect("computed");
                     kernels::mul_broadcast(x, s, numel(in_shape), numel(net.shape_of(layer.inputs[1])))
@@ -140,27 +138,7 @@ impl<T: Real> Executor<T> {
                     let scaled = ChannelAffine { scale: a.scale.clone(), shift: vec![0.0], divide: a.divide };
                     accumulate(x_id, kernels::channel_affine(&scaled, &g, channels, plane, false));
                 }
-                (Op::Relu, _) => accumulate(x_id, g.iter().zip(x).map(|(&d, &v)| if v > T::zero() { d } else { T::zero() }).collect()),
-                (Op::Sigmoid, _) => accumulate(
-                    x_id,
-                    g.iter()
-                        .zip(x)
-                        .map(|(&d, &v)| {
-                            let s = kernels::sigmoid(v);
-                            d * s * (T::one() - s)
-                        })
-                        .collect(),
-                ),
-                (Op::Swish, _) => accumulate(
-                    x_id,
-                    g.iter()
-                        .zip(x)
-                        .map(|(&d, &v)| {
-                            let s = kernels::sigmoid(v);
-                            d * s * (T::one() + v * (T::one() - s))
-                        })
-                        .collect(),
-                ),
+                (Op::Act(f), _) => accumulate(x_id, g.iter().zip(x).map(|(&d, &v)| d * f.deriv(v)).collect()),
                 (Op::Mul, _) => {
                     let s_id = layer.inputs[1];
                     let s = value(s_id);

@@ -5,6 +5,7 @@
 //! are converted exactly, so the IR denotes the same real-valued function as the ONNX file
 //! (except where a pass documents otherwise, see [`crate::passes::fold_batchnorm`]).
 
+use crate::act::Act;
 use std::fmt;
 
 /// A per-sample tensor shape (the batch dimension is not part of it).
@@ -101,12 +102,8 @@ pub enum Op {
     Linear(Linear),
     /// Per-channel affine map (BatchNorm not folded, Sub/Div/Mul/Add by constants).
     ChannelAffine(ChannelAffine),
-    /// max(x, 0).
-    Relu,
-    /// 1 / (1 + e^−x).
-    Sigmoid,
-    /// x · sigmoid(x) (SiLU), recognised from `Mul(x, Sigmoid(x))`.
-    Swish,
+    /// An elementwise activation ([`Act`]: its definition and the facts the engines read).
+    Act(Act),
     /// Product of two computed tensors; the second may be `[C, 1, 1]` broadcast over `[C, H, W]`.
     Mul,
     /// Sum of two computed tensors of the same shape (residual connections).
@@ -129,9 +126,7 @@ impl Op {
             Op::Conv(_) => "Conv",
             Op::Linear(_) => "Linear",
             Op::ChannelAffine(_) => "ChannelAffine",
-            Op::Relu => "Relu",
-            Op::Sigmoid => "Sigmoid",
-            Op::Swish => "Swish",
+            Op::Act(a) => a.name(),
             Op::Mul => "Mul",
             Op::Add => "Add",
             Op::GlobalAvgPool => "GlobalAvgPool",

@@ -7,6 +7,7 @@
 //! [`kernels`] are written over a batch of samples so the abstract domains can apply affine
 //! layers to all zonotope generators at once.
 
+pub mod act;
 pub mod data;
 pub mod error;
 pub mod exec;
@@ -16,6 +17,7 @@ pub mod onnx;
 pub mod passes;
 pub mod values;
 
+pub use act::Act;
 pub use error::{DataError, ImportError};
 pub use exec::Executor;
 pub use ir::{Layer, Network, Op, Shape, ValueId};

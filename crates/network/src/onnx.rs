@@ -6,6 +6,7 @@
 //! this file. The batch dimension is symbolic; `Shape` reports it as 1 and `Reshape` treats the
 //! first entry of its target as the batch dimension.
 
+use crate::act::Act;
 use crate::error::ImportError;
 use crate::ir::{numel, ChannelAffine, Conv, Layer, Linear, Network, Op, Shape, ValueId};
 use crate::passes;
@@ -32,6 +33,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gather",
     "Gemm",
     "GlobalAveragePool",
+    "HardSigmoid",
     "Identity",
     "MatMul",
     "Max",
@@ -455,6 +457,25 @@ fn broadcast_binary(ctx: &Ctx, a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f
     Ok(Tensor { dims, data, int: a.int && b.int })
 }
 
+/// The activation an ONNX node computes; a `Clip`'s bounds come from its constant inputs
+/// `lo` and `hi` (opset 11 on) or its `min`/`max` attributes (before), else are infinite.
+fn activation(ctx: &Ctx, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Result<Act, ImportError> {
+    let bound = |t: Option<&Tensor>, i: usize, attr: &str, default: f64| match t {
+        Some(t) if t.data.len() == 1 => Ok(t.data[0]),
+        Some(t) => Err(ctx.shape_err(format!("Clip bound (input {i}) must be a scalar, got shape {:?}", t.dims))),
+        None => Ok(ctx.attr(attr).map(|a| a.f() as f64).unwrap_or(default)),
+    };
+    let f = match ctx.op() {
+        "Relu" => Act::Relu,
+        "Sigmoid" => Act::Sigmoid,
+        "HardSigmoid" => Act::HardSigmoid { alpha: ctx.attr_f("alpha", 0.2) as f64, beta: ctx.attr_f("beta", 0.5) as f64 },
+        "Clip" => Act::Clip { lo: bound(lo, 1, "min", f64::NEG_INFINITY)?, hi: bound(hi, 2, "max", f64::INFINITY)? },
+        other => return Err(ctx.unsupported(format!("{other} is not an activation"))),
+    };
+    f.check().map_err(|why| ctx.unsupported(format!("{}: {why}", f.name())))?;
+    Ok(f)
+}
+
 fn norm_axis(ctx: &Ctx, axis: i64, rank: usize) -> Result<usize, ImportError> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     if a < 0 || a >= rank as i64 {
@@ -473,8 +494,10 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
         "Floor" => map(&f64::floor),
         "Neg" => map(&|v| -v),
         "Sqrt" => map(&f64::sqrt),
-        "Relu" => map(&|v| v.max(0.0)),
-        "Sigmoid" => map(&|v| 1.0 / (1.0 + (-v).exp())),
+        "Relu" | "Sigmoid" | "HardSigmoid" | "Clip" => {
+            let f = activation(ctx, a.get(1).copied().flatten(), a.get(2).copied().flatten())?;
+            map(&|v| f.eval(v))
+        }
         "Cast" => {
             use proto::tensor_proto::DataType;
             let to = DataType::try_from(ctx.attr_i("to", 1) as i32).unwrap_or(DataType::Undefined);
@@ -500,15 +523,6 @@ fn fold(ctx: &Ctx, a: &[Option<&Tensor>]) -> Result<Tensor, ImportError> {
                 return Err(ctx.unsupported("integer division by zero"));
             }
             broadcast_binary(ctx, x, y, move |p, q| if int { (p / q).trunc() } else { p / q })?
-        }
-        "Clip" => {
-            let bound = |i: usize, default: f64| match a.get(i).copied().flatten() {
-                Some(t) if t.data.len() == 1 => Ok(t.data[0]),
-                Some(t) => Err(ctx.shape_err(format!("Clip bound (input {i}) must be a scalar, got shape {:?}", t.dims))),
-                None => Ok(default),
-            };
-            let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
-            map(&|v| v.max(lo).min(hi))
         }
         "Unsqueeze" => {
             let axes = match a.get(1).copied().flatten() {
@@ -753,8 +767,10 @@ fn dynamic(ctx: &Ctx, args: &[Option<Val>], layers: &mut Vec<Layer>) -> Result<V
     };
     match ctx.op() {
         "Identity" | "Dropout" => Ok(Val::Dyn { id: x_id, shape: x_shape }),
-        "Relu" => Ok(push(layers, ctx, Op::Relu, vec![x_id], x_shape)),
-        "Sigmoid" => Ok(push(layers, ctx, Op::Sigmoid, vec![x_id], x_shape)),
+        "Relu" | "Sigmoid" | "HardSigmoid" | "Clip" => {
+            let f = activation(ctx, opt_const(ctx, args, 1, "the lower bound")?, opt_const(ctx, args, 2, "the upper bound")?)?;
+            Ok(push(layers, ctx, Op::Act(f), vec![x_id], x_shape))
+        }
         "Conv" => {
             let (c_in, h, w) = rank4("Conv")?;
             let wt = need_const(ctx, args, 1, "the weight")?;

@@ -1,6 +1,7 @@
 //! Rewrites on the IR: Swish fusion, BatchNorm folding, dead-layer removal, and recognition of
 //! squeeze-excite blocks.
 
+use crate::act::Act;
 use crate::ir::{Layer, Network, Op, SqueezeExcite, ValueId};
 
 /// The standard pipeline run after import.
@@ -24,7 +25,7 @@ pub fn fuse_swish(mut net: Network) -> Network {
         let (a, b) = (net.layers[k].inputs[0], net.layers[k].inputs[1]);
         let sigmoid_of = |v: ValueId| -> Option<ValueId> {
             let l = net.layers.get(v.0.checked_sub(1)?)?;
-            (l.op == Op::Sigmoid).then(|| l.inputs[0])
+            (l.op == Op::Act(Act::Sigmoid)).then(|| l.inputs[0])
         };
         let x = if sigmoid_of(b) == Some(a) {
             Some(a)
@@ -34,7 +35,7 @@ pub fn fuse_swish(mut net: Network) -> Network {
             None
         };
         if let Some(x) = x {
-            net.layers[k].op = Op::Swish;
+            net.layers[k].op = Op::Act(Act::Swish);
             net.layers[k].inputs = vec![x];
         }
     }
@@ -129,9 +130,9 @@ pub fn find_squeeze_excite(net: &Network) -> Vec<SqueezeExcite> {
             continue;
         }
         let gate_chain = |x: ValueId, gate: ValueId| -> Option<usize> {
-            let (_, sig) = producer(gate).filter(|(_, s)| s.op == Op::Sigmoid)?;
+            let (_, sig) = producer(gate).filter(|(_, s)| s.op == Op::Act(Act::Sigmoid))?;
             let (_, c2) = producer(sig.inputs[0]).filter(|(_, c)| matches!(c.op, Op::Conv(_)))?;
-            let (_, act) = producer(c2.inputs[0]).filter(|(_, a)| matches!(a.op, Op::Swish | Op::Relu))?;
+            let (_, act) = producer(c2.inputs[0]).filter(|(_, a)| matches!(a.op, Op::Act(_)))?;
             let (_, c1) = producer(act.inputs[0]).filter(|(_, c)| matches!(c.op, Op::Conv(_)))?;
             let (pk, pool) = producer(c1.inputs[0]).filter(|(_, p)| p.op == Op::GlobalAvgPool)?;
             (pool.inputs[0] == x).then_some(pk)

@@ -16,7 +16,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use zonocert_network::ir::Conv;
-use zonocert_network::{onnx, Executor, Network, Op};
+use zonocert_network::{onnx, Act, Executor, Network, Op};
 
 const REL_TOL: f64 = 4e-6;
 
@@ -152,13 +152,13 @@ fn mlp_ops() {
     let net = run("mlp_ops");
     assert_eq!(count(&net, |op| matches!(op, Op::Linear(_))), 3, "two Gemm and one MatMul\n{net}");
     assert_eq!(count(&net, |op| *op == Op::Softmax), 1, "{net}");
-    assert_eq!(count(&net, |op| *op == Op::Sigmoid), 1, "{net}");
-    assert_eq!(count(&net, |op| *op == Op::Relu), 1, "{net}");
+    assert_eq!(count(&net, |op| *op == Op::Act(Act::Sigmoid)), 1, "{net}");
+    assert_eq!(count(&net, |op| *op == Op::Act(Act::Relu)), 1, "{net}");
     assert!(count(&net, |op| matches!(op, Op::ChannelAffine(a) if a.divide)) >= 2, "divisions by constants kept as division\n{net}");
 }
 
 fn check_effnet(net: &Network, same_pads: usize) {
-    assert!(count(net, |op| *op == Op::Swish) > 0, "no Swish after fusion\n{net}");
+    assert!(count(net, |op| *op == Op::Act(Act::Swish)) > 0, "no Swish after fusion\n{net}");
     assert_eq!(net.squeeze_excite.len(), 2, "squeeze-excite blocks\n{net}");
     assert_eq!(count(net, |op| *op == Op::Add), 1, "one residual add\n{net}");
     assert_eq!(count(net, |op| matches!(op, Op::Conv(c) if c.is_depthwise())), 2, "{net}");
@@ -240,7 +240,7 @@ fn big_effnets() {
         check(&net, &case);
         // B0 has 16 MBConv blocks, each with squeeze-excite.
         assert_eq!(net.squeeze_excite.len(), 16, "{name}\n{net}");
-        assert!(count(&net, |op| *op == Op::Swish) > 0, "{name}");
+        assert!(count(&net, |op| *op == Op::Act(Act::Swish)) > 0, "{name}");
         // timm's Conv2dSame pads before the stem and the four stride-2 depthwise convs.
         assert_eq!(count(&net, |op| matches!(op, Op::Pad(_))), pads, "{name}\n{net}");
     }

@@ -188,7 +188,7 @@ pub fn tighten_neurons(p: WindowProblem, bounds: &mut [Vec<Interval>], deadline:
     let mut stats = LpStats::default();
     for k in window.start..net.layers.len() {
         let layer = &net.layers[k];
-        if !matches!(layer.op, Op::Relu | Op::Sigmoid | Op::Swish | Op::Mul) {
+        if !matches!(layer.op, Op::Act(_) | Op::Mul) {
             continue;
         }
         for v in layer.inputs.iter().map(|v| v.0).filter(|&v| v > window.start) {

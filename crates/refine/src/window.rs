@@ -11,7 +11,7 @@ use crate::lp::Lp;
 use std::collections::HashMap;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::ir::{numel, Network, Op};
-use zonocert_transform::analysis::unary_of;
+use zonocert_transform::activation::Enclose;
 use zonocert_transform::maps::PreparedMaps;
 
 /// Layers in the default window: the classifier's last two (flatten and dense on
@@ -134,8 +134,8 @@ pub fn encode_layers(lp: &mut Lp, net: &Network, maps: &PreparedMaps, window: &W
                     lp.row(terms, (o.lo - err).next_down().min(o.lo), (o.hi + err).next_up().max(o.hi));
                 }
             }
-            Op::Relu | Op::Sigmoid | Op::Swish => {
-                let f = unary_of(&layer.op).expect("unary op");
+            Op::Act(f) => {
+                let f = *f;
                 let in_b = &bounds[layer.inputs[0].0];
                 for (j, b) in in_b.iter().enumerate() {
                     let (l, u) = (b.lo, b.hi);

@@ -1,6 +1,8 @@
-//! Unary nonlinearities (sigmoid, swish, ReLU): rigorous interval images, derivative ranges and
-//! sound linear relaxations (DeepZ's parallelogram for sigmoid; a secant-slope parallelogram
-//! with a rigorously bounded residual for the non-monotone swish).
+//! Activations: rigorous interval images, derivative ranges and sound linear relaxations,
+//! derived from each activation's form and facts ([`zonocert_network::act`]): DeepZ's
+//! parallelogram for S-shaped functions (sigmoid), a secant-slope parallelogram with a
+//! rigorously bounded residual otherwise (swish, piecewise-linear clamps), and exact affine
+//! pieces for a clamped affine map on an interval without a kink.
 //!
 //! Function values come from the platform `exp`, assumed faithful (error < 1 ulp, as glibc's
 //! is); every computed value is widened by [`REL`] relative plus [`ABS`] absolute, which covers
@@ -15,147 +17,152 @@ pub const REL: f64 = 1e-14;
 /// Absolute slack applied to every computed function value.
 pub const ABS: f64 = 1e-300;
 
-/// The unary functions the IR uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unary {
-    /// 1 / (1 + e^−x).
-    Sigmoid,
-    /// x · sigmoid(x).
-    Swish,
-    /// max(x, 0).
-    Relu,
-}
+pub use zonocert_network::act::{Act, Extremum, Facts, Form};
 
-/// Abscissa of swish's minimum, root of swish′ (≈ −1.2785).
-const SWISH_ARGMIN: f64 = -1.278_464_542_761_074;
-/// swish′ is decreasing, increasing, decreasing on (−∞, −A], [−A, A], [A, ∞); A ≈ 2.3994.
-const SWISH_D_TURN: f64 = 2.399_357_280_515_467;
-
-fn sig(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-impl Unary {
-    /// f(x) in `f64` (approximate).
-    pub fn eval(self, x: f64) -> f64 {
-        match self {
-            Unary::Sigmoid => sig(x),
-            Unary::Swish => x * sig(x),
-            Unary::Relu => x.max(0.0),
-        }
-    }
-
-    /// f′(x) in `f64` (approximate; ReLU′(0) taken as 0).
-    pub fn deriv(self, x: f64) -> f64 {
-        match self {
-            Unary::Sigmoid => {
-                let s = sig(x);
-                s * (1.0 - s)
-            }
-            Unary::Swish => {
-                let s = sig(x);
-                s * (1.0 + x * (1.0 - s))
-            }
-            Unary::Relu => (x > 0.0) as u8 as f64,
-        }
-    }
-
+/// The rigorous side of an activation: enclosures, images, derivative ranges and sound
+/// parallelograms, all derived from the activation's [`Form`] and [`zonocert_network::act::Facts`]
+/// (no per-activation code here).
+pub trait Enclose {
     /// An interval certainly holding f(x).
-    pub fn eval_enclosure(self, x: f64) -> Interval {
-        if self == Unary::Relu {
-            return Interval::point(x.max(0.0));
-        }
-        Interval::point(self.eval(x)).widen(REL, ABS)
-    }
-
-    fn deriv_enclosure(self, x: f64) -> Interval {
-        if self == Unary::Relu {
-            return Interval::point(self.deriv(x));
-        }
-        // Derivative formulas involve a few more roundings; values are O(1).
-        Interval::point(self.deriv(x)).widen(REL, 1e-15)
-    }
-
+    fn eval_enclosure(self, x: f64) -> Interval;
     /// Sound bounds on f over `[l, u]`.
-    pub fn image(self, x: Interval) -> Interval {
+    fn image(self, x: Interval) -> Interval;
+    /// Sound bounds on f′ over `[l, u]` (for a piecewise-linear f, the range of difference
+    /// quotients of points in `[l, u]`).
+    fn deriv_range(self, x: Interval) -> Interval;
+    /// Sound bounds on g(x) = f(x) − λx over `[l, u]`.
+    fn residual_bounds(self, lam: f64, l: f64, u: f64) -> Interval;
+    /// A sound parallelogram `f(x) ∈ λx + μ ± β` on `[l, u]`.
+    fn relax(self, x: Interval) -> (f64, f64, f64);
+}
+
+/// A clamped affine map's kinks (where α·x + β meets lo and hi) as enclosures; an infinite
+/// clamp gives an infinite kink.
+fn kinks(alpha: f64, beta: f64, lo: f64, hi: f64) -> [Interval; 2] {
+    let at = |bound: f64| {
+        if !bound.is_finite() || (alpha == 1.0 && beta == 0.0) {
+            return Interval::point(bound);
+        }
+        // Two roundings (a difference and a quotient), each within half an ulp.
+        let q = (bound - beta) / alpha;
+        Interval::point(q).widen(4.0 * f64::EPSILON, ABS)
+    };
+    [at(lo), at(hi)]
+}
+
+/// The derivative of a non-identity form, enclosed (smooth forms only).
+fn deriv_enclosure(f: Act, x: f64) -> Interval {
+    // Derivative formulas involve a few more roundings; values are O(1).
+    Interval::point(f.deriv(x)).widen(REL, 1e-15)
+}
+
+/// A slope λ for the parallelogram on `[l, u]` (any value is sound; this one is tight).
+fn choose_slope(f: Act, l: f64, u: f64) -> f64 {
+    if f.facts().min_end_slope {
+        // DeepZ: the minimal-area parallelogram for an S-shaped function.
+        f.deriv(l).min(f.deriv(u))
+    } else {
+        // Secant slope: exact at both ends for a narrow interval, balanced for a wide one.
+        (f.eval(u) - f.eval(l)) / (u - l)
+    }
+}
+
+impl Enclose for Act {
+    fn eval_enclosure(self, x: f64) -> Interval {
+        match self.form() {
+            Form::ClampedAffine { alpha, beta, lo, hi } => {
+                if alpha == 1.0 && beta == 0.0 {
+                    return Interval::point(self.eval(x));
+                }
+                // α·x + β with two roundings; clamping is monotone, so clamp both ends.
+                let y = alpha * x + beta;
+                let slack = 4.0 * f64::EPSILON * ((alpha * x).abs() + beta.abs()) + ABS;
+                Interval::new((y - slack).max(lo).min(hi), (y + slack).max(lo).min(hi))
+            }
+            Form::Logistic { .. } => Interval::point(self.eval(x)).widen(REL, ABS),
+        }
+    }
+
+    fn image(self, x: Interval) -> Interval {
         let (l, u) = (x.lo, x.hi);
-        match self {
-            Unary::Relu => Interval::new(l.max(0.0), u.max(0.0)),
-            Unary::Sigmoid => Interval::new(self.eval_enclosure(l).lo, self.eval_enclosure(u).hi),
-            Unary::Swish => {
-                let (fl, fu) = (self.eval_enclosure(l), self.eval_enclosure(u));
-                let hi = fl.hi.max(fu.hi);
-                let lo = if l < SWISH_ARGMIN && SWISH_ARGMIN < u {
-                    // The minimum value −0.27846454276107…, with margin for the constant.
-                    self.eval(SWISH_ARGMIN) - 1e-12
+        let (fl, fu) = (self.eval_enclosure(l), self.eval_enclosure(u));
+        let facts = self.facts();
+        if matches!(self.form(), Form::ClampedAffine { .. }) || facts.increasing {
+            return Interval::new(fl.lo, fu.hi);
+        }
+        let (mut lo, mut hi) = (fl.lo.min(fu.lo), fl.hi.max(fu.hi));
+        for e in facts.extrema.iter().filter(|e| l <= e.at && e.at <= u) {
+            let v = self.eval(e.at);
+            if e.is_max {
+                hi = hi.max(v + e.margin);
+            } else {
+                lo = lo.min(v - e.margin);
+            }
+        }
+        Interval::new(lo, hi)
+    }
+
+    fn deriv_range(self, x: Interval) -> Interval {
+        let (l, u) = (x.lo, x.hi);
+        match self.form() {
+            Form::ClampedAffine { alpha, beta, lo, hi } => {
+                // Slopes of the pieces [l, u] touches (a range touching a kink sees both sides).
+                let [k1, k2] = kinks(alpha, beta, lo, hi);
+                let outer = |bound: f64| if bound.is_finite() { 0.0 } else { alpha };
+                let pieces = [(l <= k1.hi, outer(lo)), (u >= k1.lo && l <= k2.hi, alpha), (u >= k2.lo, outer(hi))];
+                let seen = pieces.iter().filter(|p| p.0).map(|p| p.1);
+                let (a, b) = seen.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), s| (a.min(s), b.max(s)));
+                if a <= b {
+                    Interval::new(a, b)
                 } else {
-                    fl.lo.min(fu.lo)
-                };
-                Interval::new(lo, hi)
-            }
-        }
-    }
-
-    /// Sound bounds on f′ over `[l, u]` (for ReLU, the range of difference quotients).
-    pub fn deriv_range(self, x: Interval) -> Interval {
-        let (l, u) = (x.lo, x.hi);
-        match self {
-            // Difference quotients of ReLU lie in [0, 1]; a range touching 0 can see both ends.
-            Unary::Relu => Interval::new(if l <= 0.0 { 0.0 } else { 1.0 }, if u >= 0.0 { 1.0 } else { 0.0 }),
-            Unary::Sigmoid => {
-                let (dl, du) = (self.deriv_enclosure(l), self.deriv_enclosure(u));
-                let hi = if l <= 0.0 && 0.0 <= u { 0.25 } else { dl.hi.max(du.hi) };
-                Interval::new(dl.lo.min(du.lo).max(0.0), hi)
-            }
-            Unary::Swish => {
-                let (dl, du) = (self.deriv_enclosure(l), self.deriv_enclosure(u));
-                let mut lo = dl.lo.min(du.lo);
-                let mut hi = dl.hi.max(du.hi);
-                if l < -SWISH_D_TURN && -SWISH_D_TURN < u {
-                    lo = lo.min(self.deriv(-SWISH_D_TURN) - 1e-9);
+                    // No piece seen: a NaN bound. Every slope the function has.
+                    Interval::new(0.0, alpha)
                 }
-                if l < SWISH_D_TURN && SWISH_D_TURN < u {
-                    hi = hi.max(self.deriv(SWISH_D_TURN) + 1e-9);
+            }
+            Form::Logistic { .. } => {
+                let facts = self.facts();
+                let (dl, du) = (deriv_enclosure(self, l), deriv_enclosure(self, u));
+                let (mut lo, mut hi) = (dl.lo.min(du.lo), dl.hi.max(du.hi));
+                for t in facts.deriv_turns.iter().filter(|t| l <= t.at && t.at <= u) {
+                    let v = self.deriv(t.at);
+                    if t.is_max {
+                        hi = hi.max(v + t.margin);
+                    } else {
+                        lo = lo.min(v - t.margin);
+                    }
                 }
-                Interval::new(lo, hi)
+                Interval::new(lo.max(facts.deriv_hull.0), hi.min(facts.deriv_hull.1))
             }
         }
     }
 
-    /// Break points splitting the real line into pieces where f′ is monotone.
-    fn deriv_turns(self) -> &'static [f64] {
-        match self {
-            Unary::Sigmoid => &[0.0],
-            Unary::Swish => &[-SWISH_D_TURN, SWISH_D_TURN],
-            Unary::Relu => &[],
-        }
-    }
-
-    /// A slope λ for the parallelogram on `[l, u]` (any value is sound; this one is tight).
-    fn choose_slope(self, l: f64, u: f64) -> f64 {
-        match self {
-            // DeepZ: the minimal-area parallelogram for an S-shaped function.
-            Unary::Sigmoid => self.deriv(l).min(self.deriv(u)),
-            // Secant slope: exact at both ends for a narrow interval, balanced for a wide one.
-            Unary::Swish => (self.eval(u) - self.eval(l)) / (u - l),
-            Unary::Relu => u / (u - l),
-        }
-    }
-
-    /// Sound bounds on g(x) = f(x) − λx over `[l, u]`: endpoints plus the roots of f′ = λ,
-    /// found by bisection on each piece where f′ is monotone; a root's bracket is covered by a
-    /// Lipschitz bound on g.
-    pub fn residual_bounds(self, lam: f64, l: f64, u: f64) -> Interval {
+    /// Endpoints, kinks, plus the roots of f′ = λ, found by bisection on each piece where f′
+    /// is monotone; a root's (or an inexact kink's) bracket is covered by a Lipschitz bound on g.
+    fn residual_bounds(self, lam: f64, l: f64, u: f64) -> Interval {
         let g = |x: f64| -> Interval {
             let f = self.eval_enclosure(x);
             let lx = lam * x;
             let slack = 2.0 * f64::EPSILON * (lx.abs() + f.mag()) + ABS;
             Interval::new(f.lo - lx - slack, f.hi - lx + slack)
         };
-        let mut out = g(l).hull(&g(u));
+        let (turns, max_slope, kink_list) = match self.form() {
+            Form::ClampedAffine { alpha, beta, lo, hi } => (&[][..], alpha, kinks(alpha, beta, lo, hi).to_vec()),
+            Form::Logistic { .. } => {
+                let facts = self.facts();
+                (facts.deriv_turns, facts.deriv_hull.0.abs().max(facts.deriv_hull.1.abs()), vec![])
+            }
+        };
+        // A Lipschitz constant of every activation here (swish′ ≤ 1.0999 is the largest).
+        let _ = max_slope;
         let lip = 1.1 + lam.abs();
+        let around = |a: f64, b: f64| {
+            let reach = lip * (b - a) * (1.0 + 1e-12) + 1e-15;
+            let ga = g(a);
+            Interval::new(ga.lo - reach, ga.hi + reach)
+        };
+        let mut out = g(l).hull(&g(u));
         let mut cuts = vec![l];
-        cuts.extend(self.deriv_turns().iter().copied().filter(|&t| l < t && t < u));
+        cuts.extend(turns.iter().map(|t| t.at).filter(|&t| l < t && t < u));
         cuts.push(u);
         for w in cuts.windows(2) {
             let (mut a, mut b) = (w[0], w[1]);
@@ -173,38 +180,41 @@ impl Unary {
                         b = m;
                     }
                 }
-                let reach = lip * (b - a) * (1.0 + 1e-12) + 1e-15;
-                let ga = g(a);
-                out = out.hull(&Interval::new(ga.lo - reach, ga.hi + reach));
+                out = out.hull(&around(a, b));
             }
             out = out.hull(&g(w[1]));
         }
-        if self == Unary::Relu {
-            // ReLU residual on [l, u] with l < 0 < u: extremes at 0 and the ends.
-            out = out.hull(&g(0.0_f64.clamp(l, u)));
+        // A piecewise-linear g takes its extremes at the ends and the kinks.
+        for k in kink_list.iter().filter(|k| k.lo.is_finite() && k.hi.is_finite()) {
+            let (a, b) = (k.lo.clamp(l, u), k.hi.clamp(l, u));
+            out = out.hull(&if a == b { g(a) } else { around(a, b) });
         }
         // A root whose sign test was decided by rounding lies within ~1e-16 of a cut point,
         // where g is flat to second order: a small margin covers it.
         out.widen(1e-14, 1e-15)
     }
 
-    /// A sound parallelogram `f(x) ∈ λx + μ ± β` on `[l, u]`.
-    pub fn relax(self, x: Interval) -> (f64, f64, f64) {
+    fn relax(self, x: Interval) -> (f64, f64, f64) {
         let (l, u) = (x.lo, x.hi);
         if !(l < u) {
             let v = self.eval_enclosure(l);
             let (m, r) = v.mid_rad();
             return (0.0, m, r);
         }
-        if self == Unary::Relu {
-            if u <= 0.0 {
-                return (0.0, 0.0, 0.0);
+        if let Form::ClampedAffine { alpha, beta, lo, hi } = self.form() {
+            // Within one piece the function is exactly affine.
+            let [k1, k2] = kinks(alpha, beta, lo, hi);
+            if u <= k1.lo {
+                return (0.0, lo, 0.0);
             }
-            if l >= 0.0 {
-                return (1.0, 0.0, 0.0);
+            if l >= k2.hi {
+                return (0.0, hi, 0.0);
+            }
+            if l >= k1.hi && u <= k2.lo {
+                return (alpha, beta, 0.0);
             }
         }
-        let lam = self.choose_slope(l, u);
+        let lam = choose_slope(self, l, u);
         let lam = if lam.is_finite() { lam } else { 0.0 };
         let r = self.residual_bounds(lam, l, u);
         let (m, b) = r.mid_rad();
@@ -214,7 +224,7 @@ impl Unary {
 
 /// Per-neuron relaxations for a whole layer. With `interval_only`, the slope is 0 and the
 /// parallelogram is the interval image (the interval domain's transformer).
-pub fn relaxation(f: Unary, bounds: &[Interval], interval_only: bool) -> Relaxation {
+pub fn relaxation(f: Act, bounds: &[Interval], interval_only: bool) -> Relaxation {
     let mut slope = Vec::with_capacity(bounds.len());
     let mut offset = Vec::with_capacity(bounds.len());
     let mut radius = Vec::with_capacity(bounds.len());
@@ -240,7 +250,7 @@ pub fn relaxation(f: Unary, bounds: &[Interval], interval_only: bool) -> Relaxat
 /// slope times a huge range can exceed a bounded function's whole range. A slightly narrower
 /// image is not taken: on a monotone stretch it always is, and it would drop the neuron's
 /// correlations.
-pub fn prefer_interval_image(f: Unary, bounds: &[Interval], zonotope_radius: &[f64], rel: &mut Relaxation) {
+pub fn prefer_interval_image(f: Act, bounds: &[Interval], zonotope_radius: &[f64], rel: &mut Relaxation) {
     for (j, b) in bounds.iter().enumerate() {
         if rel.slope[j] == 0.0 {
             continue;

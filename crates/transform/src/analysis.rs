@@ -4,7 +4,7 @@
 //! One exhaustive `match` over [`Op`] per analysis: adding an op to the IR fails to compile
 //! until every analysis handles it.
 
-use crate::activation::{prefer_interval_image, relaxation, Unary};
+use crate::activation::{prefer_interval_image, relaxation, Act, Enclose};
 use crate::maps::PreparedMaps;
 use zonocert_domain::{Interval, Relaxation, SymbolPool, Zonotope, U};
 use zonocert_network::ir::{numel, Network, Op};
@@ -47,16 +47,6 @@ pub struct Forward {
     /// The first layer whose output bounds were not finite (an overflow to ±∞ or a NaN). The
     /// output's centre is then NaN, so no bound derived from it is finite.
     pub overflow: Option<usize>,
-}
-
-/// The unary function of an op, if it is one.
-pub fn unary_of(op: &Op) -> Option<Unary> {
-    match op {
-        Op::Sigmoid => Some(Unary::Sigmoid),
-        Op::Swish => Some(Unary::Swish),
-        Op::Relu => Some(Unary::Relu),
-        _ => None,
-    }
 }
 
 /// What a forward analysis keeps besides its output.
@@ -183,8 +173,8 @@ impl Pass<'_> {
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
                 a.affine(&maps.get(k, true))
             }
-            Op::Relu | Op::Sigmoid | Op::Swish => {
-                let f = unary_of(&layer.op).expect("unary op");
+            Op::Act(f) => {
+                let f = *f;
                 let b = &met[layer.inputs[0].0];
                 let mut rel = relaxation(f, b, interval_only);
                 let sums = a.abs_sums();
@@ -299,8 +289,8 @@ pub fn differential_keeping(
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
                 d.affine(&maps.get(k, false))
             }
-            Op::Relu | Op::Sigmoid | Op::Swish => {
-                let f = unary_of(&layer.op).expect("unary op");
+            Op::Act(f) => {
+                let f = *f;
                 let sums = d.abs_sums();
                 let rel = differential_relaxation_with(f, xin, d, &d.radius_from(&sums));
                 d.apply_relaxation_with(&rel, &sums, pool, budget)
@@ -348,12 +338,12 @@ pub fn differential_keeping(
 }
 
 /// Per-neuron enclosure of `f(x + d) − f(x)` as `λ·d + μ ± β`.
-pub fn differential_relaxation(f: Unary, x: &[Interval], d: &Zonotope) -> Relaxation {
+pub fn differential_relaxation(f: Act, x: &[Interval], d: &Zonotope) -> Relaxation {
     differential_relaxation_with(f, x, d, &d.radius())
 }
 
 /// [`differential_relaxation`] given `d`'s radius.
-fn differential_relaxation_with(f: Unary, x: &[Interval], d: &Zonotope, rad: &[f64]) -> Relaxation {
+fn differential_relaxation_with(f: Act, x: &[Interval], d: &Zonotope, rad: &[f64]) -> Relaxation {
     let db = d.bounds_from(rad);
     let n = x.len();
     let mut rel = Relaxation { slope: vec![0.0; n], offset: vec![0.0; n], radius: vec![0.0; n] };

@@ -69,7 +69,7 @@ impl AffineMap {
             Op::GlobalAvgPool => Kind::AvgPool,
             Op::Pad(p) => Kind::Pad(*p),
             Op::Reshape => Kind::Reshape,
-            Op::Relu | Op::Sigmoid | Op::Swish | Op::Mul | Op::Add | Op::Softmax => return None,
+            Op::Act(_) | Op::Mul | Op::Add | Op::Softmax => return None,
         };
         Some(AffineMap { kind, in_shape: in_shape.clone(), out_dim: numel(out_shape) })
     }

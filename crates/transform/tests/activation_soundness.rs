@@ -1,5 +1,6 @@
-//! Property-based soundness tests for the unary transformers (sigmoid, swish, ReLU), the
-//! differential relaxation and the softmax bounds.
+//! Property-based soundness tests for the activation transformers (sigmoid, swish, ReLU, and
+//! the other clamped affine maps: ReLU6, HardSigmoid, a two-sided Clip), the differential
+//! relaxation and the softmax bounds.
 //!
 //! Reference values. The transformers promise to enclose the *real* functions, so every
 //! reference value is computed in double-double arithmetic (≈ 2⁻¹⁰⁴ relative) with an `exp`
@@ -15,9 +16,9 @@
 //! cover, so it cannot hide an unsound bound; it only matters for difference quotients over
 //! nearly coincident points (where `f(b) − f(a)` is itself at the reference's noise level).
 //!
-//! ReLU′(0) does not exist: derivative samples skip x = 0 for ReLU (difference quotients cover
-//! it), and `deriv_range` of ReLU on the degenerate interval [0, 0] (the empty set of difference
-//! quotients, returned as the empty interval [1, 0]) is not sampled.
+//! A clamped affine map has no derivative at its kinks: derivative samples skip a point whose
+//! α·x + β equals a finite clamp exactly (difference quotients cover it), and `deriv_range` on a
+//! degenerate interval at a kink (the empty set of difference quotients) is not sampled.
 //!
 //! Cases: `ZONOCERT_PROPTEST_CASES` (default 1000); the `#[ignore]`d test runs 100 000 cases of
 //! the main property (relaxations). `PROPTEST_RNG_SEED` fixes the seed.
@@ -25,7 +26,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
-use zonocert_transform::activation::{prefer_interval_image, relaxation, Unary};
+use zonocert_transform::activation::{prefer_interval_image, relaxation, Act, Enclose, Form};
 use zonocert_transform::analysis::differential_relaxation;
 use zonocert_transform::softmax::{class_bounds, logit_differences, max_bernoulli_variance, probability_bounds};
 
@@ -86,32 +87,66 @@ fn sigmoid(x: Dd) -> Dd {
     }
 }
 
-/// f(x) in double-double.
-fn f_ref(f: Unary, x: Dd) -> Dd {
-    match f {
-        Unary::Sigmoid => sigmoid(x),
-        Unary::Swish => x.mul(sigmoid(x)),
-        Unary::Relu => x.max0(),
+/// The activations under test: the three of EfficientNet and the clamped affine maps of
+/// MobileNet-style nets (PyTorch's hardsigmoid and ONNX's default HardSigmoid, ReLU6, a
+/// two-sided Clip and a one-sided one).
+const ACTS: [Act; 8] = [
+    Act::Sigmoid,
+    Act::Swish,
+    Act::Relu,
+    Act::HardSigmoid { alpha: 0.2, beta: 0.5 },
+    Act::HardSigmoid { alpha: 1.0 / 6.0, beta: 0.5 },
+    Act::Clip { lo: 0.0, hi: 6.0 },
+    Act::Clip { lo: -1.0, hi: 1.0 },
+    Act::Clip { lo: f64::NEG_INFINITY, hi: 0.5 },
+];
+
+/// α·x + β of a clamped affine map (exact in double-double: one product, one sum), with its
+/// clamps.
+fn clamped_arg(f: Act, x: Dd) -> Option<(Dd, f64, f64)> {
+    match f.form() {
+        Form::ClampedAffine { alpha, beta, lo, hi } => Some((x.mulf(alpha).add(Dd::f(beta)), lo, hi)),
+        Form::Logistic { .. } => None,
     }
 }
 
-/// f′(x) in double-double (ReLU: x ≠ 0 only).
-fn d_ref(f: Unary, x: Dd) -> Dd {
+/// Whether x is a kink of f (f′(x) does not exist).
+fn at_kink(f: Act, x: f64) -> bool {
+    clamped_arg(f, Dd::f(x)).is_some_and(|(y, lo, hi)| [lo, hi].iter().any(|&b| b.is_finite() && y.sub(Dd::f(b)).sign() == 0))
+}
+
+/// f(x) in double-double.
+fn f_ref(f: Act, x: Dd) -> Dd {
+    if let Some((y, lo, hi)) = clamped_arg(f, x) {
+        return if lo.is_finite() && y.le(Dd::f(lo)) {
+            Dd::f(lo)
+        } else if hi.is_finite() && Dd::f(hi).le(y) {
+            Dd::f(hi)
+        } else {
+            y
+        };
+    }
     match f {
-        Unary::Sigmoid => {
+        Act::Sigmoid => sigmoid(x),
+        _ => x.mul(sigmoid(x)),
+    }
+}
+
+/// f′(x) in double-double (not at a kink).
+fn d_ref(f: Act, x: Dd) -> Dd {
+    if let Some((y, lo, hi)) = clamped_arg(f, x) {
+        let Form::ClampedAffine { alpha, .. } = f.form() else { unreachable!() };
+        let below = lo.is_finite() && y.le(Dd::f(lo));
+        let above = hi.is_finite() && Dd::f(hi).le(y);
+        return if below || above { Dd::ZERO } else { Dd::f(alpha) };
+    }
+    match f {
+        Act::Sigmoid => {
             let e = exp(x.abs().neg());
             let d = Dd::ONE.add(e);
             e.div(d.mul(d))
         }
-        Unary::Swish => sigmoid(x).mul(Dd::ONE.add(x.mul(sigmoid(x.neg())))),
-        Unary::Relu => {
-            assert!(x.sign() != 0);
-            if x.sign() > 0 {
-                Dd::ONE
-            } else {
-                Dd::ZERO
-            }
-        }
+        _ => sigmoid(x).mul(Dd::ONE.add(x.mul(sigmoid(x.neg())))),
     }
 }
 
@@ -127,7 +162,7 @@ const SWISH_TURN: f64 = 2.399_357_280_515_467;
 fn samples(b: &Interval, grid: usize, random: usize, rng: &mut Rng) -> Vec<f64> {
     let (l, u) = (b.lo, b.hi);
     let mut v = vec![l, u, l.next_up().min(u), u.next_down().max(l), b.mid().clamp(l, u)];
-    for s in [SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, -0.0] {
+    for s in [SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, -0.0, -3.0, 3.0, -2.5, 2.5, 6.0, -1.0, 1.0, 0.5] {
         for t in [s, s.next_up(), s.next_down()] {
             if l <= t && t <= u {
                 v.push(t);
@@ -143,8 +178,8 @@ fn samples(b: &Interval, grid: usize, random: usize, rng: &mut Rng) -> Vec<f64> 
     v
 }
 
-fn unary() -> impl Strategy<Value = Unary> {
-    prop::sample::select(vec![Unary::Sigmoid, Unary::Swish, Unary::Relu])
+fn unary() -> impl Strategy<Value = Act> {
+    prop::sample::select(ACTS.to_vec())
 }
 
 /// Intervals around the interesting abscissae, of widths from 0 to 2000.
@@ -153,6 +188,8 @@ fn act_interval() -> impl Strategy<Value = Interval> {
         3 => prop::sample::select(vec![
             SWISH_ARGMIN, -SWISH_TURN, SWISH_TURN, 0.0, -0.5, 1.0, 5.0, -8.0, 17.0, 30.0, -40.0, 37.5, -60.0, 700.0, -700.0, -740.0
         ]),
+        // the kinks of the clamped affine maps
+        1 => prop::sample::select(vec![-3.0, 3.0, -2.5, 2.5, 6.0, -1.0, 0.5]),
         3 => -12.0f64..12.0,
         1 => -60.0f64..60.0,
         1 => -1000.0f64..1000.0,
@@ -168,7 +205,7 @@ fn act_interval() -> impl Strategy<Value = Interval> {
 // Single-interval checks (shared by the properties and the targeted tests).
 // ---------------------------------------------------------------------------------------------
 
-fn check_image(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
+fn check_image(f: Act, b: Interval, xs: &[f64]) -> Result<(), String> {
     let img = f.image(b);
     if !(img.lo <= img.hi) {
         return Err(format!("{f:?}.image({b:?}) = {img:?} is empty or NaN"));
@@ -182,16 +219,16 @@ fn check_image(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
     Ok(())
 }
 
-fn check_deriv_range(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
-    if f == Unary::Relu && b.lo == 0.0 && b.hi == 0.0 {
-        return Ok(()); // no difference quotients; ReLU′(0) undefined (see the module docs)
+fn check_deriv_range(f: Act, b: Interval, xs: &[f64]) -> Result<(), String> {
+    if b.lo == b.hi && at_kink(f, b.lo) {
+        return Ok(()); // no difference quotients and no derivative (see the module docs)
     }
     let r = f.deriv_range(b);
     if !(r.lo <= r.hi) {
         return Err(format!("{f:?}.deriv_range({b:?}) = {r:?} is empty or NaN"));
     }
     for &x in xs {
-        if f == Unary::Relu && x == 0.0 {
+        if at_kink(f, x) {
             continue;
         }
         let d = d_ref(f, Dd::f(x));
@@ -228,7 +265,7 @@ fn check_deriv_range(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
 }
 
 /// |f(x) − λx − μ| ≤ β for every sample.
-fn check_parallelogram(f: Unary, b: Interval, (lam, mu, beta): (f64, f64, f64), xs: &[f64], what: &str) -> Result<(), String> {
+fn check_parallelogram(f: Act, b: Interval, (lam, mu, beta): (f64, f64, f64), xs: &[f64], what: &str) -> Result<(), String> {
     if !(lam.is_finite() && mu.is_finite() && beta >= 0.0 && beta.is_finite()) {
         return Err(format!("{what} {f:?} on {b:?}: bad parallelogram ({lam}, {mu}, {beta})"));
     }
@@ -245,7 +282,7 @@ fn check_parallelogram(f: Unary, b: Interval, (lam, mu, beta): (f64, f64, f64), 
     Ok(())
 }
 
-fn check_all(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
+fn check_all(f: Act, b: Interval, xs: &[f64]) -> Result<(), String> {
     check_image(f, b, xs)?;
     check_deriv_range(f, b, xs)?;
     check_parallelogram(f, b, f.relax(b), xs, "relax")?;
@@ -279,7 +316,7 @@ fn check_all(f: Unary, b: Interval, xs: &[f64]) -> Result<(), String> {
     Ok(())
 }
 
-fn prop_unary((f, b, seed): (Unary, Interval, u64)) -> Result<(), TestCaseError> {
+fn prop_unary((f, b, seed): (Act, Interval, u64)) -> Result<(), TestCaseError> {
     let mut rng = Rng(seed);
     let xs = samples(&b, 64, 64, &mut rng);
     check_all(f, b, &xs).map_err(TestCaseError::fail)
@@ -330,7 +367,7 @@ fn targeted_intervals() {
         (-745.0, -700.0),
         (30.0, 1e3),
     ];
-    for c in [-30.0, -5.0, -2.0, -1.0, -0.3, 0.0, 0.7, 1.5, 3.0, 8.0, 20.0, 36.0] {
+    for c in [-30.0, -5.0, -3.0, -2.5, -2.0, -1.0, -0.3, 0.0, 0.5, 0.7, 1.0, 1.5, 2.5, 3.0, 6.0, 8.0, 20.0, 36.0] {
         intervals.push((c, c + w));
         intervals.push((c - w, c));
     }
@@ -338,7 +375,7 @@ fn targeted_intervals() {
     for (l, u) in intervals {
         let b = Interval::new(l, u);
         let xs = samples(&b, 2000, 500, &mut rng);
-        for f in [Unary::Sigmoid, Unary::Swish, Unary::Relu] {
+        for f in ACTS {
             check_all(f, b, &xs).unwrap_or_else(|e| panic!("{e}"));
         }
     }
@@ -451,7 +488,7 @@ fn forward_relaxation_of_zonotope_is_sound() {
 
 /// `differential_relaxation(f, X, D)`: for x ∈ X and d ∈ D, f(x + d) − f(x) lies in
 /// `d.apply_relaxation(rel)` evaluated at the same ε as d.
-fn prop_differential((f, x_bounds, d, budget, seed): (Unary, Vec<Interval>, Zonotope, usize, u64)) -> Result<(), TestCaseError> {
+fn prop_differential((f, x_bounds, d, budget, seed): (Act, Vec<Interval>, Zonotope, usize, u64)) -> Result<(), TestCaseError> {
     let rel = differential_relaxation(f, &x_bounds, &d);
     let mut pool = pool_after(8);
     let out = d.apply_relaxation(&rel, &mut pool, budget);
@@ -482,7 +519,7 @@ fn prop_differential((f, x_bounds, d, budget, seed): (Unary, Vec<Interval>, Zono
     Ok(())
 }
 
-fn differential_strategy() -> impl Strategy<Value = (Unary, Vec<Interval>, Zonotope, usize, u64)> {
+fn differential_strategy() -> impl Strategy<Value = (Act, Vec<Interval>, Zonotope, usize, u64)> {
     (unary(), 1usize..=4, 0usize..=10, any::<u64>()).prop_flat_map(|(f, n, budget, seed)| {
         let d = (
             prop::collection::btree_set(0usize..8, 0..=4),
@@ -634,8 +671,8 @@ fn reference_sanity() {
     assert_eq!(exp(Dd::f(1.0)).to_f64(), std::f64::consts::E);
     assert!(exp(LN2).sub(Dd::f(2.0)).abs().to_f64() < 1e-30);
     // swish′ vanishes at the argmin constant (to the accuracy of the constant).
-    assert!(d_ref(Unary::Swish, Dd::f(SWISH_ARGMIN)).abs().to_f64() < 1e-16);
+    assert!(d_ref(Act::Swish, Dd::f(SWISH_ARGMIN)).abs().to_f64() < 1e-16);
     // swish″ vanishes at the turning point: swish′ is flat there.
-    let (a, b) = (d_ref(Unary::Swish, Dd::f(SWISH_TURN - 1e-6)), d_ref(Unary::Swish, Dd::f(SWISH_TURN + 1e-6)));
+    let (a, b) = (d_ref(Act::Swish, Dd::f(SWISH_TURN - 1e-6)), d_ref(Act::Swish, Dd::f(SWISH_TURN + 1e-6)));
     assert!(a.sub(b).abs().to_f64() < 1e-17);
 }

@@ -28,6 +28,7 @@ use proptest::test_runner::TestCaseError;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::exec::Executor;
 use zonocert_network::ir::{Layer, Linear, Network, Op, Shape, ValueId};
+use zonocert_network::Act;
 use zonocert_transform::analysis::{differential, differential_keeping, forward, DiffPass, Domain};
 use zonocert_transform::maps::PreparedMaps;
 
@@ -311,10 +312,10 @@ fn se_fragment(rng: &mut Rng, c: usize, h: usize) -> Network {
         layers.len()
     };
     let v1 = push("expand", Op::Conv(conv(rng, c, c, 1, 1, 0, 1)), &[0], shape.clone());
-    let v2 = push("act", Op::Swish, &[v1], shape.clone());
+    let v2 = push("act", Op::Act(Act::Swish), &[v1], shape.clone());
     let v3 = push("se_pool", Op::GlobalAvgPool, &[v2], vec![c, 1, 1]);
     let v4 = push("se_conv", Op::Conv(conv(rng, c, c, 1, 1, 0, 1)), &[v3], vec![c, 1, 1]);
-    let v5 = push("se_gate", Op::Sigmoid, &[v4], vec![c, 1, 1]);
+    let v5 = push("se_gate", Op::Act(Act::Sigmoid), &[v4], vec![c, 1, 1]);
     let v6 = push("se_mul", Op::Mul, &[v2, v5], shape.clone());
     let v7 = push("residual", Op::Add, &[v6, v1], shape.clone());
     let v8 = push("flatten", Op::Reshape, &[v7], vec![c * h * h]);

@@ -1,7 +1,7 @@
 //! Balls `[c − r, c + r]` with `BigFloat` centres and `f64` radii, and the rounding helpers
 //! both backends of the precise engine share.
 
-use crate::activation::Unary;
+use crate::activation::{Act, Enclose};
 use astro_float::BigFloat;
 use zonocert_domain::Interval;
 
@@ -117,7 +117,7 @@ pub fn enclose(x: &BigFloat) -> Interval {
 
 /// Mean value theorem for a ball `[c − r, c + r]` with `c` enclosed in `centre`:
 /// `|f(exact) − f(c)| ≤ sup |f′|` over the ball times `r` (not yet rounded up).
-pub(crate) fn mean_value_radius(f: Unary, centre: Interval, r: f64) -> f64 {
+pub(crate) fn mean_value_radius(f: Act, centre: Interval, r: f64) -> f64 {
     if r == 0.0 {
         return 0.0;
     }

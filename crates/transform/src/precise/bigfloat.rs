@@ -3,7 +3,7 @@
 //! fixed-point backend and computes the final softmax.
 
 use super::ball::{enclose, magnitude, mean_value_radius, pow2, up, Balls};
-use crate::activation::Unary;
+use crate::activation::{Act, Form};
 use astro_float::{BigFloat, Consts, RoundingMode};
 
 use zonocert_network::ir::{conv_taps, numel, pad_sources, Conv, Linear, Op};
@@ -127,9 +127,7 @@ impl<'a> PreciseNetwork<'a> {
                 Op::Conv(conv) => self.conv(conv, &self.prepared()[k], x, in_shape, &layer.shape),
                 Op::Linear(lin) => self.linear(lin, &self.prepared()[k], x),
                 Op::ChannelAffine(a) => self.channel_affine(a.divide, &self.prepared()[k], x, in_shape),
-                Op::Relu => self.unary(Unary::Relu, x),
-                Op::Sigmoid => self.unary(Unary::Sigmoid, x),
-                Op::Swish => self.unary(Unary::Swish, x),
+                Op::Act(f) => self.unary(*f, x),
                 Op::Mul => self.mul(x, get(layer.inputs[1])),
                 Op::Add => self.add(x, get(layer.inputs[1])),
                 Op::GlobalAvgPool => self.global_avg_pool(x, in_shape),
@@ -279,29 +277,58 @@ impl<'a> PreciseNetwork<'a> {
         Some((one.div(&den, p, RM), rel))
     }
 
-    fn unary(&self, f: Unary, x: &Balls) -> Balls {
+    /// `clamp(α·c + β, lo, hi)` and an absolute bound on its rounding error (clamping is
+    /// 1-Lipschitz, so the error of `α·c + β` carries over).
+    fn clamped_affine(&self, c: &BigFloat, (alpha, beta): (f64, f64), (lo, hi): (f64, f64)) -> (BigFloat, f64) {
+        let p = self.precision;
+        let (y, err) = if alpha == 1.0 && beta == 0.0 {
+            (c.clone(), 0.0)
+        } else {
+            let ac = c.mul(&self.big(alpha), p, RM);
+            let y = ac.add(&self.big(beta), p, RM);
+            let err = up(self.unit * (magnitude(&ac) + magnitude(&y)), 2);
+            (y, err)
+        };
+        if lo.is_finite() && y < self.big(lo) {
+            (self.big(lo), err)
+        } else if hi.is_finite() && y > self.big(hi) {
+            (self.big(hi), err)
+        } else {
+            (y, err)
+        }
+    }
+
+    fn unary(&self, f: Act, x: &Balls) -> Balls {
         let p = self.precision;
         let mut out = Balls::with_capacity(x.len());
         for k in 0..x.len() {
             let c = &x.centre[k];
-            let (value, rel) = match f {
-                Unary::Relu => (if c.is_negative() { self.big(0.0) } else { c.clone() }, 0.0),
-                Unary::Sigmoid => match self.sigmoid_centre(c) {
-                    Some(v) => v,
-                    None => {
+            // The centre's image and an absolute bound on its error.
+            let (value, err) = match f.form() {
+                Form::ClampedAffine { alpha, beta, lo, hi } => self.clamped_affine(c, (alpha, beta), (lo, hi)),
+                Form::Logistic { times_x } => match (self.sigmoid_centre(c), times_x) {
+                    (Some((s, rel)), false) => {
+                        let err = rel * magnitude(&s);
+                        (s, err)
+                    }
+                    (Some((s, rel)), true) => {
+                        let v = c.mul(&s, p, RM);
+                        let err = up(rel + self.unit + rel * self.unit, 2) * magnitude(&v);
+                        (v, err)
+                    }
+                    // σ lies in [0, 1]; swish of an argument too large for the exponential
+                    // is left unbounded.
+                    (None, false) => {
                         out.push(self.big(0.5), 0.5);
                         continue;
                     }
-                },
-                Unary::Swish => match self.sigmoid_centre(c) {
-                    Some((s, rel)) => (c.mul(&s, p, RM), up(rel + self.unit + rel * self.unit, 2)),
-                    None => {
+                    (None, true) => {
                         out.push(self.big(0.0), f64::INFINITY);
                         continue;
                     }
                 },
             };
-            let r = up(mean_value_radius(f, enclose(c), x.radius[k]) + rel * magnitude(&value), 2);
+            let r = up(mean_value_radius(f, enclose(c), x.radius[k]) + err, 2);
             out.push(value, r);
         }
         out

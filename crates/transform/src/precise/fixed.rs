@@ -17,7 +17,7 @@
 //! falls back to the `BigFloat` backend. Nothing is ever silently clipped.
 
 use super::ball::{mean_value_radius, pow2, up, Balls};
-use crate::activation::Unary;
+use crate::activation::{Act, Form};
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
 use zonocert_network::ir::{conv_taps, numel, pad_sources, Conv, Linear, Op};
@@ -595,9 +595,7 @@ impl<'a> FixedNetwork<'a> {
                 Op::Conv(conv) => self.conv(conv, &self.prepared[k], x, in_shape, &layer.shape)?,
                 Op::Linear(lin) => self.linear(lin, &self.prepared[k], x)?,
                 Op::ChannelAffine(_) => self.channel_affine(&self.prepared[k], x, in_shape)?,
-                Op::Relu => self.unary(Unary::Relu, x)?,
-                Op::Sigmoid => self.unary(Unary::Sigmoid, x)?,
-                Op::Swish => self.unary(Unary::Swish, x)?,
+                Op::Act(f) => self.unary(*f, x)?,
                 Op::Mul => self.mul(x, get(layer.inputs[1])?)?,
                 Op::Add => {
                     x.iter().zip(get(layer.inputs[1])?).map(|(a, b)| Ok((a.0.add(b.0)?, up(a.1 + b.1, 2)))).collect::<Result<_, _>>()?
@@ -780,13 +778,39 @@ impl<'a> FixedNetwork<'a> {
         }
     }
 
-    fn unary(&self, f: Unary, x: &[(Fx, f64)]) -> Result<Vec<(Fx, f64)>, Unsupported> {
+    /// `clamp(α·c + β, lo, hi)` and its error in units (clamping is 1-Lipschitz, so the error of
+    /// `α·c + β` carries over; a bound that does not convert exactly adds one unit).
+    fn clamped_affine(c: Fx, (alpha, beta): (f64, f64), (lo, hi): (f64, f64)) -> Result<(Fx, f64), Unsupported> {
+        let (mut y, mut err) = if alpha == 1.0 && beta == 0.0 {
+            (c, 0.0)
+        } else {
+            let ((a, a_exact), (b, b_exact)) = (Fx::from_f64(alpha)?, Fx::from_f64(beta)?);
+            // The product's truncation, and the truncated constants (α's error times |c|).
+            let err = 1.0 + if a_exact { 0.0 } else { c.mag() } + if b_exact { 0.0 } else { 1.0 };
+            (c.mul(a)?.add(b)?, up(err, 3))
+        };
+        if lo.is_finite() {
+            let (l, exact) = Fx::from_f64(lo)?;
+            if y.sub(l)?.is_negative() {
+                (y, err) = (l, if exact { err } else { up(err + 1.0, 1) });
+            }
+        }
+        if hi.is_finite() {
+            let (h, exact) = Fx::from_f64(hi)?;
+            if h.sub(y)?.is_negative() {
+                (y, err) = (h, if exact { err } else { up(err + 1.0, 1) });
+            }
+        }
+        Ok((y, err))
+    }
+
+    fn unary(&self, f: Act, x: &[(Fx, f64)]) -> Result<Vec<(Fx, f64)>, Unsupported> {
         x.iter()
             .map(|&(c, r)| {
-                let (value, err) = match f {
-                    Unary::Relu => (if c.is_negative() { Fx::ZERO } else { c }, 0.0),
-                    Unary::Sigmoid => self.sigmoid(c)?,
-                    Unary::Swish => {
+                let (value, err) = match f.form() {
+                    Form::ClampedAffine { alpha, beta, lo, hi } => Self::clamped_affine(c, (alpha, beta), (lo, hi))?,
+                    Form::Logistic { times_x: false } => self.sigmoid(c)?,
+                    Form::Logistic { times_x: true } => {
                         let (s, s_err) = self.sigmoid(c)?;
                         (c.mul(s)?, up(c.mag() * s_err + 1.0, 2))
                     }

@@ -8,6 +8,7 @@ use proptest::test_runner::{Config, TestRunner};
 use std::collections::HashMap;
 use zonocert_domain::Zonotope;
 use zonocert_network::ir::{ChannelAffine, Conv, Layer, Linear, Network, Op, Shape, ValueId};
+use zonocert_network::Act;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dd {
@@ -218,14 +219,14 @@ pub fn tiny_net(seed: u64, channels: usize, se: usize, relu_stem: bool) -> Netwo
     );
     let pad = push("pad", Op::Pad([1, 1, 1, 1]), &[norm], vec![1, 30, 30]);
     let stem = push("stem", Op::Conv(conv(&mut rng, 1, c, 3, 2, 0, 1)), &[pad], vec![c, 14, 14]);
-    let act = push("stem_act", if relu_stem { Op::Relu } else { Op::Swish }, &[stem], vec![c, 14, 14]);
+    let act = push("stem_act", if relu_stem { Op::Act(Act::Relu) } else { Op::Act(Act::Swish) }, &[stem], vec![c, 14, 14]);
     let dw = push("dw", Op::Conv(conv(&mut rng, c, c, 3, 2, 1, c)), &[act], vec![c, 7, 7]);
-    let dw_act = push("dw_act", Op::Swish, &[dw], vec![c, 7, 7]);
+    let dw_act = push("dw_act", Op::Act(Act::Swish), &[dw], vec![c, 7, 7]);
     let sq = push("se_pool", Op::GlobalAvgPool, &[dw_act], vec![c, 1, 1]);
     let r = push("se_reduce", Op::Conv(conv(&mut rng, c, se, 1, 1, 0, 1)), &[sq], vec![se, 1, 1]);
-    let r_act = push("se_act", Op::Swish, &[r], vec![se, 1, 1]);
+    let r_act = push("se_act", Op::Act(Act::Swish), &[r], vec![se, 1, 1]);
     let e = push("se_expand", Op::Conv(conv(&mut rng, se, c, 1, 1, 0, 1)), &[r_act], vec![c, 1, 1]);
-    let gate = push("se_gate", Op::Sigmoid, &[e], vec![c, 1, 1]);
+    let gate = push("se_gate", Op::Act(Act::Sigmoid), &[e], vec![c, 1, 1]);
     let scaled = push("se_mul", Op::Mul, &[dw_act, gate], vec![c, 7, 7]);
     let proj = push("project", Op::Conv(conv(&mut rng, c, c, 1, 1, 0, 1)), &[scaled], vec![c, 7, 7]);
     let res = push("residual", Op::Add, &[proj, dw], vec![c, 7, 7]);
