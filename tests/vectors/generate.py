@@ -495,6 +495,43 @@ def case_onnx_misc(out_dir):
 # full-size exports (not committed)
 
 
+class ClampedActivations(nn.Module):
+    """The clamped affine activations of MobileNet-style nets: ReLU6 and Hardtanh (ONNX Clip
+    with constant bounds), hardsigmoid (HardSigmoid, alpha 1/6) in a squeeze-excite gate, and
+    a one-sided clamp."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 6, 3, stride=2, padding=1)
+        self.dw = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        self.se1 = nn.Conv2d(6, 3, 1)
+        self.se2 = nn.Conv2d(3, 6, 1)
+        self.fc = nn.Linear(6 * 14 * 14, 10)
+
+    def forward(self, x):
+        x = F.relu6(self.c1(x) * 3.0)  # Clip(0, 6), scaled so both clamps are met
+        x = F.hardtanh(self.dw(x) - 1.0)  # Clip(-1, 1)
+        g = F.hardsigmoid(self.se2(torch.relu(self.se1(F.adaptive_avg_pool2d(x, 1)))) * 4.0)  # HardSigmoid
+        x = x * g
+        x = torch.clamp(x, max=0.5)  # Clip with only an upper bound
+        return self.fc(torch.flatten(x, 1))
+
+
+def case_clamped_activations(out_dir):
+    seed(7)
+    model = ClampedActivations().eval()
+    x = mnist_like(BATCH)
+    path = out_dir / "clamped_activations.onnx"
+    export(model, x, path)
+    return write_case(
+        out_dir, "clamped_activations", model, x,
+        "ReLU6 and Hardtanh (Clip with constant bounds), hardsigmoid as a squeeze-excite gate "
+        "(HardSigmoid, alpha 1/6), a one-sided clamp.",
+        source(ClampedActivations, case_clamped_activations),
+        require_ops=["Clip", "HardSigmoid"],
+    )
+
+
 def build_tv_b0():
     import torchvision
 
@@ -532,12 +569,18 @@ def main():
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--big-dir", type=Path, default=Path("/tmp/zonocert_big"))
     p.add_argument("--no-big", action="store_true", help="skip the full-size B0 exports")
+    p.add_argument("--only", help="write only this case (e.g. clamped_activations)")
     args = p.parse_args()
     print(f"torch {torch.__version__}  onnx {onnx.__version__}  onnxruntime {ort.__version__}")
-    for case in [case_conv_variants, case_bn_unfolded, case_mlp_ops, case_tiny_effnet_tv, case_tiny_effnet_timm,
-                 case_onnx_misc]:
+    cases = [case_conv_variants, case_bn_unfolded, case_mlp_ops, case_tiny_effnet_tv, case_tiny_effnet_timm,
+             case_onnx_misc, case_clamped_activations]
+    if args.only:
+        cases = [c for c in cases if c.__name__ == f"case_{args.only}"]
+        if not cases:
+            sys.exit(f"no case named {args.only}")
+    for case in cases:
         case(args.out)
-    if not args.no_big:
+    if not args.no_big and not args.only:
         big_cases(args.big_dir)
 
 

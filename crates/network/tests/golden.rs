@@ -157,6 +157,29 @@ fn mlp_ops() {
     assert!(count(&net, |op| matches!(op, Op::ChannelAffine(a) if a.divide)) >= 2, "divisions by constants kept as division\n{net}");
 }
 
+#[test]
+fn clamped_activations() {
+    let net = run("clamped_activations");
+    let acts: Vec<Act> = net
+        .layers
+        .iter()
+        .filter_map(|l| match l.op {
+            Op::Act(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    // F.relu6, F.hardtanh, torch.relu, F.hardsigmoid (alpha 1/6 in float32), torch.clamp(max=0.5).
+    let hard = Act::HardSigmoid { alpha: (1.0f32 / 6.0) as f64, beta: 0.5 };
+    let expected = vec![
+        Act::Clip { lo: 0.0, hi: 6.0 },
+        Act::Clip { lo: -1.0, hi: 1.0 },
+        Act::Relu,
+        hard,
+        Act::Clip { lo: f64::NEG_INFINITY, hi: 0.5 },
+    ];
+    assert_eq!(acts, expected, "{net}");
+}
+
 fn check_effnet(net: &Network, same_pads: usize) {
     assert!(count(net, |op| *op == Op::Act(Act::Swish)) > 0, "no Swish after fusion\n{net}");
     assert_eq!(net.squeeze_excite.len(), 2, "squeeze-excite blocks\n{net}");
@@ -211,8 +234,17 @@ fn all_vectors_covered() {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".onnx")).map(str::to_string))
         .collect();
     found.sort();
-    let known =
-        ["bn_unfolded", "conv_variants", "mlp_ops", "onnx_misc", "overflow_chain", "softmax_inside", "tiny_effnet_timm", "tiny_effnet_tv"];
+    let known = [
+        "bn_unfolded",
+        "clamped_activations",
+        "conv_variants",
+        "mlp_ops",
+        "onnx_misc",
+        "overflow_chain",
+        "softmax_inside",
+        "tiny_effnet_timm",
+        "tiny_effnet_tv",
+    ];
     assert_eq!(found, known, "a vector was added or removed: update golden.rs");
 }
 

@@ -7,7 +7,7 @@
 mod support;
 
 use proptest::prelude::*;
-use support::{image, run, tiny_net, Rng};
+use support::{act_variant, image, run, tiny_net_with, Rng};
 use zonocert_domain::{SymbolPool, Zonotope};
 use zonocert_network::exec::Executor;
 use zonocert_network::kernels::softmax;
@@ -47,7 +47,8 @@ fn cases(per: u32) -> u32 {
 fn refined_logit_differences_are_tighter_and_contain_samples() {
     let gained = std::sync::Mutex::new(LpStats::default());
     run(cases(80), (any::<u64>(), 0usize..3, 1u32..40), |(seed, w, eps_255)| {
-        let net = tiny_net(seed, 3, 2, seed % 2 == 0);
+        let (stem, gate) = act_variant(seed);
+        let net = tiny_net_with(seed, 3, 2, stem, gate);
         let mut rng = Rng(seed ^ 0x5eed);
         let img = image(&mut rng);
         let eps = eps_255 as f64 / 255.0;
@@ -101,7 +102,8 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
 fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
     let gained = std::sync::Mutex::new(0.0f64);
     run(cases(160), (any::<u64>(), 0usize..3, 1u32..30, 0usize..784), |(seed, w, eps_255, pixel)| {
-        let net = tiny_net(seed, 3, 2, seed % 2 == 0);
+        let (stem, gate) = act_variant(seed);
+        let net = tiny_net_with(seed, 3, 2, stem, gate);
         let mut rng = Rng(seed ^ 0xd1ff);
         let img = image(&mut rng);
         let eps = eps_255 as f64 / 255.0;
@@ -184,7 +186,8 @@ fn every_window_row_holds_at_concrete_states() {
     use zonocert_domain::Interval;
     use zonocert_transform::analysis::{differential_keeping, DiffPass};
     run(cases(80), (any::<u64>(), 0usize..3, 1u32..40, 0usize..784), |(seed, w, eps_255, pixel)| {
-        let net = tiny_net(seed, 3, 2, seed % 2 == 0);
+        let (stem, gate) = act_variant(seed);
+        let net = tiny_net_with(seed, 3, 2, stem, gate);
         let mut rng = Rng(seed ^ 0x7075);
         let region = Region::Ball(image(&mut rng), eps_255 as f64 / 255.0);
         let window = Window::new(&net, WINDOWS[w]);
@@ -277,7 +280,8 @@ fn refined_global_bounds_contain_sampled_pairs() {
     let mut informative = 0;
     let mut total = 0;
     for seed in 0..6u64 {
-        let net = tiny_net(seed, 2 + (seed % 3) as usize, 1 + (seed % 2) as usize, seed % 4 == 3);
+        let (stem, gate) = act_variant(seed);
+        let net = tiny_net_with(seed, 2 + (seed % 3) as usize, 1 + (seed % 2) as usize, stem, gate);
         let window = Window::new(&net, None);
         let exec = Executor::<f64>::new(&net);
         let mut rng = Rng(seed ^ 0x610b);

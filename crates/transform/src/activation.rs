@@ -136,8 +136,9 @@ impl Enclose for Act {
         }
     }
 
-    /// Endpoints, kinks, plus the roots of f′ = λ, found by bisection on each piece where f′
-    /// is monotone; a root's (or an inexact kink's) bracket is covered by a Lipschitz bound on g.
+    /// Endpoints and kinks (for a piecewise-linear f, where g takes its extremes), plus the
+    /// roots of f′ = λ, found by bisection on each piece where f′ is monotone; a root's (or an
+    /// inexact kink's) bracket is covered by a Lipschitz bound on g.
     fn residual_bounds(self, lam: f64, l: f64, u: f64) -> Interval {
         let g = |x: f64| -> Interval {
             let f = self.eval_enclosure(x);
@@ -145,44 +146,42 @@ impl Enclose for Act {
             let slack = 2.0 * f64::EPSILON * (lx.abs() + f.mag()) + ABS;
             Interval::new(f.lo - lx - slack, f.hi - lx + slack)
         };
-        let (turns, max_slope, kink_list) = match self.form() {
-            Form::ClampedAffine { alpha, beta, lo, hi } => (&[][..], alpha, kinks(alpha, beta, lo, hi).to_vec()),
-            Form::Logistic { .. } => {
-                let facts = self.facts();
-                (facts.deriv_turns, facts.deriv_hull.0.abs().max(facts.deriv_hull.1.abs()), vec![])
-            }
+        let mut out = g(l).hull(&g(u));
+        let (slopes, kink_list) = match self.form() {
+            Form::ClampedAffine { alpha, beta, lo, hi } => ((0.0, alpha), kinks(alpha, beta, lo, hi)),
+            Form::Logistic { .. } => (self.facts().deriv_hull, [Interval::point(f64::INFINITY); 2]),
         };
-        // A Lipschitz constant of every activation here (swish′ ≤ 1.0999 is the largest).
-        let _ = max_slope;
-        let lip = 1.1 + lam.abs();
+        // g′ = f′ − λ lies in the derivative hull shifted by λ: a Lipschitz constant of g.
+        let lip = (slopes.0 - lam).abs().max((slopes.1 - lam).abs());
         let around = |a: f64, b: f64| {
             let reach = lip * (b - a) * (1.0 + 1e-12) + 1e-15;
             let ga = g(a);
             Interval::new(ga.lo - reach, ga.hi + reach)
         };
-        let mut out = g(l).hull(&g(u));
-        let mut cuts = vec![l];
-        cuts.extend(turns.iter().map(|t| t.at).filter(|&t| l < t && t < u));
-        cuts.push(u);
-        for w in cuts.windows(2) {
-            let (mut a, mut b) = (w[0], w[1]);
-            let (fa, fb) = (self.deriv(a) - lam, self.deriv(b) - lam);
-            if fa == 0.0 || fb == 0.0 || (fa > 0.0) != (fb > 0.0) {
-                for _ in 0..80 {
-                    let m = 0.5 * (a + b);
-                    if m <= a || m >= b {
-                        break;
+        if let Form::Logistic { .. } = self.form() {
+            let mut cuts = vec![l];
+            cuts.extend(self.facts().deriv_turns.iter().map(|t| t.at).filter(|&t| l < t && t < u));
+            cuts.push(u);
+            for w in cuts.windows(2) {
+                let (mut a, mut b) = (w[0], w[1]);
+                let (fa, fb) = (self.deriv(a) - lam, self.deriv(b) - lam);
+                if fa == 0.0 || fb == 0.0 || (fa > 0.0) != (fb > 0.0) {
+                    for _ in 0..80 {
+                        let m = 0.5 * (a + b);
+                        if m <= a || m >= b {
+                            break;
+                        }
+                        let fm = self.deriv(m) - lam;
+                        if (fm > 0.0) == (fa > 0.0) {
+                            a = m;
+                        } else {
+                            b = m;
+                        }
                     }
-                    let fm = self.deriv(m) - lam;
-                    if (fm > 0.0) == (fa > 0.0) {
-                        a = m;
-                    } else {
-                        b = m;
-                    }
+                    out = out.hull(&around(a, b));
                 }
-                out = out.hull(&around(a, b));
+                out = out.hull(&g(w[1]));
             }
-            out = out.hull(&g(w[1]));
         }
         // A piecewise-linear g takes its extremes at the ends and the kinks.
         for k in kink_list.iter().filter(|k| k.lo.is_finite() && k.hi.is_finite()) {

@@ -21,12 +21,12 @@
 use rayon::ThreadPoolBuilder;
 use zonocert_domain::Interval;
 use zonocert_network::exec::Executor;
-use zonocert_network::Network;
+use zonocert_network::{Act, Network};
 use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::sensitivity::{probabilities, Certifier, Method, PixelBound, Region, Screen, Settings};
 
 mod support;
-use support::{image, tiny_net, Rng};
+use support::{act_variant, image, tiny_net, tiny_net_with, Rng};
 
 const PIXELS: usize = 784;
 const BITS: [u8; 3] = [0, 3, 7];
@@ -57,10 +57,10 @@ fn budget_of(variant: usize, cert: &Certifier) -> usize {
     }
 }
 
-/// A network of the sweep: seeds, widths, SE widths and stems varied.
-fn net_config(k: u64) -> (u64, usize, usize, bool) {
+/// A network of the sweep: seeds, widths, SE widths, stem activations and gates varied.
+fn net_config(k: u64) -> (u64, usize, usize, (Act, Act)) {
     let seed = 0x6C0B_A100 + k * 7919;
-    (seed, 2 + (k % 3) as usize, 1 + ((k / 3) % 2) as usize, k % 4 == 1)
+    (seed, 2 + (k % 3) as usize, 1 + ((k / 3) % 2) as usize, act_variant(k))
 }
 
 fn n_nets() -> u64 {
@@ -124,14 +124,14 @@ struct Tally {
 
 /// Checks one network over every bit, pixel and variant; returns the tallies.
 fn check_net(k: u64, tally: &mut Tally) {
-    let (seed, channels, se, relu_stem) = net_config(k);
-    let net: Network = tiny_net(seed, channels, se, relu_stem);
+    let (seed, channels, se, (stem, gate)) = net_config(k);
+    let net: Network = tiny_net_with(seed, channels, se, stem, gate);
     let exec = Executor::<f64>::new(&net);
     let mut rng = Rng(seed ^ 0x610B_A15E);
     let corners = [0, 27, 27 * 28, 783];
     let pixels = [rng.below(PIXELS), 14 * 28 + 14, corners[(k % 4) as usize]];
     let ctx = |bit: u8, pixel: usize| {
-        format!("net {k} (seed {seed:#x}, channels {channels}, se {se}, relu_stem {relu_stem}) bit {bit} pixel {pixel}")
+        format!("net {k} (seed {seed:#x}, channels {channels}, se {se}, stem {stem:?}, gate {gate:?}) bit {bit} pixel {pixel}")
     };
     for bit in BITS {
         let certs: Vec<Certifier> = (0..VARIANTS.len()).map(|v| Certifier::new(&net, Region::Global, settings(v, bit))).collect();

@@ -18,7 +18,7 @@ mod support;
 use astro_float::{BigFloat, RoundingMode};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use support::{image, run, tiny_net, Rng};
+use support::{act_variant, image, run, tiny_net, tiny_net_with, Rng};
 use zonocert_network::exec::Executor;
 use zonocert_transform::precise::{enclose, Arithmetic, Balls, FixedNetwork, Fx, PreciseCertifier, PreciseNetwork};
 use zonocert_transform::sensitivity::exact_point;
@@ -58,17 +58,19 @@ struct Case {
     seed: u64,
     channels: usize,
     se: usize,
-    relu_stem: bool,
+    /// Index into `support::act_variant`.
+    acts: u64,
     radius: f64,
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (any::<u64>(), 2usize..=4, 1usize..=2, prop::bool::weighted(0.25), prop::sample::select(vec![1e-6, 1e-3, 1e-2]))
-        .prop_map(|(seed, channels, se, relu_stem, radius)| Case { seed, channels, se, relu_stem, radius })
+    (any::<u64>(), 2usize..=4, 1usize..=2, 0u64..6, prop::sample::select(vec![1e-6, 1e-3, 1e-2]))
+        .prop_map(|(seed, channels, se, acts, radius)| Case { seed, channels, se, acts, radius })
 }
 
 fn prop_point_and_ball(c: Case) -> Result<(), TestCaseError> {
-    let net = tiny_net(c.seed, c.channels, c.se, c.relu_stem);
+    let (stem, gate) = act_variant(c.acts);
+    let net = tiny_net_with(c.seed, c.channels, c.se, stem, gate);
     let mut rng = Rng(c.seed ^ 0xABCD);
     let img = image(&mut rng);
     let (p256, p768) = (PreciseNetwork::new(&net, 256), PreciseNetwork::new(&net, 768));

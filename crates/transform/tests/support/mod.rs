@@ -202,8 +202,29 @@ pub fn conv(rng: &mut Rng, ci: usize, co: usize, k: usize, stride: usize, pad: u
     }
 }
 
-/// A tiny EfficientNet-like network [1, 28, 28] → 10 with random weights.
+/// A tiny EfficientNet-like network [1, 28, 28] → 10 with random weights (swish or ReLU stem,
+/// sigmoid gate).
 pub fn tiny_net(seed: u64, channels: usize, se: usize, relu_stem: bool) -> Network {
+    tiny_net_with(seed, channels, se, if relu_stem { Act::Relu } else { Act::Swish }, Act::Sigmoid)
+}
+
+/// The (stem activation, squeeze-excite gate) pairs the end-to-end checks cycle through: the
+/// EfficientNet pair, a ReLU stem, and the clamped affine maps of MobileNet-style nets (ReLU6,
+/// Hardtanh, HardSigmoid gates with PyTorch's and ONNX's default slopes).
+pub fn act_variant(k: u64) -> (Act, Act) {
+    let hard = |alpha: f64| Act::HardSigmoid { alpha, beta: 0.5 };
+    match k % 6 {
+        0 => (Act::Swish, Act::Sigmoid),
+        1 => (Act::Relu, Act::Sigmoid),
+        2 => (Act::Clip { lo: 0.0, hi: 6.0 }, Act::Sigmoid),
+        3 => (Act::Swish, hard(1.0 / 6.0)),
+        4 => (Act::Clip { lo: -1.0, hi: 1.0 }, hard(0.2)),
+        _ => (Act::Relu, hard(1.0 / 6.0)),
+    }
+}
+
+/// [`tiny_net`] with a chosen stem activation and squeeze-excite gate.
+pub fn tiny_net_with(seed: u64, channels: usize, se: usize, stem_act: Act, gate_act: Act) -> Network {
     let mut rng = Rng(seed);
     let c = channels;
     let mut layers: Vec<Layer> = Vec::new();
@@ -219,14 +240,14 @@ pub fn tiny_net(seed: u64, channels: usize, se: usize, relu_stem: bool) -> Netwo
     );
     let pad = push("pad", Op::Pad([1, 1, 1, 1]), &[norm], vec![1, 30, 30]);
     let stem = push("stem", Op::Conv(conv(&mut rng, 1, c, 3, 2, 0, 1)), &[pad], vec![c, 14, 14]);
-    let act = push("stem_act", if relu_stem { Op::Act(Act::Relu) } else { Op::Act(Act::Swish) }, &[stem], vec![c, 14, 14]);
+    let act = push("stem_act", Op::Act(stem_act), &[stem], vec![c, 14, 14]);
     let dw = push("dw", Op::Conv(conv(&mut rng, c, c, 3, 2, 1, c)), &[act], vec![c, 7, 7]);
     let dw_act = push("dw_act", Op::Act(Act::Swish), &[dw], vec![c, 7, 7]);
     let sq = push("se_pool", Op::GlobalAvgPool, &[dw_act], vec![c, 1, 1]);
     let r = push("se_reduce", Op::Conv(conv(&mut rng, c, se, 1, 1, 0, 1)), &[sq], vec![se, 1, 1]);
     let r_act = push("se_act", Op::Act(Act::Swish), &[r], vec![se, 1, 1]);
     let e = push("se_expand", Op::Conv(conv(&mut rng, se, c, 1, 1, 0, 1)), &[r_act], vec![c, 1, 1]);
-    let gate = push("se_gate", Op::Act(Act::Sigmoid), &[e], vec![c, 1, 1]);
+    let gate = push("se_gate", Op::Act(gate_act), &[e], vec![c, 1, 1]);
     let scaled = push("se_mul", Op::Mul, &[dw_act, gate], vec![c, 7, 7]);
     let proj = push("project", Op::Conv(conv(&mut rng, c, c, 1, 1, 0, 1)), &[scaled], vec![c, 7, 7]);
     let res = push("residual", Op::Add, &[proj, dw], vec![c, 7, 7]);
