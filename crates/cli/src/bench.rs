@@ -3,7 +3,6 @@
 //! Writes `bench.json`, `bench.csv` and `bench.md`; exits non-zero when any certified bound
 //! falls below a lower bound (a soundness failure).
 
-use crate::certify::MethodArg;
 use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -13,11 +12,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::Mnist;
 use zonocert_network::{Executor, Network};
-use zonocert_refine::window::Window;
-use zonocert_refine::{LpRefiner, LpSettings};
+use zonocert_refine::engine::{Engine, EngineError, EngineMethod, EngineSettings};
 use zonocert_transform::falsify::{search, SearchSettings};
-use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
-use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Settings};
+use zonocert_transform::sensitivity::{exact_point, CertifyPixel, Region};
 
 /// Arguments of `zonocert bench`.
 #[derive(Args)]
@@ -69,7 +66,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let pixels = parse_pixels(&args.pixels)?;
     let regions = parse_regions(&args, &set)?;
     let methods = parse_methods(&args.methods)?;
-    let window = Window::new(&net, LpSettings::default().window);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let exec = Executor::<f64>::new(&net);
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
@@ -85,11 +81,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Region::Point(px) => Some(pixels.par_iter().map(|&p| exact_point(&exec, px, p, 0).0).collect()),
             _ => None,
         };
-        for &(method, lp) in &methods {
+        for &method in &methods {
             let t0 = Instant::now();
-            let name = if lp { "diff-zonotope+lp" } else { method.name() };
+            let name = method.name();
             // The precise method answers single images only.
-            let Some(results) = uppers(&net, region, &pixels, (method, lp), &window, &args) else { continue };
+            let Some(results) = uppers(&net, region, &pixels, method, &args) else { continue };
             let secs = t0.elapsed().as_secs_f64();
             let uppers: Vec<f64> = results.iter().map(|r| r.0).collect();
             let screened = results.iter().filter(|r| r.1).count();
@@ -148,58 +144,38 @@ fn parse_regions(args: &BenchArgs, set: &Mnist) -> Result<Vec<(String, Option<us
     Ok(regions)
 }
 
-/// `--methods` as (method, with LP refinement).
-fn parse_methods(list: &str) -> Result<Vec<(MethodArg, bool)>> {
+/// `--methods`, by the library's names (`auto` is not a column of a comparison).
+fn parse_methods(list: &str) -> Result<Vec<EngineMethod>> {
     list.split(',')
-        .map(|m| match m.trim() {
-            "interval" => Ok((MethodArg::Interval, false)),
-            "twin-zonotope" => Ok((MethodArg::TwinZonotope, false)),
-            "diff-zonotope" => Ok((MethodArg::DiffZonotope, false)),
-            "diff-zonotope+lp" => Ok((MethodArg::DiffZonotope, true)),
-            "diff-interval" => Ok((MethodArg::DiffInterval, false)),
-            "precise" => Ok((MethodArg::Precise, false)),
-            other => bail!(
-                "--methods: unknown method '{other}' (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval, precise)"
+        .map(|m| match EngineMethod::parse(m.trim()) {
+            Some(EngineMethod::Auto) | None => bail!(
+                "--methods: unknown method '{}' (one of {})",
+                m.trim(),
+                EngineMethod::ALL.iter().filter(|m| **m != EngineMethod::Auto).map(|m| m.name()).collect::<Vec<_>>().join(", ")
             ),
+            Some(method) => Ok(method),
         })
         .collect()
 }
 
 /// (certified upper bound × `--inject-scale`, screened) per pixel for one method on one region;
 /// `None` where the method does not apply (precise off a single image).
-fn uppers(
-    net: &Network,
-    region: &Region,
-    pixels: &[usize],
-    (method, lp): (MethodArg, bool),
-    window: &Window,
-    args: &BenchArgs,
-) -> Option<Vec<(f64, bool)>> {
-    Some(match (method.abstract_method(), region) {
-        (Some(Method::DiffZonotope), _) if lp => {
-            let settings = Settings { method: Method::DiffZonotope, ..Settings::default() };
-            let cert = Certifier::with_kept(net, region.clone(), settings, &window.inputs);
-            let refiner = LpRefiner::new(net, window.clone(), &cert.region_analysis().bounds, cert.kept(), LpSettings::default());
-            let r: &dyn DeltaRefiner = &refiner;
-            pixels.par_iter().map(|&p| (cert.pixel_refined(p, Some(r)).upper * args.inject_scale, false)).collect()
-        }
-        (Some(m), _) => {
-            let screen = if args.no_screen { None } else { Settings::default().screen };
-            let cert = Certifier::new(net, region.clone(), Settings { method: m, screen, ..Settings::default() });
-            pixels
-                .par_iter()
-                .map(|&p| {
-                    let b = cert.pixel(p);
-                    (b.upper * args.inject_scale, b.screened)
-                })
-                .collect()
-        }
-        (None, Region::Point(px)) => {
-            let cert = PreciseCertifier::new(net, px, 0, Arithmetic::Fixed);
-            pixels.par_iter().map(|&p| (cert.pixel(p).upper * args.inject_scale, false)).collect()
-        }
-        (None, _) => return None,
-    })
+fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod, args: &BenchArgs) -> Option<Vec<(f64, bool)>> {
+    let settings =
+        EngineSettings { screen: if args.no_screen { None } else { EngineSettings::default().screen }, ..EngineSettings::default() };
+    let engine = match Engine::new(net, region, method, &settings) {
+        Ok(e) => e,
+        Err(EngineError::PreciseNeedsPoint) => return None,
+    };
+    Some(
+        pixels
+            .par_iter()
+            .map(|&p| {
+                let b = engine.certify(p);
+                (b.upper * args.inject_scale, b.screened)
+            })
+            .collect(),
+    )
 }
 
 /// The rows as a Markdown table and as CSV.

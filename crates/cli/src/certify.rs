@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::{PIXELS, SIDE};
 use zonocert_network::{Executor, Network};
-use zonocert_refine::window::Window;
-use zonocert_refine::{LpRefiner, LpSettings};
+use zonocert_refine::engine::{Engine, EngineMethod, EngineSettings};
+use zonocert_refine::LpSettings;
 use zonocert_transform::falsify::{search, SearchSettings};
-use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
-use zonocert_transform::sensitivity::{exact_point, Certifier, DeltaRefiner, Method, Region, Screen, Settings};
+use zonocert_transform::precise::Arithmetic;
+use zonocert_transform::sensitivity::{exact_point, Certified, CertifyPixel, Method, Region, Screen, Settings};
 
 /// The method that bounds the difference between an image and its flipped twin.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -38,32 +38,15 @@ pub enum MethodArg {
 }
 
 impl MethodArg {
-    /// The abstract-interpretation method, or `None` for `precise`.
-    pub fn abstract_method(self) -> Option<Method> {
+    /// The library's method of that name.
+    pub fn engine(self) -> EngineMethod {
         match self {
-            MethodArg::Interval => Some(Method::Interval),
-            MethodArg::TwinZonotope => Some(Method::TwinZonotope),
-            MethodArg::DiffZonotope => Some(Method::DiffZonotope),
-            MethodArg::DiffInterval => Some(Method::DiffInterval),
-            MethodArg::Precise => None,
-            MethodArg::Auto => Some(Method::DiffZonotope),
-        }
-    }
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            MethodArg::Auto => "auto",
-            m => m.abstract_method().map_or("precise", Method::name),
-        }
-    }
-
-    /// `auto` made concrete for a region.
-    pub fn resolve(self, region: &Region) -> MethodArg {
-        match (self, region) {
-            (MethodArg::Auto, Region::Point(_)) => MethodArg::Precise,
-            (MethodArg::Auto, _) => MethodArg::DiffZonotope,
-            (m, _) => m,
+            MethodArg::Auto => EngineMethod::Auto,
+            MethodArg::Interval => EngineMethod::Abstract(Method::Interval),
+            MethodArg::TwinZonotope => EngineMethod::Abstract(Method::TwinZonotope),
+            MethodArg::DiffZonotope => EngineMethod::Abstract(Method::DiffZonotope),
+            MethodArg::DiffInterval => EngineMethod::Abstract(Method::DiffInterval),
+            MethodArg::Precise => EngineMethod::Precise,
         }
     }
 }
@@ -75,37 +58,6 @@ pub enum ArithmeticArg {
     Fixed,
     /// Arbitrary-precision floating point (`--precision` bits).
     Bigfloat,
-}
-
-/// The engine that certifies one pixel at a time.
-enum Engine<'a> {
-    Abstract(Certifier<'a>),
-    Precise(PreciseCertifier<'a>),
-}
-
-impl Engine<'_> {
-    fn pixel(&self, i: usize, refiner: Option<&dyn DeltaRefiner>) -> Done {
-        match self {
-            Engine::Abstract(c) => {
-                let r = c.pixel_refined(i, refiner);
-                let overflow = r.overflowed();
-                let mean_value = Some(r.mean_value_bound()).filter(|m| m.is_finite());
-                Done { pixel: r.pixel, upper: r.upper, lower: None, class: r.class, screened: r.screened, mean_value, overflow }
-            }
-            Engine::Precise(c) => {
-                let r = c.pixel(i);
-                Done {
-                    pixel: r.pixel,
-                    upper: r.upper,
-                    lower: Some(r.lower),
-                    class: r.class,
-                    screened: false,
-                    mean_value: None,
-                    overflow: false,
-                }
-            }
-        }
-    }
 }
 
 /// Arguments of `zonocert certify`.
@@ -241,6 +193,20 @@ struct Done {
     overflow: bool,
 }
 
+impl From<Certified> for Done {
+    fn from(c: Certified) -> Done {
+        Done {
+            pixel: c.pixel,
+            upper: c.upper,
+            lower: c.lower,
+            class: c.class,
+            screened: c.screened,
+            mean_value: c.mean_value_bound,
+            overflow: c.overflow,
+        }
+    }
+}
+
 impl Done {
     fn to_json(self) -> serde_json::Value {
         let mut p =
@@ -367,20 +333,20 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
     let lp = args.refine.settings(&net)?;
-    if lp.is_some() && method != MethodArg::DiffZonotope {
-        bail!("--refine lp refines the differential analysis: use it with --method diff-zonotope (or auto on a ball or the global region)");
-    }
-    let t0 = Instant::now();
-    let (engine, window) = build_engine(&args, &net, &region, method, lp)?;
-    let region_secs = t0.elapsed().as_secs_f64();
-    let refiner = match (&engine, lp, window) {
-        (Engine::Abstract(c), Some(s), Some(w)) => Some(LpRefiner::new(&net, w, &c.region_analysis().bounds, c.kept(), s)),
-        _ => None,
+    let method = match (method, lp) {
+        (m, None) => m,
+        // A refined run is a different method for reports, tables and --resume.
+        (EngineMethod::Abstract(Method::DiffZonotope), Some(_)) => EngineMethod::DiffZonotopeLp,
+        (_, Some(_)) => bail!(
+            "--refine lp refines the differential analysis: use it with --method diff-zonotope (or auto on a ball or the global region)"
+        ),
     };
-    // A refined run is a different method for reports, tables and --resume.
-    let method_name = if refiner.is_some() { "diff-zonotope+lp" } else { method.name() };
+    let t0 = Instant::now();
+    let engine = build_engine(&args, &net, &region, method, lp)?;
+    let region_secs = t0.elapsed().as_secs_f64();
+    let method_name = engine.method().name();
     // The precise method's enclosure already has a certified lower end: search only otherwise.
-    let lower_exec = (args.with_lower && method != MethodArg::Precise).then(|| Executor::<f64>::new(&net));
+    let lower_exec = (args.with_lower && method != EngineMethod::Precise).then(|| Executor::<f64>::new(&net));
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
     let run_record = RunRecord {
         model_sha256,
@@ -388,7 +354,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         origin: &origin,
         method: method_name,
         bit: args.question.bit,
-        settings: engine_settings(&engine, refiner.is_some()),
+        settings: engine_settings(&engine),
         lp: lp.map_or(Value::Null, |s| json!(format!("{s:?}"))),
         lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed, "ascent_steps": search_settings.ascent_steps}) } else { Value::Null },
         shard: args.shard,
@@ -397,7 +363,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let job =
         Job { args: &args, region: &region, region_json: region_json(&region, &origin, label), method_name, run_record: &run_record, t0 };
     let lower = lower_exec.as_ref().map(|exec| (exec, search_settings));
-    let results = job.certify_pixels(&pixels, &engine, refiner.as_ref(), lower)?;
+    let results = job.certify_pixels(&pixels, &engine, lower)?;
     let pix_json = pixel_entries(&results, &net, &region, args.with_exact.then_some(args.question.bit));
     let secs = t0.elapsed().as_secs_f64();
     let (pictured, heatmap_json) = job.pictures(&pix_json, &origin)?;
@@ -421,11 +387,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         "peak_rss_mib": peak_rss_mib(),
         "machine": machine(),
         "region_analysis_s": region_secs,
-        "region_peak_generators": match &engine {
-            Engine::Abstract(c) => c.region_analysis().peak_generators,
-            Engine::Precise(_) => 0,
-        },
-        "refinement": refiner.as_ref().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
+        "region_peak_generators": engine.certifier().map_or(0, |c| c.region_analysis().peak_generators),
+        "refinement": engine.refiner().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
         "heatmap": heatmap_json,
     });
     for (key, value) in summary.as_object().into_iter().flatten() {
@@ -459,10 +422,10 @@ fn pixel_entries(results: &[Done], net: &Network, region: &Region, exact_bit: Op
 const SEMANTICS: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)";
 
 /// The method `--method` resolves to on `region`, and the options that need a single image.
-fn checked_method(args: &CertifyArgs, region: &Region) -> Result<MethodArg> {
-    let method = args.method.resolve(region);
+fn checked_method(args: &CertifyArgs, region: &Region) -> Result<EngineMethod> {
+    let method = args.method.engine().resolve(region);
     let single = matches!(region, Region::Point(_));
-    if method == MethodArg::Precise && !single {
+    if method == EngineMethod::Precise && !single {
         bail!("{PRECISE_NEEDS_POINT}");
     }
     if args.with_exact && !single {
@@ -471,59 +434,56 @@ fn checked_method(args: &CertifyArgs, region: &Region) -> Result<MethodArg> {
     Ok(method)
 }
 
-/// The abstract certifier or the precise one, as `--method` asks, and the LP window when `lp`
-/// asks for refinement (the region analysis keeps the values the window starts from).
+/// The engine `method` names, with the command line's budgets (fitted to `--max-memory`),
+/// screening, arithmetic and LP settings.
 fn build_engine<'a>(
     args: &CertifyArgs,
     net: &'a Network,
     region: &Region,
-    method: MethodArg,
+    method: EngineMethod,
     lp: Option<LpSettings>,
-) -> Result<(Engine<'a>, Option<Window>)> {
-    let window = lp.map(|s| Window::new(net, s.window));
-    let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
-    let engine = match (method.abstract_method(), region) {
-        (Some(method), _) => {
-            let (region_budget, diff_budget) = match args.max_memory {
-                Some(mib) => budgets_within(net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?,
-                None => (args.region_budget, args.diff_budget),
-            };
-            let screen = (!args.no_screen).then_some(Screen { factor: args.screen_factor, ..Screen::default() });
-            let settings = Settings { method, region_budget, diff_budget, bit: args.question.bit, screen };
-            Engine::Abstract(Certifier::with_kept(net, region.clone(), settings, keep))
+) -> Result<Engine<'a>> {
+    let (region_budget, diff_budget) = match (args.max_memory, method) {
+        (Some(mib), EngineMethod::Abstract(_) | EngineMethod::DiffZonotopeLp) => {
+            budgets_within(net, args.region_budget, args.diff_budget, rayon::current_num_threads(), mib)?
         }
-        (None, Region::Point(px)) => {
-            let arithmetic = match args.arithmetic {
-                ArithmeticArg::Fixed => Arithmetic::Fixed,
-                ArithmeticArg::Bigfloat => Arithmetic::BigFloat(args.precision as usize),
-            };
-            Engine::Precise(PreciseCertifier::new(net, px, args.question.bit, arithmetic))
-        }
-        (None, _) => bail!("{PRECISE_NEEDS_POINT}"),
+        _ => (args.region_budget, args.diff_budget),
     };
-    Ok((engine, window))
+    let settings = EngineSettings {
+        bit: args.question.bit,
+        region_budget,
+        diff_budget,
+        screen: (!args.no_screen).then_some(Screen { factor: args.screen_factor, ..Screen::default() }),
+        arithmetic: match args.arithmetic {
+            ArithmeticArg::Fixed => Arithmetic::Fixed,
+            ArithmeticArg::Bigfloat => Arithmetic::BigFloat(args.precision as usize),
+        },
+        lp: lp.unwrap_or_default(),
+    };
+    Ok(Engine::new(net, region, method, &settings)?)
 }
 
 /// The report's settings: the run record's, plus what the run found out on the way.
 fn report_settings(run_record: &Value, engine: &Engine) -> Value {
     let mut settings = run_record["settings"].clone();
-    if let Engine::Precise(c) = engine {
+    if let Some(c) = engine.precise() {
         settings["fallbacks_to_bigfloat"] = json!(c.fallbacks());
     }
     settings
 }
 
 /// The engine's settings as the run record states them.
-fn engine_settings(engine: &Engine, refined: bool) -> Value {
-    match &engine {
-        Engine::Abstract(c) => json!({
+fn engine_settings(engine: &Engine) -> Value {
+    match (engine.certifier(), engine.precise()) {
+        (Some(c), _) => json!({
             "region_budget": c.settings().region_budget,
             "diff_budget": c.settings().diff_budget,
-            "screen": c.settings().screen.filter(|_| c.settings().method == Method::DiffZonotope && !refined).map(|s| json!({"budget": s.budget, "factor": s.factor})),
+            "screen": c.settings().screen.filter(|_| engine.method() == EngineMethod::Abstract(Method::DiffZonotope)).map(|s| json!({"budget": s.budget, "factor": s.factor})),
         }),
-        Engine::Precise(c) => {
+        (None, Some(c)) => {
             json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }})
         }
+        (None, None) => Value::Null,
     }
 }
 
@@ -549,13 +509,7 @@ struct Job<'a> {
 impl Job<'_> {
     /// Certifies `pixels` (those a resumed report lacks) in chunks, writing a partial report
     /// after each; returns every pixel's result, sorted, resumed ones included.
-    fn certify_pixels(
-        &self,
-        pixels: &[usize],
-        engine: &Engine,
-        refiner: Option<&LpRefiner>,
-        lower: Option<(&Executor<f64>, SearchSettings)>,
-    ) -> Result<Vec<Done>> {
+    fn certify_pixels(&self, pixels: &[usize], engine: &Engine, lower: Option<(&Executor<f64>, SearchSettings)>) -> Result<Vec<Done>> {
         let args = self.args;
         let report_path = args.out.join("report.json");
         let mut results: Vec<Done> = if args.resume { resumed(&report_path, self.run_record)? } else { vec![] };
@@ -574,7 +528,7 @@ impl Job<'_> {
             let part: Vec<Done> = chunk
                 .par_iter()
                 .map(|&i| {
-                    let mut d = engine.pixel(i, refiner.map(|r| r as &dyn DeltaRefiner));
+                    let mut d = Done::from(engine.certify(i));
                     if let (None, Some((exec, settings))) = (d.lower, lower) {
                         d.lower = Some(search(exec, self.region, i, args.question.bit, settings).value);
                     }

@@ -14,9 +14,9 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::{Executor, Network};
+use zonocert_refine::engine::{Engine, EngineSettings};
 use zonocert_transform::falsify::{search, SearchSettings};
-use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
-use zonocert_transform::sensitivity::{Certifier, Method, Region, Settings};
+use zonocert_transform::sensitivity::{CertifyPixel, Region};
 
 /// Arguments of `zonocert curve`.
 #[derive(Args)]
@@ -121,52 +121,33 @@ struct Sweep<'a> {
 }
 
 /// Certified and lower bounds, maximised over the sweep's pixels, for one (region, bit).
-fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Point {
+fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<Point> {
     let Sweep { net, exec, pixels, rounds, screen, bar } = *sweep;
     let t0 = Instant::now();
     let eps = match region {
         Region::Ball(_, e) => *e,
         _ => 0.0,
     };
-    // (pixel, upper, lower) per pixel.
-    let method = method.resolve(region);
-    let rows: Vec<(usize, f64, f64)> = match (method.abstract_method(), region) {
-        (None, Region::Point(img)) => {
-            let cert = PreciseCertifier::new(net, img, bit, Arithmetic::Fixed);
-            pixels
-                .par_iter()
-                .map(|&i| {
-                    let r = cert.pixel(i);
-                    bar.inc(1);
-                    // The precise lower end is a certified lower bound on the exact value.
-                    (i, r.upper, r.lower)
-                })
-                .collect()
-        }
-        (m, _) => {
-            let screen = if screen { Settings::default().screen } else { None };
-            let cert = Certifier::new(
-                net,
-                region.clone(),
-                Settings { method: m.unwrap_or(Method::DiffZonotope), bit, screen, ..Settings::default() },
-            );
-            let search_settings = SearchSettings::per_pixel(rounds);
-            pixels
-                .par_iter()
-                .map(|&i| {
-                    let u = cert.pixel(i).upper;
-                    let l = search(exec, region, i, bit, search_settings).value;
-                    bar.inc(1);
-                    (i, u, l)
-                })
-                .collect()
-        }
-    };
+    let method = method.engine().resolve(region);
+    let screen = if screen { EngineSettings::default().screen } else { None };
+    let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, ..EngineSettings::default() })?;
+    let search_settings = SearchSettings::per_pixel(rounds);
+    // (pixel, upper, lower) per pixel; the precise method's enclosure has a certified lower
+    // end, the others get the search's.
+    let rows: Vec<(usize, f64, f64)> = pixels
+        .par_iter()
+        .map(|&i| {
+            let r = engine.certify(i);
+            let l = r.lower.unwrap_or_else(|| search(exec, region, i, bit, search_settings).value);
+            bar.inc(1);
+            (i, r.upper, l)
+        })
+        .collect();
     let best =
         |f: fn(&(usize, f64, f64)) -> f64| rows.iter().fold((0usize, f64::NEG_INFINITY), |b, r| if f(r) > b.1 { (r.0, f(r)) } else { b });
     let (upper_pixel, upper) = best(|r| r.1);
     let (lower_pixel, lower) = best(|r| r.2);
-    Point { bit, eps, method: method.name(), upper, upper_pixel, lower, lower_pixel, secs: t0.elapsed().as_secs_f64() }
+    Ok(Point { bit, eps, method: method.name(), upper, upper_pixel, lower, lower_pixel, secs: t0.elapsed().as_secs_f64() })
 }
 
 /// Runs `curve`.
@@ -183,20 +164,20 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
     let sweep = Sweep { net: &net, exec: &exec, pixels: &pixels, rounds: args.attack_rounds, screen: !args.no_screen, bar: &bar };
-    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, args.point_method)).collect();
+    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, args.point_method)).collect::<Result<_>>()?;
     let by_eps: Vec<Point> = eps
         .iter()
         .map(|&e| {
             // ε = 0 at the curve's bit was already computed along the bit curve.
             if let Some(p) = by_bit.iter().find(|p| e == 0.0 && p.bit == args.bit) {
                 bar.inc(pixels.len() as u64);
-                return Point { ..*p };
+                return Ok(Point { ..*p });
             }
             let (region, method) =
                 if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
             point(&sweep, &region, args.bit, method)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     bar.finish_and_clear();
 
     let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -10,6 +10,7 @@
 //! Architecture invariant: the transformer crate knows nothing of LPs; this crate encodes the
 //! ops itself and plugs into the certifier through [`DeltaRefiner`].
 
+pub mod engine;
 pub mod lp;
 pub mod window;
 
@@ -262,7 +263,7 @@ pub struct LpRefiner<'a> {
     window: Window,
     /// The region's bounds of the window's values (tightened with `settings.neurons`).
     x_bounds: Vec<Vec<Interval>>,
-    x_kept: &'a [Zonotope],
+    x_kept: Vec<Zonotope>,
     settings: LpSettings,
     deadline: Instant,
     /// The region's own statistics (neuron tightening).
@@ -275,13 +276,13 @@ pub struct LpRefiner<'a> {
 impl<'a> LpRefiner<'a> {
     /// A refiner over `window`; `x_bounds` and `x_kept` come from the certifier's region
     /// analysis (bounds of every value; zonotopes of `window.inputs`).
-    pub fn new(net: &'a Network, window: Window, x_bounds: &'a [Vec<Interval>], x_kept: &'a [Zonotope], settings: LpSettings) -> Self {
+    pub fn new(net: &'a Network, window: Window, x_bounds: &[Vec<Interval>], x_kept: Vec<Zonotope>, settings: LpSettings) -> Self {
         let deadline = Instant::now() + Duration::from_secs_f64(settings.budget_s.max(0.0));
         let maps = PreparedMaps::new(net);
         let mut bounds = window_bounds(net, &window, x_bounds);
         // The region is shared by every pixel: its neurons are tightened once.
         let stats = if settings.neurons {
-            let problem = WindowProblem { net, maps: &maps, window: &window, x_kept, settings: &settings };
+            let problem = WindowProblem { net, maps: &maps, window: &window, x_kept: &x_kept, settings: &settings };
             tighten_neurons(problem, &mut bounds, neuron_deadline(Instant::now(), &settings))
         } else {
             LpStats::default()
@@ -316,7 +317,7 @@ impl<'a> LpRefiner<'a> {
         let xp_bounds: Vec<Vec<Interval>> =
             self.x_bounds.iter().zip(&record.bounds).map(|(x, d)| x.iter().zip(d).map(|(a, d)| a.add(d)).collect()).collect();
         let generators = self.settings.link_generators;
-        let region = Link { zonotopes: self.x_kept, generators, bounds: &self.x_bounds, base: None };
+        let region = Link { zonotopes: &self.x_kept, generators, bounds: &self.x_bounds, base: None };
         link_inputs(&mut lp, &self.window, region, &mut HashMap::new(), &mut x);
         let flipped = Link { zonotopes: &record.kept, generators, bounds: &xp_bounds, base: Some(&x) };
         link_inputs(&mut lp, &self.window, flipped, &mut HashMap::new(), &mut xp);

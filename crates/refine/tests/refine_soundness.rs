@@ -112,7 +112,7 @@ fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
         let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None };
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let bounds = &cert.region_analysis().bounds;
-        let refiner = LpRefiner::new(&net, window, bounds, cert.kept(), self::settings());
+        let refiner = LpRefiner::new(&net, window, bounds, cert.kept().to_vec(), self::settings());
         let plain = cert.pixel(pixel);
         let refined = cert.pixel_refined(pixel, Some(&refiner));
         prop_assert!(refined.upper <= plain.upper, "refinement loosened: {} -> {}", plain.upper, refined.upper);
@@ -197,7 +197,7 @@ fn every_window_row_holds_at_concrete_states() {
         // With the 8-layer window, the region's neurons inside it are first tightened by LPs:
         // the concrete states must still lie in the tightened boxes (checked with the rows).
         let lp_settings = LpSettings { neurons: w == 1, ..self::settings() };
-        let refiner = LpRefiner::new(&net, window.clone(), x_bounds, cert.kept(), lp_settings);
+        let refiner = LpRefiner::new(&net, window.clone(), x_bounds, cert.kept().to_vec(), lp_settings);
         if w == 1 {
             prop_assert!(refiner.stats().neurons > 0, "no neuron tightened in the 8-layer window");
         }
@@ -288,7 +288,7 @@ fn refined_global_bounds_contain_sampled_pairs() {
         for bit in [0u8, 3, 7] {
             let settings = Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit, screen: None };
             let cert = Certifier::with_kept(&net, Region::Global, settings, &window.inputs);
-            let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept(), self::settings());
+            let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept().to_vec(), self::settings());
             for pixel in [rng.below(784), 14 * 28 + 14] {
                 let plain = cert.pixel(pixel);
                 let refined = cert.pixel_refined(pixel, Some(&refiner));

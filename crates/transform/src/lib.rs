@@ -3,7 +3,7 @@
 //! per-pixel bit-flip sensitivity.
 //!
 //! One file per op family: [`maps`] (affine layers: conv, dense, per-channel affine, pooling,
-//! padding, reshape), [`activation`] (sigmoid, swish, ReLU), [`softmax`]; products and sums are
+//! padding, reshape), [`activation`] (every activation, from its form and facts), [`softmax`]; products and sums are
 //! the domain's own operations. [`analysis`] dispatches on ops with one exhaustive match.
 //!
 //! Architecture invariant: no file or terminal I/O here, and no LP solver.
@@ -17,4 +17,4 @@ pub mod sensitivity;
 pub mod softmax;
 
 pub use analysis::{differential, forward, Domain, Forward};
-pub use sensitivity::{Certifier, Method, PixelBound, Region, Settings};
+pub use sensitivity::{Certified, Certifier, CertifyPixel, Method, PixelBound, Region, Settings};

@@ -175,6 +175,54 @@ impl PixelBound {
     }
 }
 
+/// What any engine certifies about one pixel: the one result type of [`CertifyPixel`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Certified {
+    /// Pixel index (row-major).
+    pub pixel: usize,
+    /// Certified upper bound on `max_c |Δp_c|`.
+    pub upper: f64,
+    /// A certified lower bound on the exact value, where the engine gives one (`precise`).
+    pub lower: Option<f64>,
+    /// The class attaining `upper`.
+    pub class: usize,
+    /// The bound comes from a screening pass (see [`Screen`]).
+    pub screened: bool,
+    /// Abstract engines: the softmax mean-value bound before the minimum with the probability
+    /// ranges and 1 (see [`PixelBound::mean_value_bound`]), when finite.
+    pub mean_value_bound: Option<f64>,
+    /// The analysis overflowed: `upper` is the trivial bound.
+    pub overflow: bool,
+}
+
+/// An engine that certifies the pixels of one question (network, region, flipped bit), one at
+/// a time, in any order and in parallel.
+pub trait CertifyPixel: Sync {
+    /// Certifies pixel `i`.
+    fn certify(&self, i: usize) -> Certified;
+}
+
+impl From<PixelBound> for Certified {
+    fn from(b: PixelBound) -> Certified {
+        let (overflow, mean_value) = (b.overflowed(), b.mean_value_bound());
+        Certified {
+            pixel: b.pixel,
+            upper: b.upper,
+            lower: None,
+            class: b.class,
+            screened: b.screened,
+            mean_value_bound: Some(mean_value).filter(|m| m.is_finite()),
+            overflow,
+        }
+    }
+}
+
+impl CertifyPixel for Certifier<'_> {
+    fn certify(&self, i: usize) -> Certified {
+        self.pixel(i).into()
+    }
+}
+
 /// A hook that may tighten one pixel's bounds on `Δ(z_c − z_j)` (LP refinement lives in its
 /// own crate and plugs in here).
 pub trait DeltaRefiner: Sync {
@@ -279,6 +327,12 @@ impl<'a> Certifier<'a> {
     /// The region zonotopes kept by [`Certifier::with_kept`], in the order asked.
     pub fn kept(&self) -> &[Zonotope] {
         &self.kept
+    }
+
+    /// Moves the kept region zonotopes out (for a refiner that owns them; the certifier does
+    /// not use them itself).
+    pub fn take_kept(&mut self) -> Vec<Zonotope> {
+        std::mem::take(&mut self.kept)
     }
 
     /// Certifies pixel `i`.

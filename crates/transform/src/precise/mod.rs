@@ -31,6 +31,7 @@ use bigfloat::RM;
 pub use bigfloat::{Arithmetic, PreciseNetwork};
 pub use fixed::{FixedNetwork, Fx};
 
+use crate::sensitivity::{Certified, CertifyPixel};
 use ball::{magnitude, up};
 use zonocert_domain::Interval;
 use zonocert_network::Network;
@@ -166,5 +167,20 @@ impl<'a> PreciseCertifier<'a> {
         let (class, upper) = per_class.iter().enumerate().fold((0, 0.0), |best, (c, b)| if b.hi > best.1 { (c, b.hi) } else { best });
         let lower = per_class.iter().fold(0.0f64, |a, b| a.max(b.lo));
         PointSensitivity { pixel: i, upper, lower, class, per_class }
+    }
+}
+
+impl CertifyPixel for PreciseCertifier<'_> {
+    fn certify(&self, i: usize) -> Certified {
+        let r = self.pixel(i);
+        Certified {
+            pixel: r.pixel,
+            upper: r.upper,
+            lower: Some(r.lower),
+            class: r.class,
+            screened: false,
+            mean_value_bound: None,
+            overflow: false,
+        }
     }
 }
