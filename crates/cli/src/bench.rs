@@ -4,10 +4,10 @@
 //! falls below a lower bound (a soundness failure).
 
 use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
+use crate::report::{BenchReport, BenchRow};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rayon::prelude::*;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::Mnist;
@@ -95,27 +95,36 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 }
             }
             let ratios: Vec<f64> = uppers.iter().zip(&lower).filter(|(_, &l)| l > 0.0).map(|(u, l)| u / l).collect();
-            let row = json!({
-                "method": name, "eps": eps_label, "image": image, "pixels": pixels.len(),
-                "median_upper": median(&mut uppers.clone()), "max_upper": uppers.iter().copied().fold(0.0, f64::max),
-                "median_lower": median(&mut lower.clone()), "max_lower": lower.iter().copied().fold(0.0, f64::max),
-                "max_exact": exact.as_ref().map(|e| e.iter().copied().fold(0.0, f64::max)),
-                "median_ratio_upper_over_lower": median(&mut ratios.clone()),
-                "time_s": secs, "time_per_pixel_s": secs / pixels.len() as f64, "lower_search_s": lower_s,
-                "peak_rss_mib": peak_rss_mib(), "screened_pixels": screened,
-            });
-            eprintln!("{}", row);
+            let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+            let row = BenchRow {
+                method: name.to_string(),
+                eps: eps_label.clone(),
+                image: *image,
+                pixels: pixels.len(),
+                median_upper: finite(median(&mut uppers.clone())),
+                max_upper: uppers.iter().copied().fold(0.0, f64::max),
+                median_lower: finite(median(&mut lower.clone())),
+                max_lower: lower.iter().copied().fold(0.0, f64::max),
+                max_exact: exact.as_ref().map(|e| e.iter().copied().fold(0.0, f64::max)),
+                median_ratio_upper_over_lower: finite(median(&mut ratios.clone())),
+                time_s: secs,
+                time_per_pixel_s: secs / pixels.len() as f64,
+                lower_search_s: lower_s,
+                peak_rss_mib: peak_rss_mib(),
+                screened_pixels: screened,
+            };
+            eprintln!("{}", serde_json::to_string(&row)?);
             rows.push(row);
         }
     }
     let (md, csv) = tables(&rows);
-    let report =
-        json!({"model": args.model.model.display().to_string(), "machine": machine(), "rows": rows, "soundness_failures": failures});
+    let report = BenchReport { model: args.model.model.display().to_string(), machine: machine(), rows, soundness_failures: failures };
     write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
     write_atomic(&args.out.join("bench.md"), md.as_bytes())?;
     print!("{md}");
-    if !failures.is_empty() {
+    if !report.soundness_failures.is_empty() {
+        let failures = &report.soundness_failures;
         bail!("SOUNDNESS FAILURE: {} certified bound(s) below a lower bound:\n{}", failures.len(), failures.join("\n"));
     }
     Ok(())
@@ -179,40 +188,45 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
 }
 
 /// The rows as a Markdown table and as CSV.
-fn tables(rows: &[Value]) -> (String, String) {
+/// A number as JSON writes it (shortest round-trip form, `null` for none): the CSV's form.
+fn j<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn tables(rows: &[BenchRow]) -> (String, String) {
     let mut md = String::from("| method | eps | image | pixels | median upper | max upper | max lower | max exact | median upper/lower | time/pixel (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut csv =
         String::from("method,eps,image,pixels,median_upper,max_upper,max_lower,max_exact,median_ratio,time_per_pixel_s,peak_rss_mib\n");
     for r in rows {
-        let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.3e}")).unwrap_or_else(|| "–".into());
-        let img = r["image"].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "all".into());
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.3e}")).unwrap_or_else(|| "–".into());
+        let img = r.image.map(|v| v.to_string()).unwrap_or_else(|| "all".into());
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
-            r["method"].as_str().unwrap_or(""),
-            r["eps"].as_str().unwrap_or(""),
+            r.method,
+            r.eps,
             img,
-            r["pixels"],
-            f("median_upper"),
-            f("max_upper"),
-            f("max_lower"),
-            f("max_exact"),
-            f("median_ratio_upper_over_lower"),
-            f("time_per_pixel_s"),
-            r["peak_rss_mib"].as_f64().unwrap_or(0.0)
+            r.pixels,
+            f(r.median_upper),
+            f(Some(r.max_upper)),
+            f(Some(r.max_lower)),
+            f(r.max_exact),
+            f(r.median_ratio_upper_over_lower),
+            f(Some(r.time_per_pixel_s)),
+            r.peak_rss_mib
         ));
         csv.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{}\n",
-            r["method"].as_str().unwrap_or(""),
-            r["eps"].as_str().unwrap_or(""),
+            r.method,
+            r.eps,
             img,
-            r["pixels"],
-            r["median_upper"],
-            r["max_upper"],
-            r["max_lower"],
-            r["max_exact"],
-            r["median_ratio_upper_over_lower"],
-            r["time_per_pixel_s"],
-            r["peak_rss_mib"]
+            r.pixels,
+            j(&r.median_upper),
+            j(&r.max_upper),
+            j(&r.max_lower),
+            j(&r.max_exact),
+            j(&r.median_ratio_upper_over_lower),
+            j(&r.time_per_pixel_s),
+            j(&r.peak_rss_mib)
         ));
     }
     (md, csv)

@@ -2,11 +2,11 @@
 
 use crate::common::{check_classifier, progress_bar, ImageArg, ModelArg};
 use crate::refine::RefineArgs;
+use crate::report::{BoundsReport, RangeRecord};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
 use std::time::Instant;
-use zonocert_domain::{SymbolPool, Zonotope};
+use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::exec::argmax;
 use zonocert_refine::window::Window;
 use zonocert_refine::{refine_logit_differences, WindowProblem};
@@ -102,13 +102,22 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         BoundsMethod::Interval => "interval",
         BoundsMethod::Zonotope => "zonotope",
     };
-    let v = json!({
-        "image": img.origin, "label": img.label, "eps": args.eps, "method": method,
-        "logits": {"lower": logits.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": logits.iter().map(|b| b.hi).collect::<Vec<_>>()},
-        "probabilities": {"lower": probs.iter().map(|b| b.lo).collect::<Vec<_>>(), "upper": probs.iter().map(|b| b.hi).collect::<Vec<_>>()},
-        "predicted": predicted, "verified": verified, "time_s": secs, "peak_generators": fwd.peak_generators,
-        "refinement": refinement,
-    });
+    let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+    let range =
+        |b: &[Interval]| RangeRecord { lower: b.iter().map(|b| finite(b.lo)).collect(), upper: b.iter().map(|b| finite(b.hi)).collect() };
+    let v = BoundsReport {
+        image: img.origin.clone(),
+        label: img.label,
+        eps: args.eps,
+        method: method.to_string(),
+        logits: range(&logits),
+        probabilities: range(&probs),
+        predicted,
+        verified,
+        time_s: secs,
+        peak_generators: fwd.peak_generators,
+        refinement,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -118,39 +127,33 @@ pub fn run(args: BoundsArgs) -> Result<()> {
 }
 
 /// The human-readable form of a `bounds --json` record.
-fn print_text(v: &Value) {
-    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
-    println!(
-        "image {} (label {}), eps {}, method {}",
-        v["image"].as_str().unwrap_or(""),
-        v["label"],
-        v["eps"],
-        v["method"].as_str().unwrap_or("")
-    );
-    let (logits, probs) = (&v["logits"], &v["probabilities"]);
-    for c in 0..logits["lower"].as_array().map_or(0, Vec::len) {
+fn print_text(v: &BoundsReport) {
+    let f = |x: Option<f64>| x.unwrap_or(f64::NAN);
+    let label = v.label.map_or("null".to_string(), |l| l.to_string());
+    println!("image {} (label {label}), eps {}, method {}", v.image, serde_json::json!(v.eps), v.method);
+    let (logits, probs) = (&v.logits, &v.probabilities);
+    for c in 0..logits.lower.len() {
         println!(
             "  class {c}: logit [{:>11.5}, {:>11.5}]  p [{:.6}, {:.6}]",
-            f(&logits["lower"][c]),
-            f(&logits["upper"][c]),
-            f(&probs["lower"][c]),
-            f(&probs["upper"][c])
+            f(logits.lower[c]),
+            f(logits.upper[c]),
+            f(probs.lower[c]),
+            f(probs.upper[c])
         );
     }
-    let verdict = if v["verified"] == json!(true) { "VERIFIED robust" } else { "not verified" };
-    println!("predicted {}: {verdict}", v["predicted"]);
-    println!("time {:.2} s, peak generators {}", f(&v["time_s"]), v["peak_generators"]);
-    let r = &v["refinement"];
-    if !r.is_null() {
+    let verdict = if v.verified { "VERIFIED robust" } else { "not verified" };
+    println!("predicted {}: {verdict}", v.predicted);
+    println!("time {:.2} s, peak generators {}", v.time_s, v.peak_generators);
+    if let Some(r) = &v.refinement {
         println!(
             "LP refinement over {} layers from layer {}: {} LPs, {} improved, {} timed out, {:.1} % of the width gained, {:.2} s",
-            r["window"]["layers"].as_array().map_or(0, |l| l.len()),
-            r["window"]["start_layer"],
-            r["lps"],
-            r["improved"],
-            r["timeouts"],
-            100.0 * r["width_gained_fraction"].as_f64().unwrap_or(0.0),
-            r["seconds"].as_f64().unwrap_or(0.0)
+            r.window.layers.len(),
+            r.window.start_layer,
+            r.lps,
+            r.improved,
+            r.timeouts,
+            100.0 * r.width_gained_fraction,
+            r.seconds
         );
     }
 }

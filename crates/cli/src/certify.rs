@@ -5,10 +5,14 @@ use crate::common::{
 };
 use crate::heatmap;
 use crate::refine::RefineArgs;
+use crate::report::{
+    BlocksRecord, EngineRecord, HeatmapRecord, LowerSearchRecord, PartialReport, PixelEntry, RegionRecord, Report, RunRecord, ScreenRecord,
+    ShardRecord, ShardTotal, Summary,
+};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::data::{PIXELS, SIDE};
@@ -163,7 +167,7 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
 }
 
 /// The median of upper/lower over pixels with a positive lower bound.
-fn median_ratio(results: &[Done]) -> Option<f64> {
+fn median_ratio(results: &[PixelEntry]) -> Option<f64> {
     let mut r: Vec<f64> = results.iter().filter_map(|d| d.lower.filter(|&l| l > 0.0).map(|l| d.upper / l)).collect();
     (!r.is_empty()).then(|| median(&mut r))
 }
@@ -175,73 +179,31 @@ const PRECISE_NEEDS_POINT: &str =
 /// Pixels certified between two partial reports.
 const CHUNK: usize = 32;
 
-/// One certified pixel as stored in the report.
-#[derive(Clone, Copy)]
-struct Done {
-    pixel: usize,
-    upper: f64,
-    /// Certified lower bound on the exact value (method `precise` only).
-    lower: Option<f64>,
-    class: usize,
-    /// The full pass was skipped by screening (see `Screen`).
-    screened: bool,
-    /// Abstract methods: the softmax mean-value bound `max_c p_c(1 − p_c)·max_j |Δ(z_c − z_j)|`
-    /// before the minimum with the probability ranges and 1 (how far a trivial bound is from
-    /// an informative one).
-    mean_value: Option<f64>,
-    /// The analysis overflowed (a bound became ±∞ or NaN): `upper` is the trivial bound.
-    overflow: bool,
-}
-
-impl From<Certified> for Done {
-    fn from(c: Certified) -> Done {
-        Done {
-            pixel: c.pixel,
-            upper: c.upper,
-            lower: c.lower,
-            class: c.class,
-            screened: c.screened,
-            mean_value: c.mean_value_bound,
-            overflow: c.overflow,
-        }
+/// A report's pixel entry from what the engine certified (no exact value yet).
+fn entry(c: Certified) -> PixelEntry {
+    PixelEntry {
+        pixel: c.pixel,
+        row: c.pixel / SIDE,
+        col: c.pixel % SIDE,
+        upper: c.upper,
+        class: c.class,
+        lower: c.lower,
+        exact: None,
+        screened: c.screened,
+        mean_value_bound: c.mean_value_bound,
+        overflow: c.overflow,
     }
 }
 
-impl Done {
-    fn to_json(self) -> serde_json::Value {
-        let mut p =
-            json!({"pixel": self.pixel, "row": self.pixel / SIDE, "col": self.pixel % SIDE, "upper": self.upper, "class": self.class});
-        if let Some(l) = self.lower {
-            p["lower"] = json!(l);
-        }
-        if self.screened {
-            p["screened"] = json!(true);
-        }
-        if let Some(m) = self.mean_value {
-            p["mean_value_bound"] = json!(m);
-        }
-        if self.overflow {
-            p["overflow"] = json!(true);
-        }
-        p
+/// Checks a stored pixel entry: every field a bound depends on must make sense.
+fn checked_entry(p: PixelEntry) -> Result<PixelEntry> {
+    if p.pixel >= PIXELS || p.row != p.pixel / SIDE || p.col != p.pixel % SIDE {
+        bail!("pixel entry {} (row {}, col {}) is not a pixel of the 28×28 grid", p.pixel, p.row, p.col);
     }
-
-    /// A pixel entry of a stored report; every field a bound depends on must be present.
-    fn from_json(p: &Value) -> Result<Done> {
-        let pixel = p["pixel"].as_u64().filter(|&i| (i as usize) < PIXELS).context("pixel entry without a valid index")? as usize;
-        let upper =
-            p["upper"].as_f64().filter(|u| (0.0..=1.0).contains(u)).with_context(|| format!("pixel {pixel}: no bound in [0, 1]"))?;
-        let class = p["class"].as_u64().with_context(|| format!("pixel {pixel}: no class"))? as usize;
-        Ok(Done {
-            pixel,
-            upper,
-            lower: p["lower"].as_f64(),
-            class,
-            screened: p["screened"].as_bool().unwrap_or(false),
-            mean_value: p["mean_value_bound"].as_f64(),
-            overflow: p["overflow"].as_bool().unwrap_or(false),
-        })
+    if !(0.0..=1.0).contains(&p.upper) {
+        bail!("pixel {}: no bound in [0, 1]", p.pixel);
     }
+    Ok(p)
 }
 
 /// A screening factor: a finite number ≥ 1.
@@ -255,7 +217,7 @@ fn positive_factor(s: &str) -> Result<f64, String> {
 /// Pixels already certified by an earlier, interrupted run of the same question: the stored
 /// report's `run` record must equal `run` in every field (model hash, image hash, region,
 /// ε, bit, method, budgets, screening, LP, semantics, version), or the resume is refused.
-fn resumed(path: &std::path::Path, run: &Value) -> Result<Vec<Done>> {
+fn resumed(path: &std::path::Path, run: &RunRecord) -> Result<Vec<PixelEntry>> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -266,7 +228,8 @@ fn resumed(path: &std::path::Path, run: &Value) -> Result<Vec<Done>> {
     let stored = v.get("run").and_then(Value::as_object).with_context(|| {
         format!("--resume: {} has no run record (made by another zonocert version?); use a fresh --out", path.display())
     })?;
-    let expected = run.as_object().context("run record is an object")?;
+    let expected = serde_json::to_value(run)?;
+    let expected = expected.as_object().context("run record is an object")?;
     let mut fields: Vec<&String> = expected.keys().chain(stored.keys()).collect();
     fields.sort();
     fields.dedup();
@@ -276,45 +239,40 @@ fn resumed(path: &std::path::Path, run: &Value) -> Result<Vec<Done>> {
             bail!("--resume: {} was made with a different {field} ({was} there, {now} now); use a fresh --out, or drop --resume to overwrite it", path.display());
         }
     }
-    let pixels = v["pixels"].as_array().with_context(|| format!("--resume: {} has no pixel list", path.display()))?;
-    pixels.iter().map(|p| Done::from_json(p).with_context(|| format!("--resume: {}", path.display()))).collect()
+    let pixels: Vec<PixelEntry> =
+        serde_json::from_value(v["pixels"].clone()).with_context(|| format!("--resume: {} has no valid pixel list", path.display()))?;
+    pixels.into_iter().map(|p| checked_entry(p).with_context(|| format!("--resume: {}", path.display()))).collect()
 }
 
 /// Everything that determines a report's numbers (what `--resume` must find unchanged).
-struct RunRecord<'a> {
-    model_sha256: String,
-    region: &'a Region,
-    origin: &'a str,
-    method: &'a str,
-    bit: u8,
-    settings: Value,
-    lp: Value,
-    lower_search: Value,
-    shard: Option<Shard>,
-}
-
-impl RunRecord<'_> {
-    fn to_json(&self) -> Value {
-        let (kind, eps) = match self.region {
-            Region::Point(_) => ("point", 0.0),
-            Region::Ball(_, e) => ("ball", *e),
-            Region::Global => ("global", 0.0),
-        };
-        json!({
-            "zonocert_version": env!("CARGO_PKG_VERSION"),
-            "model_sha256": self.model_sha256,
-            "region_kind": kind,
-            "eps": eps,
-            "image": self.origin,
-            "image_sha256": self.region.image().map(sha256_hex),
-            "bit": self.bit,
-            "method": self.method,
-            "settings": self.settings,
-            "lp": self.lp,
-            "lower_search": self.lower_search,
-            "semantics": "real",
-            "shard": self.shard.map(|s| json!({"k": s.k, "n": s.n})),
-        })
+/// The run record of a certify run.
+fn run_record(args: &CertifyArgs, q: (&Region, &str), engine: &Engine, model_sha256: String, lower: Option<SearchSettings>) -> RunRecord {
+    let (region, origin) = q;
+    let (kind, eps) = match region {
+        Region::Point(_) => ("point", 0.0),
+        Region::Ball(_, e) => ("ball", *e),
+        Region::Global => ("global", 0.0),
+    };
+    RunRecord {
+        zonocert_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_sha256,
+        region_kind: kind.to_string(),
+        eps,
+        image: origin.to_string(),
+        image_sha256: region.image().map(sha256_hex),
+        bit: args.question.bit,
+        method: engine.method().name().to_string(),
+        settings: engine_settings(engine),
+        lp: engine.refiner().map(|r| format!("{:?}", r.settings())),
+        lower_search: lower.map(|s| LowerSearchRecord {
+            rounds: s.rounds,
+            restarts: s.restarts,
+            batch: s.batch,
+            seed: s.seed,
+            ascent_steps: s.ascent_steps,
+        }),
+        semantics: "real".to_string(),
+        shard: args.shard.map(|s| ShardRecord { k: s.k, n: s.n }),
     }
 }
 
@@ -344,76 +302,58 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let t0 = Instant::now();
     let engine = build_engine(&args, &net, &region, method, lp)?;
     let region_secs = t0.elapsed().as_secs_f64();
-    let method_name = engine.method().name();
     // The precise method's enclosure already has a certified lower end: search only otherwise.
     let lower_exec = (args.with_lower && method != EngineMethod::Precise).then(|| Executor::<f64>::new(&net));
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
-    let run_record = RunRecord {
-        model_sha256,
-        region: &region,
-        origin: &origin,
-        method: method_name,
-        bit: args.question.bit,
-        settings: engine_settings(&engine),
-        lp: lp.map_or(Value::Null, |s| json!(format!("{s:?}"))),
-        lower_search: if lower_exec.is_some() { json!({"rounds": search_settings.rounds, "restarts": search_settings.restarts, "batch": search_settings.batch, "seed": search_settings.seed, "ascent_steps": search_settings.ascent_steps}) } else { Value::Null },
-        shard: args.shard,
-    }
-    .to_json();
-    let job =
-        Job { args: &args, region: &region, region_json: region_json(&region, &origin, label), method_name, run_record: &run_record, t0 };
+    let run = run_record(&args, (&region, &origin), &engine, model_sha256, lower_exec.is_some().then_some(search_settings));
+    let job = Job { args: &args, region: &region, region_record: region_record(&region, &origin, label), run: &run, t0 };
     let lower = lower_exec.as_ref().map(|exec| (exec, search_settings));
     let results = job.certify_pixels(&pixels, &engine, lower)?;
-    let pix_json = pixel_entries(&results, &net, &region, args.with_exact.then_some(args.question.bit));
+    let entries = with_exact(results, &net, &region, args.with_exact.then_some(args.question.bit));
     let secs = t0.elapsed().as_secs_f64();
-    let (pictured, heatmap_json) = job.pictures(&pix_json, &origin)?;
-    let summary = summarise(&pix_json);
-    let settings = report_settings(&run_record, &engine);
-    let mut report = json!({
-        "complete": results.len() == pixels.len(),
-        "pixels_requested": pixels.len(),
-        "model": args.model.model.display().to_string(),
-        "method": method_name,
-        "region": job.region_json,
-        "bit": args.question.bit,
-        "flip_size": (1u32 << args.question.bit) as f64 / 255.0,
-        "semantics": SEMANTICS,
-        "settings": settings,
-        "pixels": pix_json,
-        "run": run_record,
-        "shard": args.shard.map(|s| json!({"k": s.k, "n": s.n, "pixels_total": pixels_total})),
-        "image_hex": pictured.image.as_deref().map(hex),
-        "time_s": secs,
-        "peak_rss_mib": peak_rss_mib(),
-        "machine": machine(),
-        "region_analysis_s": region_secs,
-        "region_peak_generators": engine.certifier().map_or(0, |c| c.region_analysis().peak_generators),
-        "refinement": engine.refiner().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
-        "heatmap": heatmap_json,
-    });
-    for (key, value) in summary.as_object().into_iter().flatten() {
-        report[key] = value.clone();
-    }
-    job.finish(&report, &origin, results.iter().filter(|r| r.screened).count(), secs)
+    let (pictured, heatmap) = job.pictures(&entries, &origin)?;
+    let summary = summarise(&entries);
+    let report = Report {
+        complete: entries.len() == pixels.len(),
+        pixels_requested: pixels.len(),
+        model: args.model.model.display().to_string(),
+        method: run.method.clone(),
+        region: job.region_record.clone(),
+        bit: args.question.bit,
+        flip_size: (1u32 << args.question.bit) as f64 / 255.0,
+        semantics: SEMANTICS.to_string(),
+        settings: report_settings(&run, &engine),
+        pixels: entries,
+        run: run.clone(),
+        shard: args.shard.map(|s| ShardTotal { k: s.k, n: s.n, pixels_total }),
+        image_hex: pictured.image.as_deref().map(hex),
+        time_s: secs,
+        peak_rss_mib: peak_rss_mib(),
+        machine: machine(),
+        region_analysis_s: region_secs,
+        region_peak_generators: engine.certifier().map_or(0, |c| c.region_analysis().peak_generators),
+        refinement: engine.refiner().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
+        heatmap,
+        max_upper: summary.max_upper,
+        max_pixel: summary.max_pixel,
+        max_lower: summary.max_lower,
+        median_ratio_upper_over_lower: summary.median_ratio_upper_over_lower,
+        screened_pixels: summary.screened_pixels,
+        overflow_pixels: summary.overflow_pixels,
+        merged_from: vec![],
+    };
+    job.finish(&report, &origin, secs)
 }
 
 /// The report's pixel entries; with `exact_bit`, on a single image, each with the exact value
 /// (`--with-exact`).
-fn pixel_entries(results: &[Done], net: &Network, region: &Region, exact_bit: Option<u8>) -> Vec<Value> {
-    let exact: Option<Vec<(f64, usize)>> = match (region, exact_bit) {
-        (Region::Point(px), Some(bit)) => {
-            let exec = Executor::<f64>::new(net);
-            Some(results.par_iter().map(|r| exact_point(&exec, px, r.pixel, bit)).collect())
+fn with_exact(mut entries: Vec<PixelEntry>, net: &Network, region: &Region, exact_bit: Option<u8>) -> Vec<PixelEntry> {
+    if let (Region::Point(px), Some(bit)) = (region, exact_bit) {
+        let exec = Executor::<f64>::new(net);
+        let exact: Vec<f64> = entries.par_iter().map(|r| exact_point(&exec, px, r.pixel, bit).0).collect();
+        for (e, x) in entries.iter_mut().zip(exact) {
+            e.exact = Some(x);
         }
-        _ => None,
-    };
-    let mut entries = Vec::with_capacity(results.len());
-    for (k, r) in results.iter().enumerate() {
-        let mut p = r.to_json();
-        if let Some(e) = &exact {
-            p["exact"] = json!(e[k].0);
-        }
-        entries.push(p);
     }
     entries
 }
@@ -464,35 +404,45 @@ fn build_engine<'a>(
 }
 
 /// The report's settings: the run record's, plus what the run found out on the way.
-fn report_settings(run_record: &Value, engine: &Engine) -> Value {
-    let mut settings = run_record["settings"].clone();
-    if let Some(c) = engine.precise() {
-        settings["fallbacks_to_bigfloat"] = json!(c.fallbacks());
+fn report_settings(run: &RunRecord, engine: &Engine) -> EngineRecord {
+    match (&run.settings, engine.precise()) {
+        (EngineRecord::Precise { arithmetic, precision_bits, .. }, Some(c)) => EngineRecord::Precise {
+            arithmetic: arithmetic.clone(),
+            precision_bits: *precision_bits,
+            fallbacks_to_bigfloat: Some(c.fallbacks()),
+        },
+        (settings, _) => settings.clone(),
     }
-    settings
 }
 
 /// The engine's settings as the run record states them.
-fn engine_settings(engine: &Engine) -> Value {
+fn engine_settings(engine: &Engine) -> EngineRecord {
     match (engine.certifier(), engine.precise()) {
-        (Some(c), _) => json!({
-            "region_budget": c.settings().region_budget,
-            "diff_budget": c.settings().diff_budget,
-            "screen": c.settings().screen.filter(|_| engine.method() == EngineMethod::Abstract(Method::DiffZonotope)).map(|s| json!({"budget": s.budget, "factor": s.factor})),
-        }),
-        (None, Some(c)) => {
-            json!({"arithmetic": c.arithmetic_name(), "precision_bits": if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() }})
+        (_, Some(c)) => EngineRecord::Precise {
+            arithmetic: c.arithmetic_name().to_string(),
+            precision_bits: if c.arithmetic_name() == "fixed-256" { 256 } else { c.precision() },
+            fallbacks_to_bigfloat: None,
+        },
+        (c, None) => {
+            let s = c.map(|c| c.settings()).unwrap_or_default();
+            EngineRecord::Abstract {
+                region_budget: s.region_budget,
+                diff_budget: s.diff_budget,
+                screen: s
+                    .screen
+                    .filter(|_| engine.method() == EngineMethod::Abstract(Method::DiffZonotope))
+                    .map(|s| ScreenRecord { budget: s.budget, factor: s.factor }),
+            }
         }
-        (None, None) => Value::Null,
     }
 }
 
 /// The region as reports describe it.
-fn region_json(region: &Region, origin: &str, label: Option<u8>) -> Value {
+fn region_record(region: &Region, origin: &str, label: Option<u8>) -> RegionRecord {
     match region {
-        Region::Point(_) => json!({"kind": "point", "image": origin, "label": label, "eps": 0.0}),
-        Region::Ball(_, e) => json!({"kind": "ball", "image": origin, "label": label, "eps": e}),
-        Region::Global => json!({"kind": "global"}),
+        Region::Point(_) => RegionRecord::Point { image: origin.to_string(), label, eps: 0.0 },
+        Region::Ball(_, e) => RegionRecord::Ball { image: origin.to_string(), label, eps: *e },
+        Region::Global => RegionRecord::Global,
     }
 }
 
@@ -500,19 +450,23 @@ fn region_json(region: &Region, origin: &str, label: Option<u8>) -> Value {
 struct Job<'a> {
     args: &'a CertifyArgs,
     region: &'a Region,
-    region_json: Value,
-    method_name: &'a str,
-    run_record: &'a Value,
+    region_record: RegionRecord,
+    run: &'a RunRecord,
     t0: Instant,
 }
 
 impl Job<'_> {
     /// Certifies `pixels` (those a resumed report lacks) in chunks, writing a partial report
     /// after each; returns every pixel's result, sorted, resumed ones included.
-    fn certify_pixels(&self, pixels: &[usize], engine: &Engine, lower: Option<(&Executor<f64>, SearchSettings)>) -> Result<Vec<Done>> {
+    fn certify_pixels(
+        &self,
+        pixels: &[usize],
+        engine: &Engine,
+        lower: Option<(&Executor<f64>, SearchSettings)>,
+    ) -> Result<Vec<PixelEntry>> {
         let args = self.args;
         let report_path = args.out.join("report.json");
-        let mut results: Vec<Done> = if args.resume { resumed(&report_path, self.run_record)? } else { vec![] };
+        let mut results: Vec<PixelEntry> = if args.resume { resumed(&report_path, self.run)? } else { vec![] };
         results.retain(|d| pixels.contains(&d.pixel));
         let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
         let deadline = args.timeout.map(|t| self.t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
@@ -525,10 +479,10 @@ impl Job<'_> {
             if k > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let part: Vec<Done> = chunk
+            let part: Vec<PixelEntry> = chunk
                 .par_iter()
                 .map(|&i| {
-                    let mut d = Done::from(engine.certify(i));
+                    let mut d = entry(engine.certify(i));
                     if let (None, Some((exec, settings))) = (d.lower, lower) {
                         d.lower = Some(search(exec, self.region, i, args.question.bit, settings).value);
                     }
@@ -537,12 +491,16 @@ impl Job<'_> {
                 })
                 .collect();
             results.extend(part);
-            let partial = json!({
-                "complete": false, "model": args.model.model.display().to_string(), "method": self.method_name,
-                "region": self.region_json, "bit": args.question.bit,
-                "pixels": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-                "pixels_requested": pixels.len(), "run": self.run_record,
-            });
+            let partial = PartialReport {
+                complete: false,
+                model: args.model.model.display().to_string(),
+                method: self.run.method.clone(),
+                region: self.region_record.clone(),
+                bit: args.question.bit,
+                pixels: results.clone(),
+                pixels_requested: pixels.len(),
+                run: self.run.clone(),
+            };
             write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
         }
         bar.finish_and_clear();
@@ -551,7 +509,7 @@ impl Job<'_> {
     }
 
     /// Writes `bounds.csv` and the heatmap; returns what was pictured and the heatmap's record.
-    fn pictures(&self, pix_json: &[Value], origin: &str) -> Result<(Pictured, Value)> {
+    fn pictures(&self, entries: &[PixelEntry], origin: &str) -> Result<(Pictured, HeatmapRecord)> {
         let args = self.args;
         let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let region_text = match self.region {
@@ -559,47 +517,48 @@ impl Job<'_> {
             Region::Ball(_, e) => format!("{origin}, eps {:.4} ({:.2}/255)", e, e * 255.0),
             Region::Global => "global region".to_string(),
         };
-        let title = format!("{model_name} | {region_text} | {} | bit {}", self.method_name, args.question.bit);
+        let title = format!("{model_name} | {region_text} | {} | bit {}", self.run.method, args.question.bit);
         let scale = if args.log_scale { heatmap::Scale::Log } else { args.scale };
         let pictured = Pictured { image: self.region.image().map(<[u8]>::to_vec), title, scale };
-        let heatmap_json = write_outputs(&args.out, pix_json, &pictured)?;
-        Ok((pictured, heatmap_json))
+        let heatmap = write_outputs(&args.out, entries, &pictured)?;
+        Ok((pictured, heatmap))
     }
 
-    /// Writes the final report, prints its summary (or the JSON), and fails when `--timeout`
-    /// left it incomplete.
-    fn finish(&self, report: &Value, origin: &str, screened: usize, secs: f64) -> Result<()> {
+    /// Writes the finished report and prints its summary; an incomplete run (`--timeout`) is
+    /// an error that says how to continue.
+    fn finish(&self, report: &Report, origin: &str, secs: f64) -> Result<()> {
         let args = self.args;
         let report_path = args.out.join("report.json");
         let text = serde_json::to_string_pretty(report)?;
         write_atomic(&report_path, text.as_bytes())?;
-        let done = report["pixels"].as_array().map_or(0, Vec::len);
+        let done = report.pixels.len();
         if args.json {
             println!("{text}");
         } else {
             print_summary(report, origin, secs);
-            if screened > 0 {
+            if report.screened_pixels > 0 {
                 println!(
-                    "{screened} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still certify nothing, so it was skipped (--no-screen runs it)",
+                    "{} of {} pixels screened: the cheap pass showed that a full pass {:e} times tighter would still certify nothing, so it was skipped (--no-screen runs it)",
+                    report.screened_pixels,
                     done,
                     args.screen_factor
                 );
             }
             println!("wrote {}/{{report.json, bounds.csv, heatmap.png}}", args.out.display());
         }
-        if report["complete"] != json!(true) {
+        if !report.complete {
             bail!(
                 "--timeout reached: {} holds {} of {} pixels (\"complete\": false); rerun with --resume to continue",
                 report_path.display(),
                 done,
-                report["pixels_requested"]
+                report.pixels_requested
             );
         }
         Ok(())
     }
 }
 
-/// The heatmap's inputs that a report must carry for `merge` to redraw it identically.
+/// What a report's heatmap shows: the image, the title and the colour scale.
 pub struct Pictured {
     /// The region's image bytes (point and ball regions).
     pub image: Option<Vec<u8>>,
@@ -612,56 +571,52 @@ pub struct Pictured {
 /// Writes `bounds.csv` and `heatmap.png` for the pixel entries of a report (sorted by pixel);
 /// returns the report's `heatmap` entry. `certify` and `merge` share it, so a merged run's
 /// files equal an unsharded run's.
-pub fn write_outputs(out: &std::path::Path, entries: &[Value], pictured: &Pictured) -> Result<Value> {
+pub fn write_outputs(out: &std::path::Path, entries: &[PixelEntry], pictured: &Pictured) -> Result<HeatmapRecord> {
     let mut csv = String::from("pixel,row,col,upper,class,exact,lower\n");
     let mut grid = vec![None; PIXELS];
-    for p in entries {
-        let d = Done::from_json(p)?;
+    for d in entries {
+        let d = checked_entry(*d)?;
         let fmt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-        csv.push_str(&format!(
-            "{},{},{},{:e},{},{},{}\n",
-            d.pixel,
-            d.pixel / SIDE,
-            d.pixel % SIDE,
-            d.upper,
-            d.class,
-            fmt(p["exact"].as_f64()),
-            fmt(d.lower)
-        ));
+        csv.push_str(&format!("{},{},{},{:e},{},{},{}\n", d.pixel, d.row, d.col, d.upper, d.class, fmt(d.exact), fmt(d.lower)));
         grid[d.pixel] = Some(d.upper);
     }
     let drawn = heatmap::write(&out.join("heatmap.png"), &grid, pictured.image.as_deref(), pictured.scale, &pictured.title)?;
     write_atomic(&out.join("bounds.csv"), csv.as_bytes())?;
-    Ok(json!({
-        "file": "heatmap.png", "width": drawn.width, "height": drawn.height, "colour_map": "viridis", "log_scale": drawn.log,
-        "min": drawn.min, "max": drawn.max, "blocks": drawn.blocks.map(|(r, c)| json!({"row_step": r, "col_step": c})),
-        "title": pictured.title, "scale": format!("{:?}", pictured.scale).to_lowercase(),
-    }))
-}
-
-/// The report's summary fields computed from its pixel entries: `max_upper`, `max_pixel`,
-/// `max_lower`, `median_ratio_upper_over_lower`, `screened_pixels`, `overflow_pixels`.
-pub fn summarise(entries: &[Value]) -> Value {
-    let done: Vec<Done> = entries.iter().filter_map(|p| Done::from_json(p).ok()).collect();
-    let best = done.iter().fold(None, |b: Option<&Done>, d| if b.is_none_or(|b| d.upper > b.upper) { Some(d) } else { b });
-    json!({
-        "max_upper": best.map(|d| d.upper),
-        "max_pixel": best.map(|d| d.pixel),
-        "max_lower": done.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
-        "median_ratio_upper_over_lower": median_ratio(&done),
-        "screened_pixels": done.iter().filter(|r| r.screened).count(),
-        "overflow_pixels": done.iter().filter(|r| r.overflow).count(),
+    Ok(HeatmapRecord {
+        file: "heatmap.png".to_string(),
+        width: drawn.width,
+        height: drawn.height,
+        colour_map: "viridis".to_string(),
+        log_scale: drawn.log,
+        min: drawn.min,
+        max: drawn.max,
+        blocks: drawn.blocks.map(|(row_step, col_step)| BlocksRecord { row_step, col_step }),
+        title: pictured.title.clone(),
+        scale: format!("{:?}", pictured.scale).to_lowercase(),
     })
 }
 
+/// The report's summary fields computed from its pixel entries.
+pub fn summarise(entries: &[PixelEntry]) -> Summary {
+    let best = entries.iter().fold(None, |b: Option<&PixelEntry>, d| if b.is_none_or(|b| d.upper > b.upper) { Some(d) } else { b });
+    Summary {
+        max_upper: best.map(|d| d.upper),
+        max_pixel: best.map(|d| d.pixel),
+        max_lower: entries.iter().filter_map(|r| r.lower).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l)))),
+        median_ratio_upper_over_lower: median_ratio(entries),
+        screened_pixels: entries.iter().filter(|r| r.screened).count(),
+        overflow_pixels: entries.iter().filter(|r| r.overflow).count(),
+    }
+}
+
 /// The terminal line of a finished report.
-pub fn print_summary(report: &Value, origin: &str, secs: f64) {
-    let pixel = report["max_pixel"].as_u64().unwrap_or(0) as usize;
+pub fn print_summary(report: &Report, origin: &str, secs: f64) {
+    let pixel = report.max_pixel.unwrap_or(0);
     println!(
         "{} pixels, method {}, region {origin}: max certified |Δp| = {:.6e} at pixel {pixel} (row {}, col {}), {secs:.1} s",
-        report["pixels"].as_array().map_or(0, Vec::len),
-        report["method"].as_str().unwrap_or("?"),
-        report["max_upper"].as_f64().unwrap_or(f64::NAN),
+        report.pixels.len(),
+        report.method,
+        report.max_upper.unwrap_or(f64::NAN),
         pixel / SIDE,
         pixel % SIDE,
     );

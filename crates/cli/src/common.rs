@@ -247,11 +247,11 @@ pub fn parse_pixels(s: &str) -> Result<Vec<usize>> {
 }
 
 /// The machine a measurement ran on: worker threads and CPU model (for reports and tables).
-pub fn machine() -> serde_json::Value {
+pub fn machine() -> crate::report::Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()));
-    serde_json::json!({"threads": rayon::current_num_threads(), "cpu": cpu})
+    crate::report::Machine { threads: rayon::current_num_threads(), cpu }
 }
 
 /// Peak resident memory of this process in MiB (VmHWM from /proc on Linux; 0 elsewhere).

@@ -6,11 +6,11 @@
 use crate::certify::MethodArg;
 use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, ImageArg, ModelArg};
 use crate::heatmap::{curve, Series};
+use crate::report::{CurvePoint, CurveReport};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::{Executor, Network};
@@ -74,14 +74,18 @@ struct Point {
 }
 
 impl Point {
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "bit": self.bit, "eps": self.eps, "method": self.method,
-            "certified_max": self.upper, "certified_pixel": self.upper_pixel,
-            "lower_max": self.lower, "lower_pixel": self.lower_pixel,
-            "ratio": if self.lower > 0.0 { self.upper / self.lower } else { f64::INFINITY },
-            "time_s": self.secs,
-        })
+    fn record(&self) -> CurvePoint {
+        CurvePoint {
+            bit: self.bit,
+            eps: self.eps,
+            method: self.method.to_string(),
+            certified_max: self.upper,
+            certified_pixel: self.upper_pixel,
+            lower_max: self.lower,
+            lower_pixel: self.lower_pixel,
+            ratio: Some(self.upper / self.lower).filter(|r| self.lower > 0.0 && r.is_finite()),
+            time_s: self.secs,
+        }
     }
 }
 
@@ -203,14 +207,17 @@ pub fn run(args: CurveArgs) -> Result<()> {
             &lines(&by_eps, |p| p.eps),
         )?;
     }
-    let report = json!({
-        "model": args.model.model.display().to_string(),
-        "image": img.origin, "label": img.label, "pixels": pixels.len(),
-        "by_bit": by_bit.iter().map(Point::to_json).collect::<Vec<_>>(),
-        "by_eps": by_eps.iter().map(Point::to_json).collect::<Vec<_>>(),
-        "time_s": t0.elapsed().as_secs_f64(),
-        "semantics": "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)",
-    });
+    let report = CurveReport {
+        model: args.model.model.display().to_string(),
+        image: img.origin.clone(),
+        label: img.label,
+        pixels: pixels.len(),
+        by_bit: by_bit.iter().map(Point::record).collect(),
+        by_eps: by_eps.iter().map(Point::record).collect(),
+        time_s: t0.elapsed().as_secs_f64(),
+        semantics: CURVE_SEMANTICS.to_string(),
+    };
+    const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";
     let text = serde_json::to_string_pretty(&report)?;
     write_atomic(&args.out.join("curve.json"), text.as_bytes())?;
     if args.json {

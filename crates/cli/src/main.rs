@@ -11,6 +11,7 @@ mod heatmap;
 mod info;
 mod merge;
 mod refine;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand};

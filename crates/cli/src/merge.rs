@@ -4,9 +4,9 @@
 use crate::certify::{print_summary, summarise, write_outputs, Pictured};
 use crate::common::write_atomic;
 use crate::heatmap::Scale;
+use crate::report::{MergedShard, PixelEntry, RegionRecord, Report, RunRecord};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `zonocert merge`.
@@ -24,49 +24,48 @@ pub struct MergeArgs {
 }
 
 /// One shard's report, checked to be complete.
-fn read_shard(dir: &Path) -> Result<Value> {
+fn read_shard(dir: &Path) -> Result<Report> {
     let path = dir.join("report.json");
     let bytes = std::fs::read(&path).with_context(|| format!("merge: reading {}", path.display()))?;
-    let v: Value =
+    let v: Report =
         serde_json::from_slice(&bytes).with_context(|| format!("merge: {} is truncated or not a zonocert report", path.display()))?;
-    if v["complete"] != true {
+    if !v.complete {
         bail!("merge: {} is not complete (resume that shard first)", path.display());
     }
-    if !v["shard"].is_object() || !v["run"].is_object() {
+    if v.shard.is_none() || v.run.shard.is_none() {
         bail!("merge: {} was not made with --shard K/N", path.display());
     }
     Ok(v)
 }
 
 /// The run record without its shard: what every shard must share.
-fn shared_run(v: &Value) -> Value {
-    let mut run = v["run"].clone();
-    if let Some(m) = run.as_object_mut() {
-        m.remove("shard");
-    }
-    run
+fn shared_run(v: &Report) -> RunRecord {
+    RunRecord { shard: None, ..v.run.clone() }
 }
 
 /// Checks that the shards are the N shards of one run and returns their pixel entries, sorted.
-fn combine(dirs: &[PathBuf], shards: &[Value]) -> Result<Vec<Value>> {
+fn combine(dirs: &[PathBuf], shards: &[Report]) -> Result<Vec<PixelEntry>> {
     let first = &shards[0];
-    let n = first["shard"]["n"].as_u64().context("merge: shard record without n")? as usize;
+    let total = first.shard.context("merge: report without its shard")?;
+    let n = total.n;
     let mut seen = vec![false; n];
+    let first_run = serde_json::to_value(shared_run(first))?;
     for (dir, v) in dirs.iter().zip(shards) {
-        let (a, b) = (shared_run(first), shared_run(v));
-        if let Some((field, _)) = a.as_object().into_iter().flatten().find(|(k, val)| b.get(k.as_str()) != Some(val)) {
+        let run = serde_json::to_value(shared_run(v))?;
+        if let Some((field, _)) = first_run.as_object().into_iter().flatten().find(|(k, val)| run.get(k.as_str()) != Some(val)) {
             bail!(
                 "merge: {} was made with a different {field} than {} ({} there, {} here)",
                 dir.display(),
                 dirs[0].display(),
-                b[field],
-                a[field]
+                run[field],
+                first_run[field]
             );
         }
-        let k = v["shard"]["k"].as_u64().context("merge: shard record without k")? as usize;
-        if v["shard"]["n"].as_u64() != Some(n as u64) || v["shard"]["pixels_total"] != first["shard"]["pixels_total"] {
-            bail!("merge: {} belongs to a split into {} shards, not {n}", dir.display(), v["shard"]["n"]);
+        let shard = v.shard.context("merge: report without its shard")?;
+        if shard.n != n || shard.pixels_total != total.pixels_total {
+            bail!("merge: {} belongs to a split into {} shards, not {n}", dir.display(), shard.n);
         }
+        let k = shard.k;
         if k == 0 || k > n || std::mem::replace(&mut seen[k - 1], true) {
             bail!("merge: shard {k}/{n} ({}) is given twice or is out of range", dir.display());
         }
@@ -74,23 +73,23 @@ fn combine(dirs: &[PathBuf], shards: &[Value]) -> Result<Vec<Value>> {
     if let Some(k) = seen.iter().position(|s| !s) {
         bail!("merge: shard {}/{n} is missing", k + 1);
     }
-    let mut entries: Vec<Value> = shards.iter().flat_map(|v| v["pixels"].as_array().cloned().unwrap_or_default()).collect();
-    entries.sort_by_key(|p| p["pixel"].as_u64());
-    if entries.windows(2).any(|w| w[0]["pixel"] == w[1]["pixel"]) {
+    let mut entries: Vec<PixelEntry> = shards.iter().flat_map(|v| v.pixels.iter().copied()).collect();
+    entries.sort_by_key(|p| p.pixel);
+    if entries.windows(2).any(|w| w[0].pixel == w[1].pixel) {
         bail!("merge: a pixel appears in two shards");
     }
-    if Some(entries.len() as u64) != first["shard"]["pixels_total"].as_u64() {
-        bail!("merge: the shards hold {} pixels, the run asked for {}", entries.len(), first["shard"]["pixels_total"]);
+    if entries.len() != total.pixels_total {
+        bail!("merge: the shards hold {} pixels, the run asked for {}", entries.len(), total.pixels_total);
     }
     Ok(entries)
 }
 
 /// Runs `merge`.
 pub fn run(args: MergeArgs) -> Result<()> {
-    let shards: Vec<Value> = args.dirs.iter().map(|d| read_shard(d)).collect::<Result<_>>()?;
+    let shards: Vec<Report> = args.dirs.iter().map(|d| read_shard(d)).collect::<Result<_>>()?;
     let entries = combine(&args.dirs, &shards)?;
     let first = &shards[0];
-    let image = match first["image_hex"].as_str() {
+    let image = match &first.image_hex {
         Some(h) => Some(
             (0..h.len() / 2)
                 .map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
@@ -99,38 +98,48 @@ pub fn run(args: MergeArgs) -> Result<()> {
         ),
         None => None,
     };
-    let scale = match first["heatmap"]["scale"].as_str() {
-        Some("linear") => Scale::Linear,
-        Some("log") => Scale::Log,
+    let scale = match first.heatmap.scale.as_str() {
+        "linear" => Scale::Linear,
+        "log" => Scale::Log,
         _ => Scale::Auto,
     };
-    let pictured = Pictured { image, title: first["heatmap"]["title"].as_str().unwrap_or_default().to_string(), scale };
+    let pictured = Pictured { image, title: first.heatmap.title.clone(), scale };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let heatmap = write_outputs(&args.out, &entries, &pictured)?;
-    let mut report = first.clone();
-    let secs: f64 = shards.iter().filter_map(|v| v["time_s"].as_f64()).sum();
-    report["pixels"] = Value::Array(entries);
-    report["pixels_requested"] = first["shard"]["pixels_total"].clone();
-    report["run"] = shared_run(first);
-    report["run"]["shard"] = Value::Null;
-    report["shard"] = Value::Null;
-    report["heatmap"] = heatmap;
-    report["time_s"] = json!(secs);
-    report["merged_from"] = json!(args
+    let secs: f64 = shards.iter().map(|v| v.time_s).sum();
+    let merged_from = args
         .dirs
         .iter()
         .zip(&shards)
-        .map(|(d, v)| json!({"dir": d.display().to_string(), "shard": v["shard"], "time_s": v["time_s"], "machine": v["machine"], "peak_rss_mib": v["peak_rss_mib"], "settings": v["settings"]}))
-        .collect::<Vec<_>>());
-    for (key, value) in summarise(report["pixels"].as_array().map_or(&[][..], Vec::as_slice)).as_object().into_iter().flatten() {
-        report[key] = value.clone();
-    }
+        .map(|(d, v)| MergedShard {
+            dir: d.display().to_string(),
+            shard: v.shard,
+            time_s: v.time_s,
+            machine: v.machine.clone(),
+            peak_rss_mib: v.peak_rss_mib,
+            settings: v.settings.clone(),
+        })
+        .collect();
+    let mut report = Report {
+        pixels_requested: entries.len(),
+        pixels: entries,
+        run: shared_run(first),
+        shard: None,
+        heatmap,
+        time_s: secs,
+        merged_from,
+        ..first.clone()
+    };
+    report.set_summary(summarise(&report.pixels));
     let text = serde_json::to_string_pretty(&report)?;
     write_atomic(&args.out.join("report.json"), text.as_bytes())?;
     if args.json {
         println!("{text}");
     } else {
-        let origin = report["region"]["image"].as_str().unwrap_or("global").to_string();
+        let origin = match &report.region {
+            RegionRecord::Point { image, .. } | RegionRecord::Ball { image, .. } => image.clone(),
+            RegionRecord::Global => "global".to_string(),
+        };
         print_summary(&report, &origin, secs);
         println!("merged {} shards into {}/{{report.json, bounds.csv, heatmap.png}}", shards.len(), args.out.display());
     }

@@ -1,8 +1,8 @@
 //! `--refine lp` and its options, shared by `bounds` and `certify`.
 
+use crate::report::{LpRecord, ProgramRecord, WindowRecord};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
 use zonocert_network::Network;
 use zonocert_refine::window::Window;
 use zonocert_refine::{LpSettings, LpStats};
@@ -68,26 +68,29 @@ impl RefineArgs {
 }
 
 /// The report's `refinement` entry: which layers and values the LPs covered and what they did.
-pub fn report(net: &Network, window: &Window, stats: &LpStats) -> Value {
+pub fn report(net: &Network, window: &Window, stats: &LpStats) -> LpRecord {
     let name = |v: usize| if v == 0 { net.input_name.clone() } else { net.layers[v - 1].name.clone() };
-    json!({
-        "method": "lp",
-        "solver": format!("{}; every bound proven by a safe dual bound (Neumaier-Shcherbina) in outward-rounded arithmetic", zonocert_refine::lp::SOLVER),
-        "window": {
-            "start_layer": window.start,
-            "layers": net.layers[window.start..].iter().map(|l| format!("{} ({})", l.name, l.op.kind())).collect::<Vec<_>>(),
-            "inputs": window.inputs.iter().map(|&v| name(v)).collect::<Vec<_>>(),
+    LpRecord {
+        method: "lp".to_string(),
+        solver: format!(
+            "{}; every bound proven by a safe dual bound (Neumaier-Shcherbina) in outward-rounded arithmetic",
+            zonocert_refine::lp::SOLVER
+        ),
+        window: WindowRecord {
+            start_layer: window.start,
+            layers: net.layers[window.start..].iter().map(|l| format!("{} ({})", l.name, l.op.kind())).collect(),
+            inputs: window.inputs.iter().map(|&v| name(v)).collect(),
         },
-        "program": {"variables": stats.size.0, "rows": stats.size.1, "nonzeros": stats.size.2},
-        "neurons_tightened": stats.neurons,
-        "neurons_tightened_in": stats.neuron_values.iter().map(|&v| name(v)).collect::<Vec<_>>(),
-        "lps": stats.lps,
-        "improved": stats.improved,
-        "timeouts": stats.timeouts,
-        "skipped_for_budget": stats.skipped,
-        "seconds": stats.seconds,
-        "width_before": stats.width_before,
-        "width_gained": stats.width_gained,
-        "width_gained_fraction": if stats.width_before > 0.0 { stats.width_gained / stats.width_before } else { 0.0 },
-    })
+        program: ProgramRecord { variables: stats.size.0, rows: stats.size.1, nonzeros: stats.size.2 },
+        neurons_tightened: stats.neurons,
+        neurons_tightened_in: stats.neuron_values.iter().map(|&v| name(v)).collect(),
+        lps: stats.lps,
+        improved: stats.improved,
+        timeouts: stats.timeouts,
+        skipped_for_budget: stats.skipped,
+        seconds: stats.seconds,
+        width_before: stats.width_before,
+        width_gained: stats.width_gained,
+        width_gained_fraction: if stats.width_before > 0.0 { stats.width_gained / stats.width_before } else { 0.0 },
+    }
 }

@@ -290,7 +290,12 @@ impl<'a> LpRefiner<'a> {
         LpRefiner { net, maps, window, x_bounds: bounds, x_kept, settings, deadline, stats, per_pixel: Mutex::new(vec![]) }
     }
 
-    /// The window refined.
+    /// The LP settings in force.
+    pub fn settings(&self) -> LpSettings {
+        self.settings
+    }
+
+    /// The window the LPs encode.
     pub fn window(&self) -> &Window {
         &self.window
     }
