@@ -1,9 +1,71 @@
-//! Balls `[c − r, c + r]` with `BigFloat` centres and `f64` radii, and the rounding helpers
-//! both backends of the precise engine share.
+//! Balls `[c − r, c + r]` with `BigFloat` centres and `f64` radii, the rounding helpers both
+//! backends of the precise engine share, and the ball-arithmetic trait they implement: one
+//! operation per IR op, evaluated over a network by the one walk [`walk`].
 
 use crate::activation::{Act, Enclose};
 use astro_float::BigFloat;
 use zonocert_domain::Interval;
+use zonocert_network::ir::{ChannelAffine, Conv, Linear, Op};
+use zonocert_network::{Network, ValueStore};
+
+/// A rigorous ball arithmetic: each method encloses the exact result of one op of the IR
+/// applied to every point of its input balls. `k` is the layer's index (for weights the
+/// backend prepared per layer).
+pub(crate) trait BallArithmetic {
+    /// A tensor of balls.
+    type Value: Clone;
+    /// Why the backend cannot evaluate a layer (never a wrong enclosure).
+    type Error;
+    /// The placeholder of a value no layer kept.
+    fn empty(&self) -> Self::Value;
+    /// A convolution.
+    fn conv(&self, k: usize, conv: &Conv, x: &Self::Value, in_shape: &[usize], out_shape: &[usize]) -> Result<Self::Value, Self::Error>;
+    /// A dense layer.
+    fn linear(&self, k: usize, lin: &Linear, x: &Self::Value) -> Result<Self::Value, Self::Error>;
+    /// A per-channel affine map.
+    fn channel_affine(&self, k: usize, a: &ChannelAffine, x: &Self::Value, in_shape: &[usize]) -> Result<Self::Value, Self::Error>;
+    /// An activation.
+    fn act(&self, f: Act, x: &Self::Value) -> Result<Self::Value, Self::Error>;
+    /// A product, the second factor possibly `[C, 1, 1]` broadcast over `[C, H, W]`.
+    fn mul(&self, x: &Self::Value, s: &Self::Value) -> Result<Self::Value, Self::Error>;
+    /// A sum.
+    fn add(&self, x: &Self::Value, y: &Self::Value) -> Result<Self::Value, Self::Error>;
+    /// The spatial mean.
+    fn global_avg_pool(&self, x: &Self::Value, in_shape: &[usize]) -> Result<Self::Value, Self::Error>;
+    /// Zero padding.
+    fn pad(&self, x: &Self::Value, in_shape: &[usize], pads: [usize; 4]) -> Result<Self::Value, Self::Error>;
+    /// A softmax.
+    fn softmax(&self, x: &Self::Value) -> Result<Self::Value, Self::Error>;
+}
+
+/// Evaluates `net` on `input` with the backend `b`: every value (index `k + 1` is layer `k`'s
+/// output) when `keep_all`, else only the output.
+pub(crate) fn walk<B: BallArithmetic>(b: &B, net: &Network, input: B::Value, keep_all: bool) -> Result<Vec<B::Value>, B::Error> {
+    let mut values = ValueStore::new(net, input, keep_all);
+    for (k, layer) in net.layers.iter().enumerate() {
+        let get = |v| values.get(v).expect("topological order: inputs are computed before use");
+        let x = get(layer.inputs[0]);
+        let in_shape = net.shape_of(layer.inputs[0]);
+        let out = match &layer.op {
+            Op::Conv(conv) => b.conv(k, conv, x, in_shape, &layer.shape)?,
+            Op::Linear(lin) => b.linear(k, lin, x)?,
+            Op::ChannelAffine(a) => b.channel_affine(k, a, x, in_shape)?,
+            Op::Act(f) => b.act(*f, x)?,
+            Op::Mul => b.mul(x, get(layer.inputs[1]))?,
+            Op::Add => b.add(x, get(layer.inputs[1]))?,
+            Op::GlobalAvgPool => b.global_avg_pool(x, in_shape)?,
+            Op::Reshape => x.clone(),
+            Op::Pad(p) => b.pad(x, in_shape, *p)?,
+            Op::Softmax => b.softmax(x)?,
+        };
+        values.finish_layer(k, out);
+    }
+    Ok(if keep_all {
+        values.into_values().into_iter().map(|v| v.unwrap_or_else(|| b.empty())).collect()
+    } else {
+        vec![values.take_output().unwrap_or_else(|| b.empty())]
+    })
+}
 
 /// Values of one tensor: centres with `precision` bits, radii and magnitude bounds in `f64`.
 #[derive(Clone)]

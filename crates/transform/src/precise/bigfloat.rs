@@ -2,12 +2,13 @@
 //! exponential (explicit truncation and rounding bounds). It serves as the fallback of the
 //! fixed-point backend and computes the final softmax.
 
-use super::ball::{enclose, magnitude, mean_value_radius, pow2, up, Balls};
+use super::ball::{enclose, magnitude, mean_value_radius, pow2, up, walk, BallArithmetic, Balls};
 use crate::activation::{Act, Form};
 use astro_float::{BigFloat, Consts, RoundingMode};
 
-use zonocert_network::ir::{conv_taps, numel, pad_sources, Conv, Linear, Op};
-use zonocert_network::{Network, ValueId, ValueStore};
+use std::convert::Infallible;
+use zonocert_network::ir::{conv_taps, numel, pad_sources, ChannelAffine, Conv, Linear, Op};
+use zonocert_network::Network;
 
 /// Rounding mode of every operation (round to nearest; the error bound does not rely on ties).
 pub(crate) const RM: RoundingMode = RoundingMode::ToEven;
@@ -118,30 +119,8 @@ impl<'a> PreciseNetwork<'a> {
 
     /// Evaluates the layers; keeps every value when `keep_all`, else returns only the output.
     fn run(&self, input: Balls, keep_all: bool) -> Vec<Balls> {
-        let mut values = ValueStore::new(self.net, input, keep_all);
-        for (k, layer) in self.net.layers.iter().enumerate() {
-            let get = |v: ValueId| values.get(v).expect("topological order: inputs are computed before use");
-            let x = get(layer.inputs[0]);
-            let in_shape = self.net.shape_of(layer.inputs[0]);
-            let out = match &layer.op {
-                Op::Conv(conv) => self.conv(conv, &self.prepared()[k], x, in_shape, &layer.shape),
-                Op::Linear(lin) => self.linear(lin, &self.prepared()[k], x),
-                Op::ChannelAffine(a) => self.channel_affine(a.divide, &self.prepared()[k], x, in_shape),
-                Op::Act(f) => self.unary(*f, x),
-                Op::Mul => self.mul(x, get(layer.inputs[1])),
-                Op::Add => self.add(x, get(layer.inputs[1])),
-                Op::GlobalAvgPool => self.global_avg_pool(x, in_shape),
-                Op::Reshape => x.clone(),
-                Op::Pad(p) => self.pad(x, in_shape, *p),
-                Op::Softmax => self.softmax(x),
-            };
-            values.finish_layer(k, out);
-        }
-        if keep_all {
-            values.into_values().into_iter().map(|v| v.unwrap_or_else(|| Balls::with_capacity(0))).collect()
-        } else {
-            vec![values.take_output().unwrap_or_else(|| Balls::with_capacity(0))]
-        }
+        let Ok(values) = walk(self, self.net, input, keep_all);
+        values
     }
 
     /// Dot product `b + Σ w_k x_k` over the listed `(weight index, input index)` pairs.
@@ -443,9 +422,46 @@ pub enum Arithmetic {
     BigFloat(usize),
 }
 
+/// The operations above, as the walk calls them (the `BigFloat` backend evaluates everything).
+impl BallArithmetic for PreciseNetwork<'_> {
+    type Value = Balls;
+    type Error = Infallible;
+    fn empty(&self) -> Balls {
+        Balls::with_capacity(0)
+    }
+    fn conv(&self, k: usize, conv: &Conv, x: &Balls, in_shape: &[usize], out_shape: &[usize]) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::conv(self, conv, &self.prepared()[k], x, in_shape, out_shape))
+    }
+    fn linear(&self, k: usize, lin: &Linear, x: &Balls) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::linear(self, lin, &self.prepared()[k], x))
+    }
+    fn channel_affine(&self, k: usize, a: &ChannelAffine, x: &Balls, in_shape: &[usize]) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::channel_affine(self, a.divide, &self.prepared()[k], x, in_shape))
+    }
+    fn act(&self, f: Act, x: &Balls) -> Result<Balls, Infallible> {
+        Ok(self.unary(f, x))
+    }
+    fn mul(&self, x: &Balls, s: &Balls) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::mul(self, x, s))
+    }
+    fn add(&self, x: &Balls, y: &Balls) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::add(self, x, y))
+    }
+    fn global_avg_pool(&self, x: &Balls, in_shape: &[usize]) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::global_avg_pool(self, x, in_shape))
+    }
+    fn pad(&self, x: &Balls, in_shape: &[usize], pads: [usize; 4]) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::pad(self, x, in_shape, pads))
+    }
+    fn softmax(&self, x: &Balls) -> Result<Balls, Infallible> {
+        Ok(PreciseNetwork::softmax(self, x))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zonocert_network::ValueId;
 
     /// A network with no layers: only the constants of the evaluator are used.
     fn empty() -> Network {

@@ -16,12 +16,12 @@
 //! a Softmax layer inside the network) the evaluation reports [`Unsupported`] and the caller
 //! falls back to the `BigFloat` backend. Nothing is ever silently clipped.
 
-use super::ball::{mean_value_radius, pow2, up, Balls};
+use super::ball::{mean_value_radius, pow2, up, walk, BallArithmetic, Balls};
 use crate::activation::{Act, Form};
 use astro_float::{BigFloat, Consts, RoundingMode};
 use zonocert_domain::Interval;
-use zonocert_network::ir::{conv_taps, numel, pad_sources, Conv, Linear, Op};
-use zonocert_network::{Network, ValueId, ValueStore};
+use zonocert_network::ir::{conv_taps, numel, pad_sources, ChannelAffine, Conv, Linear, Op};
+use zonocert_network::Network;
 
 const LIMBS: usize = 5;
 /// Accumulator limbs (512 bits: the scaled products stay below 2^415, sums of up to 2^40
@@ -586,32 +586,7 @@ impl<'a> FixedNetwork<'a> {
     }
 
     fn run(&self, input: Vec<(Fx, f64)>, keep_all: bool) -> Result<Vec<Vec<(Fx, f64)>>, Unsupported> {
-        let mut values = ValueStore::new(self.net, input, keep_all);
-        for (k, layer) in self.net.layers.iter().enumerate() {
-            let get = |v: ValueId| values.get(v).ok_or(Unsupported);
-            let x = get(layer.inputs[0])?;
-            let in_shape = self.net.shape_of(layer.inputs[0]);
-            let out = match &layer.op {
-                Op::Conv(conv) => self.conv(conv, &self.prepared[k], x, in_shape, &layer.shape)?,
-                Op::Linear(lin) => self.linear(lin, &self.prepared[k], x)?,
-                Op::ChannelAffine(_) => self.channel_affine(&self.prepared[k], x, in_shape)?,
-                Op::Act(f) => self.unary(*f, x)?,
-                Op::Mul => self.mul(x, get(layer.inputs[1])?)?,
-                Op::Add => {
-                    x.iter().zip(get(layer.inputs[1])?).map(|(a, b)| Ok((a.0.add(b.0)?, up(a.1 + b.1, 2)))).collect::<Result<_, _>>()?
-                }
-                Op::GlobalAvgPool => self.global_avg_pool(x, in_shape)?,
-                Op::Reshape => x.clone(),
-                Op::Pad(p) => pad(x, in_shape, *p),
-                Op::Softmax => return Err(Unsupported),
-            };
-            values.finish_layer(k, out);
-        }
-        if keep_all {
-            Ok(values.into_values().into_iter().map(|v| v.unwrap_or_default()).collect())
-        } else {
-            Ok(vec![values.take_output().ok_or(Unsupported)?])
-        }
+        walk(self, self.net, input, keep_all)
     }
 
     /// `b + Σ w·x` over `(weight index, input index)` pairs: centre and radius.
@@ -850,6 +825,43 @@ impl<'a> FixedNetwork<'a> {
     }
 }
 
+/// The operations above, as the walk calls them; a Softmax inside the network is left to the
+/// `BigFloat` backend.
+impl BallArithmetic for FixedNetwork<'_> {
+    type Value = Vec<(Fx, f64)>;
+    type Error = Unsupported;
+    fn empty(&self) -> Self::Value {
+        vec![]
+    }
+    fn conv(&self, k: usize, conv: &Conv, x: &Self::Value, in_shape: &[usize], out_shape: &[usize]) -> Result<Self::Value, Unsupported> {
+        FixedNetwork::conv(self, conv, &self.prepared[k], x, in_shape, out_shape)
+    }
+    fn linear(&self, k: usize, lin: &Linear, x: &Self::Value) -> Result<Self::Value, Unsupported> {
+        FixedNetwork::linear(self, lin, &self.prepared[k], x)
+    }
+    fn channel_affine(&self, k: usize, _: &ChannelAffine, x: &Self::Value, in_shape: &[usize]) -> Result<Self::Value, Unsupported> {
+        FixedNetwork::channel_affine(self, &self.prepared[k], x, in_shape)
+    }
+    fn act(&self, f: Act, x: &Self::Value) -> Result<Self::Value, Unsupported> {
+        self.unary(f, x)
+    }
+    fn mul(&self, x: &Self::Value, s: &Self::Value) -> Result<Self::Value, Unsupported> {
+        FixedNetwork::mul(self, x, s)
+    }
+    fn add(&self, x: &Self::Value, y: &Self::Value) -> Result<Self::Value, Unsupported> {
+        x.iter().zip(y).map(|(a, b)| Ok((a.0.add(b.0)?, up(a.1 + b.1, 2)))).collect()
+    }
+    fn global_avg_pool(&self, x: &Self::Value, in_shape: &[usize]) -> Result<Self::Value, Unsupported> {
+        FixedNetwork::global_avg_pool(self, x, in_shape)
+    }
+    fn pad(&self, x: &Self::Value, in_shape: &[usize], pads: [usize; 4]) -> Result<Self::Value, Unsupported> {
+        Ok(pad(x, in_shape, pads))
+    }
+    fn softmax(&self, _: &Self::Value) -> Result<Self::Value, Unsupported> {
+        Err(Unsupported)
+    }
+}
+
 /// Fixed-point balls as `BigFloat` balls (the centres convert exactly).
 fn to_balls(v: &[(Fx, f64)]) -> Balls {
     let radii: Vec<f64> = v.iter().map(|x| x.1).collect();
@@ -863,6 +875,7 @@ fn pad(x: &[(Fx, f64)], in_shape: &[usize], pads: [usize; 4]) -> Vec<(Fx, f64)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zonocert_network::ValueId;
 
     fn close(a: &BigFloat, b: &BigFloat, units: f64) -> bool {
         let d = crate::precise::enclose(&a.sub(b, 1024, RoundingMode::ToEven));
