@@ -3,7 +3,7 @@
 //! Writes `bench.json`, `bench.csv` and `bench.md`; exits non-zero when any certified bound
 //! falls below a lower bound (a soundness failure).
 
-use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg};
+use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg, SemanticsArgs};
 use crate::report::{BenchReport, BenchRow};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -21,6 +21,8 @@ use zonocert_transform::sensitivity::{exact_point, CertifyPixel, Region};
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    semantics: SemanticsArgs,
     /// Directory holding the MNIST IDX files.
     #[arg(long)]
     mnist: PathBuf,
@@ -62,6 +64,9 @@ const REFERENCE_SLACK: f64 = 1e-12;
 pub fn run(args: BenchArgs) -> Result<()> {
     let net = args.model.load()?;
     check_classifier(&net)?;
+    if let zonocert_transform::float32::Semantics::F32(m) = args.semantics.semantics()? {
+        m.check(&net).map_err(|why| anyhow::anyhow!("--semantics f32: {why}"))?;
+    }
     let set = load_mnist(&args.mnist)?;
     let pixels = parse_pixels(&args.pixels)?;
     let regions = parse_regions(&args, &set)?;
@@ -85,7 +90,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let t0 = Instant::now();
             let name = method.name();
             // The precise method answers single images only.
-            let Some(results) = uppers(&net, region, &pixels, method, &args) else { continue };
+            let Some(results) = uppers(&net, region, &pixels, method, &args)? else { continue };
             let secs = t0.elapsed().as_secs_f64();
             let uppers: Vec<f64> = results.iter().map(|r| r.0).collect();
             let screened = results.iter().filter(|r| r.1).count();
@@ -118,7 +123,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     let (md, csv) = tables(&rows);
-    let report = BenchReport { model: args.model.model.display().to_string(), machine: machine(), rows, soundness_failures: failures };
+    let report = BenchReport {
+        model: args.model.model.display().to_string(),
+        execution: args.semantics.semantics()?.name().to_string(),
+        machine: machine(),
+        rows,
+        soundness_failures: failures,
+    };
     write_atomic(&args.out.join("bench.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     write_atomic(&args.out.join("bench.csv"), csv.as_bytes())?;
     write_atomic(&args.out.join("bench.md"), md.as_bytes())?;
@@ -169,14 +180,21 @@ fn parse_methods(list: &str) -> Result<Vec<EngineMethod>> {
 
 /// (certified upper bound × `--inject-scale`, screened) per pixel for one method on one region;
 /// `None` where the method does not apply (precise off a single image).
-fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod, args: &BenchArgs) -> Option<Vec<(f64, bool)>> {
-    let settings =
-        EngineSettings { screen: if args.no_screen { None } else { EngineSettings::default().screen }, ..EngineSettings::default() };
+fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod, args: &BenchArgs) -> Result<Option<Vec<(f64, bool)>>> {
+    let settings = EngineSettings {
+        screen: if args.no_screen { None } else { EngineSettings::default().screen },
+        semantics: args.semantics.semantics()?,
+        ..EngineSettings::default()
+    };
     let engine = match Engine::new(net, region, method, &settings) {
         Ok(e) => e,
-        Err(EngineError::PreciseNeedsPoint) => return None,
+        Err(EngineError::PreciseNeedsPoint) => return Ok(None),
+        Err(e @ EngineError::F32Unsupported(_)) => {
+            eprintln!("{}: skipped ({e})", method.name());
+            return Ok(None);
+        }
     };
-    Some(
+    Ok(Some(
         pixels
             .par_iter()
             .map(|&p| {
@@ -184,7 +202,7 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
                 (b.upper * args.inject_scale, b.screened)
             })
             .collect(),
-    )
+    ))
 }
 
 /// The rows as a Markdown table and as CSV.

@@ -1,6 +1,6 @@
 //! `zonocert bounds`: classic L∞ robustness certification of one image.
 
-use crate::common::{check_classifier, progress_bar, ImageArg, ModelArg};
+use crate::common::{check_classifier, progress_bar, ImageArg, ModelArg, SemanticsArgs};
 use crate::refine::RefineArgs;
 use crate::report::{BoundsReport, RangeRecord};
 use anyhow::{bail, Result};
@@ -11,6 +11,7 @@ use zonocert_network::exec::argmax;
 use zonocert_refine::window::Window;
 use zonocert_refine::{refine_logit_differences, WindowProblem};
 use zonocert_transform::analysis::{forward_keeping, Keep};
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::Region;
 use zonocert_transform::softmax::{logit_differences, probability_bounds};
 use zonocert_transform::Domain;
@@ -29,6 +30,8 @@ pub enum BoundsMethod {
 pub struct BoundsArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    semantics: SemanticsArgs,
     #[command(flatten)]
     image: ImageArg,
     /// L∞ radius on the [0, 1] pixel scale (the ball is clipped to [0, 1]).
@@ -66,8 +69,15 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     if lp.is_some() && !symbols {
         bail!("--refine lp needs --method zonotope (the LP window is tied to the zonotope's noise symbols)");
     }
+    let semantics = args.semantics.semantics()?;
+    if let Semantics::F32(m) = semantics {
+        m.check(&net).map_err(|why| anyhow::anyhow!("--semantics f32: {why}"))?;
+        if lp.is_some() {
+            bail!("--semantics f32: --refine lp does not model float32 execution yet");
+        }
+    }
     let input = Zonotope::from_box(&region.input_box(), &mut pool, symbols);
-    let maps = zonocert_transform::maps::PreparedMaps::new(&net);
+    let maps = zonocert_transform::maps::PreparedMaps::new(&net).with_semantics(semantics);
     let window = lp.map(|s| Window::new(&net, s.window));
     let keep = window.as_ref().map_or(&[][..], |w| &w.inputs[..]);
     let (fwd, kept) = forward_keeping(&net, &maps, input, &mut pool, domain, Keep { bounds: lp.is_some(), values: keep });
@@ -95,7 +105,16 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         }
         _ => None,
     };
-    let probs = probability_bounds(classes, &|j, c| diffs[j][c]);
+    let mut probs = probability_bounds(classes, &|j, c| diffs[j][c]);
+    if let Semantics::F32(m) = semantics {
+        // The float32 softmax: |p̂_c − p_c| ≤ θ·p_c + a.
+        let spread = diffs.iter().flatten().map(Interval::mag).fold(0.0, f64::max);
+        let (theta, a) = m.softmax_error(spread, classes);
+        for p in &mut probs {
+            let grow = |v: f64| (theta * v + a) * (1.0 + 1e-12);
+            *p = Interval::new((p.lo - grow(p.hi)).max(0.0), (p.hi + grow(p.hi)).min(1.0));
+        }
+    }
     let verified = (0..classes).filter(|&j| j != predicted).all(|j| diffs[j][predicted].hi < 0.0);
     let secs = t0.elapsed().as_secs_f64();
     let method = match args.method {
@@ -110,6 +129,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
         label: img.label,
         eps: args.eps,
         method: method.to_string(),
+        execution: semantics.name().to_string(),
         logits: range(&logits),
         probabilities: range(&probs),
         predicted,

@@ -2,6 +2,7 @@
 
 use crate::common::{
     budgets_within, check_classifier, hex, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, ModelArg, QuestionArgs,
+    SemanticsArgs,
 };
 use crate::heatmap;
 use crate::refine::RefineArgs;
@@ -20,6 +21,7 @@ use zonocert_network::{Executor, Network};
 use zonocert_refine::engine::{Engine, EngineMethod, EngineSettings};
 use zonocert_refine::LpSettings;
 use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::precise::Arithmetic;
 use zonocert_transform::sensitivity::{exact_point, Certified, CertifyPixel, Method, Region, Screen, Settings};
 
@@ -71,6 +73,8 @@ pub struct CertifyArgs {
     model: ModelArg,
     #[command(flatten)]
     question: QuestionArgs,
+    #[command(flatten)]
+    semantics: SemanticsArgs,
     /// Method (`auto`: `precise` for a single image, `diff-zonotope` for a ball or the
     /// global region).
     #[arg(long, value_enum, default_value = "auto")]
@@ -271,7 +275,7 @@ fn run_record(args: &CertifyArgs, q: (&Region, &str), engine: &Engine, model_sha
             seed: s.seed,
             ascent_steps: s.ascent_steps,
         }),
-        semantics: "real".to_string(),
+        semantics: engine.certifier().map_or("real", |c| c.settings().semantics.name()).to_string(),
         shard: args.shard.map(|s| ShardRecord { k: s.k, n: s.n }),
     }
 }
@@ -321,7 +325,12 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         region: job.region_record.clone(),
         bit: args.question.bit,
         flip_size: (1u32 << args.question.bit) as f64 / 255.0,
-        semantics: SEMANTICS.to_string(),
+        semantics: match engine.certifier().map(|c| c.settings().semantics) {
+            Some(Semantics::F32(m)) => {
+                format!("{SEMANTICS_F32} (K = {}{})", m.ulp, if m.same_order { ", same order for both images" } else { "" })
+            }
+            _ => SEMANTICS.to_string(),
+        },
         settings: report_settings(&run, &engine),
         pixels: entries,
         run: run.clone(),
@@ -359,6 +368,9 @@ fn with_exact(mut entries: Vec<PixelEntry>, net: &Network, region: &Region, exac
 }
 
 /// What `semantics` says in every report.
+/// What the numbers are about with `--semantics f32`.
+const SEMANTICS_F32: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for every float32 execution of the graph, its input conversion b/255 and the final softmax, in which each operation is correctly rounded to nearest with gradual underflow, every sum is accumulated in any order, and sigmoid and exp are within K units (README, What is certified); 'lower': with --with-lower, the value attained by a concrete image pair found by search (evaluated in f64)";
+
 const SEMANTICS: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)";
 
 /// The method `--method` resolves to on `region`, and the options that need a single image.
@@ -399,6 +411,7 @@ fn build_engine<'a>(
             ArithmeticArg::Bigfloat => Arithmetic::BigFloat(args.precision as usize),
         },
         lp: lp.unwrap_or_default(),
+        semantics: args.semantics.semantics()?,
     };
     Ok(Engine::new(net, region, method, &settings)?)
 }

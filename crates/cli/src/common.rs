@@ -142,6 +142,46 @@ pub enum RegionArg {
     Global,
 }
 
+/// Which computation the certified numbers are about.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq, Debug)]
+pub enum SemanticsArg {
+    /// The real-valued function the weights define.
+    Real,
+    /// Any float32 execution of the graph (README, § What is certified).
+    F32,
+}
+
+/// `--semantics` and the parameters of the float32 model.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct SemanticsArgs {
+    /// `real`: the real-valued function of the weights; `f32`: any float32 execution of the
+    /// graph (correctly rounded operations, sums in any order, sigmoid and exp within --ulp).
+    #[arg(long, value_enum, default_value = "real")]
+    pub semantics: SemanticsArg,
+    /// With --semantics f32: the error of sigmoid in units of 2^-23 and of exp in ulps.
+    #[arg(long, default_value_t = zonocert_transform::float32::F32Model::default().ulp)]
+    pub ulp: f64,
+    /// With --semantics f32: the two images of a pair run through the same kernels in the same
+    /// order, so neurons whose inputs do not differ round alike (tighter; an assumption about
+    /// how the model is run).
+    #[arg(long)]
+    pub f32_same_order: bool,
+}
+
+impl SemanticsArgs {
+    /// The library's semantics.
+    pub fn semantics(&self) -> Result<zonocert_transform::float32::Semantics> {
+        use zonocert_transform::float32::{F32Model, Semantics};
+        if !(self.ulp >= 0.0 && self.ulp.is_finite()) {
+            bail!("--ulp must be a finite number ≥ 0, got {}", self.ulp);
+        }
+        Ok(match self.semantics {
+            SemanticsArg::Real => Semantics::Real,
+            SemanticsArg::F32 => Semantics::F32(F32Model { ulp: self.ulp, same_order: self.f32_same_order }),
+        })
+    }
+}
+
 /// The question shared by `certify` and `attack`: region, flipped bit, pixels.
 #[derive(Args, Clone)]
 pub struct QuestionArgs {

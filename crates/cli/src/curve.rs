@@ -4,7 +4,7 @@
 //! Writes `curve.json`, `curve_bits.png` and `curve_eps.png`.
 
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, ImageArg, ModelArg};
+use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, ImageArg, ModelArg, SemanticsArgs};
 use crate::heatmap::{curve, Series};
 use crate::report::{CurvePoint, CurveReport};
 use anyhow::{bail, Context, Result};
@@ -16,6 +16,7 @@ use std::time::Instant;
 use zonocert_network::{Executor, Network};
 use zonocert_refine::engine::{Engine, EngineSettings};
 use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::{CertifyPixel, Region};
 
 /// Arguments of `zonocert curve`.
@@ -23,6 +24,8 @@ use zonocert_transform::sensitivity::{CertifyPixel, Region};
 pub struct CurveArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    semantics: SemanticsArgs,
     #[command(flatten)]
     image: ImageArg,
     /// Flipped bits for the curve against the bit (at the image itself, ε = 0).
@@ -121,12 +124,13 @@ struct Sweep<'a> {
     pixels: &'a [usize],
     rounds: usize,
     screen: bool,
+    semantics: Semantics,
     bar: &'a ProgressBar,
 }
 
 /// Certified and lower bounds, maximised over the sweep's pixels, for one (region, bit).
 fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<Point> {
-    let Sweep { net, exec, pixels, rounds, screen, bar } = *sweep;
+    let Sweep { net, exec, pixels, rounds, screen, semantics, bar } = *sweep;
     let t0 = Instant::now();
     let eps = match region {
         Region::Ball(_, e) => *e,
@@ -134,7 +138,7 @@ fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<P
     };
     let method = method.engine().resolve(region);
     let screen = if screen { EngineSettings::default().screen } else { None };
-    let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, ..EngineSettings::default() })?;
+    let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, semantics, ..EngineSettings::default() })?;
     let search_settings = SearchSettings::per_pixel(rounds);
     // (pixel, upper, lower) per pixel; the precise method's enclosure has a certified lower
     // end, the others get the search's.
@@ -167,7 +171,15 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
-    let sweep = Sweep { net: &net, exec: &exec, pixels: &pixels, rounds: args.attack_rounds, screen: !args.no_screen, bar: &bar };
+    let sweep = Sweep {
+        net: &net,
+        exec: &exec,
+        pixels: &pixels,
+        rounds: args.attack_rounds,
+        screen: !args.no_screen,
+        semantics: args.semantics.semantics()?,
+        bar: &bar,
+    };
     let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, args.point_method)).collect::<Result<_>>()?;
     let by_eps: Vec<Point> = eps
         .iter()
@@ -215,6 +227,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
         by_bit: by_bit.iter().map(Point::record).collect(),
         by_eps: by_eps.iter().map(Point::record).collect(),
         time_s: t0.elapsed().as_secs_f64(),
+        execution: args.semantics.semantics()?.name().to_string(),
         semantics: CURVE_SEMANTICS.to_string(),
     };
     const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";

@@ -452,6 +452,8 @@ pub struct BenchRow {
 pub struct BenchReport {
     /// The model file.
     pub model: String,
+    /// `real` or `f32` (`--semantics`).
+    pub execution: String,
     /// The machine.
     pub machine: Machine,
     /// One row per (region, method).
@@ -502,6 +504,8 @@ pub struct CurveReport {
     pub by_eps: Vec<CurvePoint>,
     /// Wall time, seconds.
     pub time_s: f64,
+    /// `real` or `f32` (`--semantics`).
+    pub execution: String,
     /// What the numbers mean.
     pub semantics: String,
 }
@@ -528,6 +532,8 @@ pub struct BoundsReport {
     pub eps: f64,
     /// `interval` or `zonotope`.
     pub method: String,
+    /// `real` or `f32` (`--semantics`).
+    pub execution: String,
     /// Logit bounds.
     pub logits: RangeRecord,
     /// Probability bounds.

@@ -188,6 +188,10 @@ pub struct Network {
     pub output: ValueId,
     /// Squeeze-excite blocks found by the fusion pass (informational).
     pub squeeze_excite: Vec<SqueezeExcite>,
+    /// Per-channel multiply-adds that the import folded into the convolution before them
+    /// (their layer names): the real-valued function is unchanged, a `float32` execution of
+    /// the original graph is not.
+    pub folded_affines: Vec<String>,
 }
 
 /// Number of elements of a shape.

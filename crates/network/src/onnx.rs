@@ -264,7 +264,7 @@ pub fn import(model: &proto::ModelProto) -> Result<Network, ImportError> {
         Some(Val::Const(_)) => return Err(ImportError::Graph(format!("output '{out_name}' does not depend on the input"))),
         None => return Err(ImportError::Graph(format!("output '{out_name}' is not produced by any node"))),
     };
-    let net = Network { input_name: input.name().to_string(), input_shape, layers, output, squeeze_excite: vec![] };
+    let net = Network { input_name: input.name().to_string(), input_shape, layers, output, squeeze_excite: vec![], folded_affines: vec![] };
     net.validate().map_err(ImportError::Graph)?;
     Ok(net)
 }

@@ -10,6 +10,7 @@ use crate::window::Window;
 use crate::{LpRefiner, LpSettings};
 use std::fmt;
 use zonocert_network::Network;
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::precise::{Arithmetic, PreciseCertifier};
 use zonocert_transform::sensitivity::{Certified, Certifier, CertifyPixel, Method, Region, Screen, Settings};
 
@@ -86,6 +87,8 @@ pub struct EngineSettings {
     pub arithmetic: Arithmetic,
     /// `diff-zonotope+lp`: the LP work.
     pub lp: LpSettings,
+    /// Real-valued or `float32` execution (abstract methods only).
+    pub semantics: Semantics,
 }
 
 impl Default for EngineSettings {
@@ -98,6 +101,7 @@ impl Default for EngineSettings {
             screen: s.screen,
             arithmetic: Arithmetic::Fixed,
             lp: LpSettings::default(),
+            semantics: s.semantics,
         }
     }
 }
@@ -107,6 +111,8 @@ impl Default for EngineSettings {
 pub enum EngineError {
     /// `precise` was asked for a ball or the global region.
     PreciseNeedsPoint,
+    /// The method does not model `float32` execution yet, or the network is outside the model.
+    F32Unsupported(String),
 }
 
 impl fmt::Display for EngineError {
@@ -122,6 +128,7 @@ impl fmt::Display for EngineError {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            EngineError::F32Unsupported(why) => write!(f, "--semantics f32: {why}"),
         }
     }
 }
@@ -142,8 +149,23 @@ impl<'a> Engine<'a> {
     /// Runs what the question needs once (the region analysis, LP neuron tightening, or the
     /// unflipped image's evaluation), ready for [`CertifyPixel::certify`].
     pub fn new(net: &'a Network, region: &Region, method: EngineMethod, s: &EngineSettings) -> Result<Engine<'a>, EngineError> {
-        let settings =
-            |method: Method| Settings { method, region_budget: s.region_budget, diff_budget: s.diff_budget, bit: s.bit, screen: s.screen };
+        let settings = |method: Method| Settings {
+            method,
+            region_budget: s.region_budget,
+            diff_budget: s.diff_budget,
+            bit: s.bit,
+            screen: s.screen,
+            semantics: s.semantics,
+        };
+        if let Semantics::F32(m) = s.semantics {
+            if matches!(method.resolve(region), EngineMethod::Precise | EngineMethod::DiffZonotopeLp) {
+                return Err(EngineError::F32Unsupported(format!(
+                    "method {} does not model float32 execution yet; use an abstract method (interval, twin-zonotope, diff-zonotope, diff-interval)",
+                    method.resolve(region).name()
+                )));
+            }
+            m.check(net).map_err(EngineError::F32Unsupported)?;
+        }
         Ok(match (method.resolve(region), region) {
             (EngineMethod::Precise, Region::Point(px)) => Engine::Precise(PreciseCertifier::new(net, px, s.bit, s.arithmetic)),
             (EngineMethod::Precise, _) => return Err(EngineError::PreciseNeedsPoint),

@@ -109,7 +109,14 @@ fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
         let eps = eps_255 as f64 / 255.0;
         let region = Region::Ball(img, eps);
         let window = Window::new(&net, WINDOWS[w]);
-        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None };
+        let settings = Settings {
+            method: Method::DiffZonotope,
+            region_budget: 64,
+            diff_budget: 32,
+            bit: 0,
+            screen: None,
+            semantics: Default::default(),
+        };
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let bounds = &cert.region_analysis().bounds;
         let refiner = LpRefiner::new(&net, window, bounds, cert.kept().to_vec(), self::settings());
@@ -191,7 +198,14 @@ fn every_window_row_holds_at_concrete_states() {
         let mut rng = Rng(seed ^ 0x7075);
         let region = Region::Ball(image(&mut rng), eps_255 as f64 / 255.0);
         let window = Window::new(&net, WINDOWS[w]);
-        let settings = Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None };
+        let settings = Settings {
+            method: Method::DiffZonotope,
+            region_budget: 64,
+            diff_budget: 32,
+            bit: 0,
+            screen: None,
+            semantics: Default::default(),
+        };
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let x_bounds = &cert.region_analysis().bounds;
         // With the 8-layer window, the region's neurons inside it are first tightened by LPs:
@@ -286,7 +300,14 @@ fn refined_global_bounds_contain_sampled_pairs() {
         let exec = Executor::<f64>::new(&net);
         let mut rng = Rng(seed ^ 0x610b);
         for bit in [0u8, 3, 7] {
-            let settings = Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit, screen: None };
+            let settings = Settings {
+                method: Method::DiffZonotope,
+                region_budget: 512,
+                diff_budget: 256,
+                bit,
+                screen: None,
+                semantics: Default::default(),
+            };
             let cert = Certifier::with_kept(&net, Region::Global, settings, &window.inputs);
             let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept().to_vec(), self::settings());
             for pixel in [rng.below(784), 14 * 28 + 14] {

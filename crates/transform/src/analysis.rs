@@ -5,8 +5,9 @@
 //! until every analysis handles it.
 
 use crate::activation::{prefer_interval_image, relaxation, Act, Enclose};
+use crate::float32::{add_errors, Semantics};
 use crate::maps::PreparedMaps;
-use zonocert_domain::{Interval, Relaxation, SymbolPool, Zonotope, U};
+use zonocert_domain::{Interval, LinearMap, Relaxation, SymbolPool, Zonotope, U};
 use zonocert_network::ir::{numel, Network, Op};
 use zonocert_network::ValueStore;
 
@@ -75,6 +76,12 @@ pub fn forward_keeping(
     keep: Keep,
 ) -> (Forward, Vec<Zonotope>) {
     let (keep_bounds, keep) = (keep.bounds, keep.values);
+    // A float32 execution first rounds its input (the conversion of each byte).
+    let mut input = input;
+    if let Semantics::F32(m) = maps.semantics {
+        let e = m.input_error(&input.bounds());
+        add_errors(&mut input, &e);
+    }
     let mut kept: Vec<Option<Zonotope>> = vec![None; keep.len()];
     let budget = domain.budget();
     let interval_only = domain == Domain::Interval;
@@ -98,11 +105,19 @@ pub fn forward_keeping(
     let mut vals = ValueStore::new(net, input, false);
     for (k, layer) in net.layers.iter().enumerate() {
         let mut out = pass.step(k, vals.slots(), &met, pool);
+        // A float32 execution's rounding of this layer, added to both analyses of the product.
+        let rounding = pass.rounding(k, &met);
+        if let Some(e) = &rounding {
+            add_errors(&mut out, e);
+        }
         let mut replaced = 0;
         if interval_only {
             met[k + 1] = out.bounds();
         } else {
-            let shadow = pass.interval_shadow().step(k, &shadows, &met, pool);
+            let mut shadow = pass.interval_shadow().step(k, &shadows, &met, pool);
+            if let Some(e) = &rounding {
+                add_errors(&mut shadow, e);
+            }
             let rad = out.radius();
             let (zb, ib) = (out.bounds_from(&rad), shadow.bounds());
             // Two sound enclosures of the same reals always overlap; were they not to (a bug),
@@ -158,6 +173,15 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
+    /// With `float32` semantics, per output neuron of layer `k` a bound on the execution's
+    /// rounding there, from the bounds `met` of the layer's inputs.
+    fn rounding(self, k: usize, met: &[Vec<Interval>]) -> Option<Vec<f64>> {
+        let Semantics::F32(m) = self.maps.semantics else { return None };
+        let layer = &self.net.layers[k];
+        let second = layer.inputs.get(1).map(|v| &met[v.0][..]);
+        Some(m.layer_error(self.net, self.maps, k, (&met[layer.inputs[0].0], second)))
+    }
+
     /// The interval analysis that runs in lockstep with this one.
     fn interval_shadow(self) -> Self {
         Pass { budget: 0, interval_only: true, ..self }
@@ -281,7 +305,8 @@ pub fn differential_keeping(
     for (k, layer) in net.layers.iter().enumerate() {
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
         let xin = &x_bounds[layer.inputs[0].0];
-        let out = match &layer.op {
+        let rounding = differential_rounding(pass, k, &vals);
+        let mut out = match &layer.op {
             // The layer that produces the logits sees its input's boxed terms as shared
             // symbols, so differences of logits keep their correlation (the training bound's
             // rows w_c − w_j; cheap: one layer).
@@ -319,6 +344,9 @@ pub fn differential_keeping(
             // See `step`: a probability moves by at most 1.
             Op::Softmax => Zonotope::from_box(&vec![Interval::new(-1.0, 1.0); d.dim()], pool, false),
         };
+        if let Some(e) = &rounding {
+            add_errors(&mut out, e);
+        }
         // An overflow (±∞ or NaN) anywhere makes the output unknown; checked per layer, since
         // a NaN could later be dropped by a comparison and look like a small number.
         let out_bounds = out.bounds();
@@ -335,6 +363,39 @@ pub fn differential_keeping(
     }
     let record = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
     (output, record)
+}
+
+/// With `float32` semantics, per output neuron of layer `k` a bound on how much the two
+/// executions' rounding can move `D = x̃′ − x̃` there: the rounding of `x` plus that of `x′`
+/// (bounded over `x + D`), which are not the same. With `same_order`, a neuron whose inputs
+/// do not differ rounds alike in both executions and gets nothing.
+fn differential_rounding(pass: DiffPass, k: usize, vals: &ValueStore<Zonotope>) -> Option<Vec<f64>> {
+    let DiffPass { net, maps, x_bounds, .. } = pass;
+    let Semantics::F32(m) = maps.semantics else { return None };
+    let layer = &net.layers[k];
+    let d_bounds: Vec<Vec<Interval>> = layer.inputs.iter().map(|v| vals.get(*v).expect("value computed before use").bounds()).collect();
+    let shifted = |i: usize| -> Vec<Interval> { x_bounds[layer.inputs[i].0].iter().zip(&d_bounds[i]).map(|(x, d)| x.add(d)).collect() };
+    let second_x = layer.inputs.get(1).map(|v| &x_bounds[v.0][..]);
+    let second_xp = (layer.inputs.len() > 1).then(|| shifted(1));
+    let e_x = m.layer_error(net, maps, k, (&x_bounds[layer.inputs[0].0], second_x));
+    let e_xp = m.layer_error(net, maps, k, (&shifted(0), second_xp.as_deref()));
+    let mut e: Vec<f64> = e_x.iter().zip(&e_xp).map(|(a, b)| (a + b).next_up()).collect();
+    if m.same_order {
+        let changed = |b: &[Interval]| -> Vec<f64> { b.iter().map(|d| if d.lo == 0.0 && d.hi == 0.0 { 0.0 } else { 1.0 }).collect() };
+        let reach: Vec<f64> = match &layer.op {
+            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
+                maps.get(k, false).apply_abs(&changed(&d_bounds[0]))
+            }
+            Op::Act(_) | Op::Softmax => changed(&d_bounds[0]),
+            Op::Mul | Op::Add => {
+                let (a, b) = (changed(&d_bounds[0]), changed(&d_bounds[1]));
+                let repeat = (a.len() / b.len().max(1)).max(1);
+                a.iter().enumerate().map(|(j, x)| x + b[if b.len() == a.len() { j } else { j / repeat }]).collect()
+            }
+        };
+        e.iter_mut().zip(reach).filter(|(_, r)| *r == 0.0).for_each(|(e, _)| *e = 0.0);
+    }
+    Some(e)
 }
 
 /// Per-neuron enclosure of `f(x + d) − f(x)` as `λ·d + μ ± β`.

@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod analysis;
 pub mod falsify;
+pub mod float32;
 pub mod maps;
 pub mod precise;
 pub mod sensitivity;

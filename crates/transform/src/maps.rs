@@ -1,5 +1,6 @@
 //! The affine layers of the IR as [`LinearMap`]s over `f64`, applied batched to generators.
 
+use crate::float32::Semantics;
 use zonocert_domain::LinearMap;
 use zonocert_network::ir::{numel, ChannelAffine, Op, Shape};
 use zonocert_network::kernels::{self, ConvKernel, LinearKernel};
@@ -21,17 +22,26 @@ pub struct Affine<'a> {
     pub with_offset: bool,
 }
 
-/// The affine maps of every layer of a network, index = layer (`None` for non-affine ops).
+/// The affine maps of every layer of a network, index = layer (`None` for non-affine ops),
+/// and the semantics the analyses that use them certify (with `float32`, they add each layer's
+/// rounding).
 pub struct PreparedMaps {
     /// One entry per layer.
     pub maps: Vec<Option<AffineMap>>,
+    /// Real-valued or `float32` execution.
+    pub semantics: Semantics,
 }
 
 impl PreparedMaps {
     /// Converts the weights of every affine layer of `net`.
     pub fn new(net: &zonocert_network::Network) -> Self {
         let maps = net.layers.iter().map(|l| AffineMap::new(&l.op, net.shape_of(l.inputs[0]), &l.shape)).collect();
-        PreparedMaps { maps }
+        PreparedMaps { maps, semantics: Semantics::Real }
+    }
+
+    /// The same maps for analyses of `semantics`.
+    pub fn with_semantics(self, semantics: Semantics) -> Self {
+        PreparedMaps { semantics, ..self }
     }
 
     /// The map of layer `k` (with or without offset), which must be affine.

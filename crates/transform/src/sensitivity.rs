@@ -8,8 +8,9 @@
 //! and shared by all pixels.
 
 use crate::analysis::{differential_keeping, forward, forward_keeping, DiffPass, DifferenceRecord, Domain, Forward, Keep};
+use crate::float32::Semantics;
 use crate::maps::PreparedMaps;
-use crate::softmax::{class_bounds, logit_differences, ClassBound};
+use crate::softmax::{class_bounds, logit_differences, probability_bounds, ClassBound};
 
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::data::PIXELS;
@@ -112,11 +113,20 @@ pub struct Settings {
     pub bit: u8,
     /// Screening pass of `diff-zonotope` (`None`: every pixel gets the full-budget pass).
     pub screen: Option<Screen>,
+    /// Real-valued or `float32` execution.
+    pub semantics: Semantics,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit: 0, screen: Some(Screen::default()) }
+        Settings {
+            method: Method::DiffZonotope,
+            region_budget: 512,
+            diff_budget: 256,
+            bit: 0,
+            screen: Some(Screen::default()),
+            semantics: Semantics::Real,
+        }
     }
 }
 
@@ -257,6 +267,8 @@ pub struct Certifier<'a> {
     kept: Vec<Zonotope>,
     /// [`Certifier::trivial_bound`].
     trivial: f64,
+    /// Bounds on every class probability over the region.
+    p_region: Vec<Interval>,
 }
 
 impl<'a> Certifier<'a> {
@@ -274,7 +286,7 @@ impl<'a> Certifier<'a> {
             (Region::Point(_), _) | (_, Method::DiffInterval) => Settings { region_budget: 0, diff_budget: 0, ..settings },
             _ => settings,
         };
-        let maps = PreparedMaps::new(net);
+        let maps = PreparedMaps::new(net).with_semantics(settings.semantics);
         let mut pool = SymbolPool::new();
         let domain = match settings.method {
             Method::Interval | Method::DiffInterval => Domain::Interval,
@@ -286,7 +298,8 @@ impl<'a> Certifier<'a> {
         let classes = x.output.dim();
         let dx = logit_differences(&x.output);
         let trivial = finish(0, delta_bounds(&dx, &unbounded_differences(classes)), false).upper;
-        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial }
+        let p_region = probability_bounds(classes, &|j, c| dx[j][c]);
+        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial, p_region }
     }
 
     /// The bound a pixel gets when nothing is known about how its flip moves the logits: from
@@ -321,6 +334,11 @@ impl<'a> Certifier<'a> {
             }
             _ => Interval::new(-delta.hi, delta.hi),
         };
+        // In float32 both images' bytes are rounded on conversion, differently.
+        if let Semantics::F32(m) = self.settings.semantics {
+            let e = 2.0 * m.input_error(&[Interval::new(0.0, 1.0)])[0];
+            d[i] = Interval::new((d[i].lo - e).next_down(), (d[i].hi + e).next_up());
+        }
         d
     }
 
@@ -365,7 +383,7 @@ impl<'a> Certifier<'a> {
                             .map(|row| row.iter().map(|d| Interval::new(d.lo / screen.factor, d.hi / screen.factor)).collect())
                             .collect();
                         if finish(i, delta_bounds(&self.dx, &shrunk), true).upper >= self.trivial {
-                            return finish(i, delta_bounds(&self.dx, &dd), true);
+                            return self.finish_rounded(i, delta_bounds(&self.dx, &dd), &dd, true);
                         }
                     }
                 }
@@ -374,14 +392,31 @@ impl<'a> Certifier<'a> {
                 if let (Some(r), Some(rec), true) = (refiner, record.as_ref(), finite) {
                     r.refine(i, rec, &mut dd, &|dd: &[Vec<Interval>]| delta_bounds(dx, dd));
                 }
-                delta_bounds(dx, &dd)
+                (delta_bounds(dx, &dd), dd)
             }
             Method::TwinZonotope | Method::Interval => {
                 let (dxp, delta) = self.twin(i, budget);
-                class_bounds(k, &|j, c| dx[j][c], &|j, c| dxp[j][c], &|c, j| delta[c][j])
+                (class_bounds(k, &|j, c| dx[j][c], &|j, c| dxp[j][c], &|c, j| delta[c][j]), delta)
             }
         };
-        finish(i, per_class, false)
+        self.finish_rounded(i, per_class.0, &per_class.1, false)
+    }
+
+    /// The pixel's result; with `float32` semantics, each class's bound first grows by the
+    /// rounding of the two `float32` softmaxes (bounded through the region's probability
+    /// ranges and the spread of the logits, at `x` and at `x′`).
+    fn finish_rounded(&self, i: usize, mut per_class: Vec<ClassBound>, delta: &[Vec<Interval>], screened: bool) -> PixelBound {
+        if let Semantics::F32(m) = self.settings.semantics {
+            let mag = |v: &[Vec<Interval>]| v.iter().flatten().map(Interval::mag).fold(0.0, f64::max);
+            let spread = (mag(&self.dx) + mag(delta)).next_up();
+            let (theta, abs) = m.softmax_error(spread, self.classes);
+            for (b, p) in per_class.iter_mut().zip(&self.p_region) {
+                // |p̂_c − p_c| ≤ θ·p_c + a at x, and at x′ where p_c ≤ p_c(x) + |Δp_c|.
+                let grow = (theta * (2.0 * p.hi + b.bound) + 2.0 * abs) * (1.0 + 1e-12);
+                b.bound = if grow.is_finite() { (b.bound + grow).next_up().min(1.0) } else { 1.0 };
+            }
+        }
+        finish(i, per_class, screened)
     }
 
     /// The certified bounds on every `Δ(z_c − z_j) = (z′_c − z′_j) − (z_c − z_j)` for pixel `i`

@@ -72,7 +72,14 @@ fn binary_net(mul: bool, c: usize, plane: usize, a: &[Vec<f64>], b: &[Vec<f64>])
         layer("branch_s", linear(b), &[0], if mul { vec![s_dim, 1, 1] } else { vec![s_dim] }),
         if mul { layer("mul", Op::Mul, &[1, 2], vec![c, plane, 1]) } else { layer("add", Op::Add, &[1, 2], vec![c * plane]) },
     ];
-    let net = Network { input_name: "input".into(), input_shape: vec![n], layers, output: ValueId(3), squeeze_excite: vec![] };
+    let net = Network {
+        input_name: "input".into(),
+        input_shape: vec![n],
+        layers,
+        output: ValueId(3),
+        squeeze_excite: vec![],
+        folded_affines: vec![],
+    };
     net.validate().expect("valid network");
     net
 }
@@ -319,7 +326,14 @@ fn se_fragment(rng: &mut Rng, c: usize, h: usize) -> Network {
     let v6 = push("se_mul", Op::Mul, &[v2, v5], shape.clone());
     let v7 = push("residual", Op::Add, &[v6, v1], shape.clone());
     let v8 = push("flatten", Op::Reshape, &[v7], vec![c * h * h]);
-    let net = Network { input_name: "input".into(), input_shape: shape, layers, output: ValueId(v8), squeeze_excite: vec![] };
+    let net = Network {
+        input_name: "input".into(),
+        input_shape: shape,
+        layers,
+        output: ValueId(v8),
+        squeeze_excite: vec![],
+        folded_affines: vec![],
+    };
     net.validate().expect("valid network");
     net
 }

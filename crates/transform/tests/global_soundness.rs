@@ -38,7 +38,8 @@ const PAIRS_PER_KIND: usize = 100;
 const VARIANTS: [&str; 5] = ["interval", "twin-zonotope", "diff-zonotope", "diff-zonotope (screening pass forced)", "diff-interval"];
 
 fn settings(variant: usize, bit: u8) -> Settings {
-    let base = Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit, screen: None };
+    let base =
+        Settings { method: Method::DiffZonotope, region_budget: 512, diff_budget: 256, bit, screen: None, semantics: Default::default() };
     match variant {
         0 => Settings { method: Method::Interval, ..base },
         1 => Settings { method: Method::TwinZonotope, ..base },
@@ -346,6 +347,7 @@ fn mean_value_form_is_tight_on_a_linear_net() {
         ],
         output: ValueId(2),
         squeeze_excite: vec![],
+        folded_affines: vec![],
     };
     net.validate().expect("valid network");
     let exec = Executor::<f64>::new(&net);

@@ -465,7 +465,14 @@ mod tests {
 
     /// A network with no layers: only the constants of the evaluator are used.
     fn empty() -> Network {
-        Network { input_name: "x".into(), input_shape: vec![1], layers: vec![], output: ValueId(0), squeeze_excite: vec![] }
+        Network {
+            input_name: "x".into(),
+            input_shape: vec![1],
+            layers: vec![],
+            output: ValueId(0),
+            squeeze_excite: vec![],
+            folded_affines: vec![],
+        }
     }
 
     /// The hand-made exponential stays within its stated relative error of astro-float's

@@ -910,7 +910,14 @@ mod tests {
 
     #[test]
     fn exponential_and_sigmoid_are_within_their_bounds() {
-        let net = Network { input_name: "x".into(), input_shape: vec![1], layers: vec![], output: ValueId(0), squeeze_excite: vec![] };
+        let net = Network {
+            input_name: "x".into(),
+            input_shape: vec![1],
+            layers: vec![],
+            output: ValueId(0),
+            squeeze_excite: vec![],
+            folded_affines: vec![],
+        };
         let fx = FixedNetwork::new(&net).expect("empty network");
         let rm = RoundingMode::ToEven;
         let mut cc = Consts::new().expect("constants");

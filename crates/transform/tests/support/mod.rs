@@ -260,7 +260,14 @@ pub fn tiny_net_with(seed: u64, channels: usize, se: usize, stem_act: Act, gate_
         out_features: 10,
     };
     let logits = push("fc", Op::Linear(lin), &[flat], vec![10]);
-    let net = Network { input_name: "input".into(), input_shape: vec![1, 28, 28], layers, output: ValueId(logits), squeeze_excite: vec![] };
+    let net = Network {
+        input_name: "input".into(),
+        input_shape: vec![1, 28, 28],
+        layers,
+        output: ValueId(logits),
+        squeeze_excite: vec![],
+        folded_affines: vec![],
+    };
     net.validate().expect("valid network");
     net
 }

@@ -1,0 +1,196 @@
+//! What the network computes when it runs in `float32` (`--semantics f32`): the rounding of
+//! every operation of an IEEE-754 binary32 execution, as one more per-neuron uncertainty that
+//! the analyses add to each value (for `x` and `x′` separately in the differential analysis),
+//! and the rounding of the `float32` softmax.
+//!
+//! # The model of a `float32` execution
+//!
+//! Every elementary operation (+, −, ×, ÷, the conversion of the input byte `b/255`) is
+//! correctly rounded to nearest binary32 with gradual underflow: `|fl(a ∘ b) − a ∘ b| ≤
+//! u·|a ∘ b| + η` with `u = 2⁻²⁴` and `η = 2⁻¹⁴⁹`. Every dot product and sum (a convolution, a
+//! dense layer, a pooling) is accumulated in any order, with or without FMA, in blocks or split
+//! across threads: `|fl(Σ tᵢ) − Σ tᵢ| ≤ γₙ·Σ|tᵢ| + n·η` with `γₙ = nu/(1 − nu)`. `max` and
+//! `min` (ReLU, Clip) are exact. Each `sigmoid` result is within `K·2⁻²³` of the exact value
+//! (`K` units in the last place of 1: ONNX Runtime's logistic is an approximation whose error
+//! is absolute, not relative, in the tails), and each `exp` of the softmax within `K` units in
+//! the last place of its result (`K·2⁻²³` relative, plus `K·η`). A swish `x·σ(x)` is a sigmoid
+//! and a product.
+//!
+//! Not covered: flush-to-zero or denormals-are-zero modes, reduced-precision arithmetic
+//! (bfloat16, TF32), and graphs that the importer rewrote so that they compute differently in
+//! `float32` (a BatchNormalization or constant multiply-add folded into a convolution, or kept
+//! as one per-channel map with both a scale and an offset): [`F32Model::check`] refuses those.
+
+use crate::activation::{Act, Form};
+use crate::maps::PreparedMaps;
+use zonocert_domain::{Interval, LinearMap, Zonotope};
+use zonocert_network::ir::{numel, Network, Op};
+
+/// Unit roundoff of binary32 (round to nearest).
+pub const U32: f64 = 1.0 / 16_777_216.0;
+/// One unit in the last place of 1 in binary32, `2⁻²³`.
+pub const ULP_OF_ONE: f64 = 2.0 * U32;
+/// Smallest positive binary32 subnormal, `2⁻¹⁴⁹`: the absolute error of an underflowing result.
+pub const ETA32: f64 = 1.401_298_464_324_817e-45;
+
+/// γₙ for binary32: `nu / (1 − nu)`, rounded up, with one extra rounding of margin.
+pub fn gamma32(n: usize) -> f64 {
+    let nu = (n as f64 + 1.0) * U32;
+    (nu / (1.0 - nu) * (1.0 + 1e-12)).next_up()
+}
+
+/// Which function of the weights the certified numbers are about.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Semantics {
+    /// The real-valued function the weights define.
+    #[default]
+    Real,
+    /// Any `float32` execution of the graph as the module docs describe.
+    F32(F32Model),
+}
+
+impl Semantics {
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Semantics::Real => "real",
+            Semantics::F32(_) => "f32",
+        }
+    }
+}
+
+/// The parameters of the `float32` model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct F32Model {
+    /// `K`: the error of `sigmoid` in units of `2⁻²³`, and of `exp` in units in the last place.
+    pub ulp: f64,
+    /// The two images are evaluated alike (the same kernels and summation order per neuron),
+    /// so a neuron whose inputs are the same in both rounds alike. Without it, the model's
+    /// "any order" holds for each execution separately.
+    pub same_order: bool,
+}
+
+impl Default for F32Model {
+    /// `K = 4`: twice the worst error measured over 9·10⁵ arguments for ONNX Runtime's
+    /// `Sigmoid` (1.38·2⁻²³ absolute) and PyTorch's `sigmoid` (1.97 ulp), and four times that
+    /// of their `exp` (0.85 and 0.56 ulp). Measured (`training/f32_ulp.py`), not proven.
+    fn default() -> Self {
+        F32Model { ulp: 4.0, same_order: false }
+    }
+}
+
+/// The largest magnitude in each interval, rounded up.
+fn magnitudes(b: &[Interval]) -> Vec<f64> {
+    b.iter().map(|i| i.mag()).collect()
+}
+
+impl F32Model {
+    /// Why `net` is outside the model, if it is (see the module docs).
+    pub fn check(&self, net: &Network) -> Result<(), String> {
+        if let Some(name) = net.folded_affines.first() {
+            return Err(format!(
+                "the importer folded the per-channel multiply-add '{name}' into the convolution before it; in float32 the graph computes them separately, which the f32 semantics does not model (export with BatchNorm folded, as torch.onnx does by default)"
+            ));
+        }
+        for l in &net.layers {
+            match &l.op {
+                Op::ChannelAffine(a) if a.scale.iter().any(|&s| s != 1.0) && a.shift.iter().any(|&t| t != 0.0) => {
+                    return Err(format!("layer '{}' is a per-channel map with both a scale and an offset (an unfolded BatchNormalization): its float32 evaluation order is not modelled", l.name));
+                }
+                Op::Softmax => {
+                    return Err(format!(
+                        "layer '{}': a Softmax inside the network is not modelled in float32 (the final softmax is applied by zonocert)",
+                        l.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !(self.ulp >= 0.0 && self.ulp.is_finite()) {
+            return Err(format!("--ulp must be a finite number ≥ 0, got {}", self.ulp));
+        }
+        Ok(())
+    }
+
+    /// The error of converting each input `b/255` (enclosed by `x`) to binary32.
+    pub fn input_error(&self, x: &[Interval]) -> Vec<f64> {
+        x.iter().map(|b| (U32 * b.mag()).next_up() + ETA32).collect()
+    }
+
+    /// Per output neuron of layer `k`, a bound on `|fl(op(x)) − op(x)|` over inputs in `inputs`
+    /// (the bounds of the layer's first and, for products and sums, second input).
+    pub fn layer_error(&self, net: &Network, maps: &PreparedMaps, k: usize, inputs: (&[Interval], Option<&[Interval]>)) -> Vec<f64> {
+        let layer = &net.layers[k];
+        let n_out = numel(&layer.shape);
+        let (x, y) = inputs;
+        let up = |v: f64| (v * (1.0 + 1e-12)).next_up();
+        match &layer.op {
+            Op::Reshape | Op::Pad(_) => vec![0.0; n_out],
+            Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool => {
+                let map = maps.get(k, true);
+                let n = map.fan_in() + 2;
+                let mut s = map.apply_abs(&magnitudes(x));
+                if let Some(b) = map.offset() {
+                    s.iter_mut().zip(b).for_each(|(s, b)| *s += b.abs());
+                }
+                // The f64 sums above are themselves rounded: a relative margin covers them.
+                let g = gamma32(n) * (1.0 + 1e-9);
+                s.into_iter().map(|s| up(g * s) + n as f64 * ETA32).collect()
+            }
+            Op::Act(f) => x.iter().map(|b| self.act_error(*f, *b)).collect(),
+            Op::Mul => {
+                let s = y.expect("a product has two inputs");
+                let repeat = (x.len() / s.len().max(1)).max(1);
+                x.iter()
+                    .enumerate()
+                    .map(|(j, b)| up(U32 * b.mag() * s[if s.len() == x.len() { j } else { j / repeat }].mag()) + ETA32)
+                    .collect()
+            }
+            Op::Add => {
+                let s = y.expect("a sum has two inputs");
+                x.iter().zip(s).map(|(a, b)| up(U32 * (a.mag() + b.mag()))).collect()
+            }
+            Op::Softmax => vec![f64::INFINITY; n_out],
+        }
+    }
+
+    /// The error of one activation over inputs in `b`.
+    pub fn act_error(&self, f: Act, b: Interval) -> f64 {
+        let up = |v: f64| (v * (1.0 + 1e-12)).next_up();
+        match f.form() {
+            // max/min are exact; α·x + β is a product and a sum (or one FMA).
+            Form::ClampedAffine { alpha, beta, .. } if alpha == 1.0 && beta == 0.0 => 0.0,
+            Form::ClampedAffine { alpha, beta, .. } => up(2.0 * U32 * (alpha * b.mag() + beta.abs()) * (1.0 + 2.0 * U32)) + ETA32,
+            Form::Logistic { times_x: false } => up(self.ulp * ULP_OF_ONE),
+            // fl(x·σ̂(x)) with |σ̂ − σ| ≤ K·2⁻²³ and σ̂ ≤ 1 (σ̂ may exceed 1 by that much).
+            Form::Logistic { times_x: true } => {
+                let s = self.ulp * ULP_OF_ONE;
+                up(b.mag() * s + U32 * b.mag() * (1.0 + s)) + ETA32
+            }
+        }
+    }
+
+    /// `(θ, a)` such that the `float32` softmax `p̂` of logits whose pairwise differences are at
+    /// most `spread` satisfies `|p̂_c − p_c| ≤ θ·p_c + a` for every class, for the overflow-safe
+    /// form `fl(exp(fl(z_c − max z)) / fl(Σ_j fl(exp(fl(z_j − max z)))))`.
+    pub fn softmax_error(&self, spread: f64, classes: usize) -> (f64, f64) {
+        if !spread.is_finite() {
+            return (f64::INFINITY, f64::INFINITY);
+        }
+        // fl(z_j − m) is within u·spread of z_j − m; exp turns that into a relative factor.
+        let shift = (2.0 * U32 * spread * (1.0 + 1e-9)).exp_m1().next_up();
+        let e = self.ulp * ULP_OF_ONE;
+        let hi = (1.0 + shift) * (1.0 + e) * (1.0 + e) * (1.0 + U32) / (1.0 - gamma32(classes));
+        let theta = ((hi - 1.0) * (1.0 + 1e-9)).next_up();
+        // Underflowing exponentials (classes below e^-87) err by K·η each; the sum is ≥ 1.
+        let a = (classes as f64 * self.ulp + 2.0) * ETA32 * 2.0;
+        (theta, a)
+    }
+}
+
+/// Adds per-neuron errors to a zonotope's independent error terms (rounded up).
+pub fn add_errors(z: &mut Zonotope, e: &[f64]) {
+    for (r, &x) in z.err.iter_mut().zip(e) {
+        *r = (*r + x).next_up();
+    }
+}
