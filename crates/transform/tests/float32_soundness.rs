@@ -1,0 +1,412 @@
+//! Soundness of `--semantics f32` against float32 executions.
+//!
+//! A reference float32 evaluator of the IR ([`Exec32`], written here, independent of the
+//! analyses) runs sampled inputs with every sum accumulated in one of several orders (forward,
+//! reversed, pairwise), and with `sigmoid` and `exp` results pushed to either edge of the
+//! allowed error (`±(K − ½)·2⁻²³` before rounding to float32). Then:
+//!
+//! * every value of every layer must lie in the forward analysis's bounds (interval and
+//!   zonotope domains; points and balls), for each order and perturbation;
+//! * for every method, flipped bit and pixel, the certified `f32` bound must be at least the
+//!   `|Δp̂|` of sampled byte-image pairs where the two images run with *different* orders and
+//!   opposite perturbations, through a float32 softmax (the overflow-safe form);
+//! * a network built with the float32-underflow trick (first-layer weights near 2⁻¹⁴⁹ and a
+//!   large gain after them) answers differently in `real` and `f32`, and the `f32` bound covers
+//!   what float32 executions do.
+//!
+//! The networks are the small EfficientNet-like nets of `support` (stems and gates cycling
+//! through swish, ReLU, ReLU6, Hardtanh, sigmoid and HardSigmoid), with every weight rounded
+//! to float32 (as an ONNX file stores them) and the normalisation a single division, and the
+//! exported `tests/vectors/tiny_effnet_tv.onnx`.
+
+use zonocert_domain::{Interval, SymbolPool, Zonotope};
+use zonocert_network::ir::{conv_taps, numel, pad_sources, ChannelAffine, Network, Op};
+use zonocert_network::Executor;
+use zonocert_network::{onnx, Act};
+use zonocert_transform::activation::Form;
+use zonocert_transform::analysis::{forward_keeping, Domain, Keep};
+use zonocert_transform::float32::{F32Model, Semantics, ULP_OF_ONE};
+use zonocert_transform::maps::PreparedMaps;
+use zonocert_transform::sensitivity::{largest_change, probabilities, Certifier, Method, Region, Settings};
+
+mod support;
+use support::{act_variant, image, tiny_net_with, Rng};
+
+const MODEL: F32Model = F32Model { ulp: 4.0, same_order: false };
+
+/// How a reference execution accumulates sums and perturbs sigmoid and exp.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    Forward,
+    Reverse,
+    Pairwise,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Exec32 {
+    order: Order,
+    /// Added to every sigmoid (in units of 2⁻²³) and, relatively, to every exp, before
+    /// rounding to float32: within the model's `K` when `|push| ≤ K − ½`.
+    push: f64,
+}
+
+fn sum32(terms: &[f32], order: Order) -> f32 {
+    match order {
+        Order::Forward => terms.iter().fold(0.0f32, |a, &t| a + t),
+        Order::Reverse => terms.iter().rev().fold(0.0f32, |a, &t| a + t),
+        Order::Pairwise => {
+            if terms.len() <= 2 {
+                return terms.iter().fold(0.0f32, |a, &t| a + t);
+            }
+            let (a, b) = terms.split_at(terms.len() / 2);
+            sum32(a, order) + sum32(b, order)
+        }
+    }
+}
+
+impl Exec32 {
+    fn sigmoid(&self, x: f32) -> f32 {
+        let s = 1.0 / (1.0 + (-(x as f64)).exp());
+        (s + self.push * ULP_OF_ONE) as f32
+    }
+
+    fn exp(&self, x: f32) -> f32 {
+        ((x as f64).exp() * (1.0 + self.push * ULP_OF_ONE)) as f32
+    }
+
+    fn act(&self, f: Act, x: f32) -> f32 {
+        match (f, f.form()) {
+            (_, Form::Logistic { times_x: false }) => self.sigmoid(x),
+            (_, Form::Logistic { times_x: true }) => x * self.sigmoid(x),
+            (_, Form::ClampedAffine { alpha, beta, lo, hi }) => {
+                let y = if alpha == 1.0 && beta == 0.0 { x } else { alpha as f32 * x + beta as f32 };
+                y.max(lo as f32).min(hi as f32)
+            }
+        }
+    }
+
+    /// Every value of `net` on one input (index = value id).
+    fn run(&self, net: &Network, input: &[f32]) -> Vec<Vec<f32>> {
+        let mut vals: Vec<Vec<f32>> = vec![input.to_vec()];
+        for layer in &net.layers {
+            let x = &vals[layer.inputs[0].0];
+            let in_shape = net.shape_of(layer.inputs[0]);
+            let out: Vec<f32> = match &layer.op {
+                Op::Conv(c) => {
+                    let (h, w) = (in_shape[1], in_shape[2]);
+                    let (oh, ow) = c.output_hw(h, w).expect("valid conv");
+                    let mut out = Vec::with_capacity(c.out_channels * oh * ow);
+                    for oc in 0..c.out_channels {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let mut t: Vec<f32> = vec![c.bias[oc] as f32];
+                                t.extend(conv_taps(c, h, w, oc, oy, ox).map(|(wi, xi)| c.weight[wi] as f32 * x[xi]));
+                                out.push(sum32(&t, self.order));
+                            }
+                        }
+                    }
+                    out
+                }
+                Op::Linear(l) => (0..l.out_features)
+                    .map(|o| {
+                        let mut t: Vec<f32> = vec![l.bias[o] as f32];
+                        t.extend((0..l.in_features).map(|i| l.weight[o * l.in_features + i] as f32 * x[i]));
+                        sum32(&t, self.order)
+                    })
+                    .collect(),
+                Op::ChannelAffine(a) => {
+                    let plane = numel(in_shape) / in_shape[0];
+                    x.iter()
+                        .enumerate()
+                        .map(|(j, &v)| {
+                            let (s, t) = a.at(j / plane);
+                            if a.divide {
+                                v / s as f32 + t as f32
+                            } else {
+                                v * s as f32 + t as f32
+                            }
+                        })
+                        .collect()
+                }
+                Op::Act(f) => x.iter().map(|&v| self.act(*f, v)).collect(),
+                Op::Mul => {
+                    let s = &vals[layer.inputs[1].0];
+                    let repeat = x.len() / s.len();
+                    x.iter().enumerate().map(|(j, &v)| v * s[j / repeat]).collect()
+                }
+                Op::Add => x.iter().zip(&vals[layer.inputs[1].0]).map(|(a, b)| a + b).collect(),
+                Op::GlobalAvgPool => {
+                    let plane = numel(in_shape) / in_shape[0];
+                    x.chunks(plane).map(|c| sum32(c, self.order) / plane as f32).collect()
+                }
+                Op::Reshape => x.clone(),
+                Op::Pad(p) => pad_sources(in_shape, *p).map(|s| s.map_or(0.0, |i| x[i])).collect(),
+                Op::Softmax => unreachable!("no Softmax inside the test networks"),
+            };
+            vals.push(out);
+        }
+        vals
+    }
+
+    /// The overflow-safe float32 softmax.
+    fn softmax(&self, z: &[f32]) -> Vec<f32> {
+        let m = z.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        let e: Vec<f32> = z.iter().map(|&v| self.exp(v - m)).collect();
+        let s = sum32(&e, self.order);
+        e.iter().map(|&v| v / s).collect()
+    }
+}
+
+/// The reference executions of every test: three orders, each sigmoid/exp pushed to either
+/// edge (and not at all).
+fn executions() -> Vec<Exec32> {
+    let k = MODEL.ulp - 0.5;
+    [Order::Forward, Order::Reverse, Order::Pairwise]
+        .into_iter()
+        .flat_map(|order| [-k, 0.0, k].map(|push| Exec32 { order, push }))
+        .collect()
+}
+
+/// A support net as an ONNX file would hold it: float32 weights, and the normalisation a single
+/// division (the f32 model refuses a per-channel map with both a scale and an offset).
+fn f32_net(k: u64) -> Network {
+    let (stem, gate) = act_variant(k);
+    let mut net = tiny_net_with(0xF32_0000 + k * 131, 2 + (k % 3) as usize, 1 + (k % 2) as usize, stem, gate);
+    let r = |v: &mut Vec<f64>| v.iter_mut().for_each(|w| *w = *w as f32 as f64);
+    for l in &mut net.layers {
+        match &mut l.op {
+            Op::Conv(c) => {
+                r(&mut c.weight);
+                r(&mut c.bias);
+            }
+            Op::Linear(c) => {
+                r(&mut c.weight);
+                r(&mut c.bias);
+            }
+            Op::ChannelAffine(a) => *a = ChannelAffine { scale: vec![0.3081f32 as f64], shift: vec![0.0], divide: true },
+            Op::Act(Act::HardSigmoid { alpha, beta }) => {
+                *alpha = *alpha as f32 as f64;
+                *beta = *beta as f32 as f64;
+            }
+            _ => {}
+        }
+    }
+    MODEL.check(&net).expect("the test nets are inside the f32 model");
+    net
+}
+
+fn f32_image(px: &[u8]) -> Vec<f32> {
+    px.iter().map(|&b| b as f32 / 255.0).collect()
+}
+
+/// Every layer's float32 values lie in the f32 forward analysis's bounds.
+#[test]
+fn float32_executions_stay_inside_the_forward_bounds() {
+    let mut checked = 0usize;
+    for k in 0..6u64 {
+        let net = f32_net(k);
+        let maps = PreparedMaps::new(&net).with_semantics(Semantics::F32(MODEL));
+        let mut rng = Rng(0xF0F0 + k);
+        let img = image(&mut rng);
+        for (eps, domain) in [
+            (0.0, Domain::Interval),
+            (0.0, Domain::Zonotope { budget: 64 }),
+            (2.0 / 255.0, Domain::Zonotope { budget: 64 }),
+            (8.0 / 255.0, Domain::Interval),
+        ] {
+            let region = Region::Ball(img.clone(), eps);
+            let mut pool = SymbolPool::new();
+            let input = Zonotope::from_box(&region.input_box(), &mut pool, true);
+            let (fwd, _) = forward_keeping(&net, &maps, input, &mut pool, domain, Keep { bounds: true, values: &[] });
+            for s in 0..4 {
+                // Bytes within the ball (on the 8-bit grid), converted to float32.
+                let x: Vec<f32> = img
+                    .iter()
+                    .map(|&b| {
+                        let r = (eps * 255.0).floor() as i64;
+                        let v = (b as i64 + if s == 0 { 0 } else { rng.below(2 * r as usize + 1) as i64 - r }).clamp(0, 255);
+                        v as f32 / 255.0
+                    })
+                    .collect();
+                for ex in executions() {
+                    let vals = ex.run(&net, &x);
+                    for (v, (got, b)) in vals.iter().zip(&fwd.bounds).enumerate() {
+                        for (j, (&g, b)) in got.iter().zip(b).enumerate() {
+                            assert!(
+                                b.lo <= g as f64 && g as f64 <= b.hi,
+                                "net {k} eps {eps} {domain:?} {ex:?}: value {v}[{j}] = {g:e} outside {b:?}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("{checked} float32 values checked");
+    assert!(checked > 1_000_000);
+}
+
+/// Certified f32 bounds are at least the |Δp̂| of float32 executions of sampled pairs, the two
+/// images run with different orders and opposite perturbations.
+#[test]
+fn certified_f32_bounds_cover_float32_pairs() {
+    let mut pairs = 0usize;
+    let mut worst: f64 = 0.0;
+    for k in 0..6u64 {
+        let net = f32_net(k);
+        let mut rng = Rng(0xD1FF + k);
+        let img = image(&mut rng);
+        let regions = [Region::Global, Region::Ball(img.clone(), 2.0 / 255.0), Region::Point(img.clone())];
+        for (r, region) in regions.iter().enumerate() {
+            for (m, method) in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope, Method::DiffInterval].into_iter().enumerate()
+            {
+                let bit = [0u8, 3, 7][(k as usize + m) % 3];
+                let settings = Settings { method, region_budget: 64, diff_budget: 32, bit, screen: None, semantics: Semantics::F32(MODEL) };
+                let cert = Certifier::new(&net, region.clone(), settings);
+                for pixel in [rng.below(784), 14 * 28 + 14] {
+                    let bound = cert.pixel(pixel);
+                    for s in 0..8 {
+                        let x: Vec<u8> = match region {
+                            Region::Global => (0..784).map(|_| rng.below(256) as u8).collect(),
+                            Region::Ball(c, e) => {
+                                let rad = (e * 255.0).floor() as i64;
+                                c.iter().map(|&b| (b as i64 + rng.below(2 * rad as usize + 1) as i64 - rad).clamp(0, 255) as u8).collect()
+                            }
+                            Region::Point(c) => c.clone(),
+                        };
+                        let mut xp = x.clone();
+                        xp[pixel] ^= 1 << bit;
+                        let ex = executions();
+                        let (a, b) = (ex[s % ex.len()], ex[(s * 5 + 4) % ex.len()]);
+                        let za = a.run(&net, &f32_image(&x)).pop().expect("output");
+                        let zb = b.run(&net, &f32_image(&xp)).pop().expect("output");
+                        let (pa, pb) = (a.softmax(&za), b.softmax(&zb));
+                        let change = pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+                        assert!(
+                            change <= bound.upper,
+                            "net {k} region {r} {method:?} bit {bit} pixel {pixel}: float32 pair moves a probability by {change:e} > certified {:e}",
+                            bound.upper
+                        );
+                        if bound.upper < 1.0 && change / bound.upper > worst {
+                            worst = change / bound.upper;
+                            println!(
+                                "new worst {worst:.4}: net {k} region {r} {method:?} bit {bit} pixel {pixel} change {change:e} bound {:e}",
+                                bound.upper
+                            );
+                        }
+                        pairs += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{pairs} float32 pairs checked; largest sampled/certified ratio {worst:.3e}");
+    assert!(pairs > 1000);
+}
+
+/// The float32-underflow construction: first-layer weights so small that every product
+/// underflows in float32 (to 0 or a subnormal) while the real products do not, then a large
+/// gain. `real` and `f32` differ, and each covers its own semantics.
+#[test]
+fn the_underflow_trick_is_seen_by_f32_and_not_by_real() {
+    use zonocert_network::ir::{Layer, Linear, ValueId};
+    // input (784) → dense 2 with weights 2^-140 (products ≤ 2^-140: representable only as
+    // subnormals in float32, with an absolute error up to 2^-150 each) → ×2^120 → dense 10.
+    let w1 = 2f64.powi(-140);
+    let layers = vec![
+        Layer {
+            name: "tiny".into(),
+            op: Op::Linear(Linear {
+                weight: (0..2 * 784).map(|i| if i % 3 == 0 { w1 } else { -w1 * 0.75 }).collect(),
+                bias: vec![0.0; 2],
+                in_features: 784,
+                out_features: 2,
+            }),
+            inputs: vec![ValueId(0)],
+            shape: vec![2],
+        },
+        Layer {
+            name: "gain".into(),
+            op: Op::ChannelAffine(ChannelAffine { scale: vec![2f64.powi(120)], shift: vec![0.0], divide: false }),
+            inputs: vec![ValueId(1)],
+            shape: vec![2],
+        },
+        Layer {
+            name: "head".into(),
+            op: Op::Linear(Linear {
+                weight: (0..20).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 + i as f64 / 8.0)).collect(),
+                bias: vec![0.0; 10],
+                in_features: 2,
+                out_features: 10,
+            }),
+            inputs: vec![ValueId(2)],
+            shape: vec![10],
+        },
+    ];
+    let net = Network {
+        input_name: "x".into(),
+        input_shape: vec![784],
+        layers,
+        output: ValueId(3),
+        squeeze_excite: vec![],
+        folded_affines: vec![],
+    };
+    // In float32 each product w·x (≤ 2^-140 · 1) is a subnormal with an absolute rounding
+    // error up to 2^-150, amplified by 2^120 to ~2^-30 per term: real and f32 differ.
+    let settings =
+        |semantics| Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None, semantics };
+    let real = Certifier::new(&net, Region::Global, settings(Semantics::Real));
+    let f32c = Certifier::new(&net, Region::Global, settings(Semantics::F32(MODEL)));
+    let mut rng = Rng(0x0F10);
+    let mut differs = false;
+    for pixel in [0usize, 100, 400, 783] {
+        let (r, f) = (real.pixel(pixel).upper, f32c.pixel(pixel).upper);
+        assert!(f >= r, "pixel {pixel}: f32 bound {f:e} below the real one {r:e}");
+        differs |= f > r * (1.0 + 1e-6);
+        for s in 0..20 {
+            let x: Vec<u8> = (0..784).map(|_| rng.below(256) as u8).collect();
+            let mut xp = x.clone();
+            xp[pixel] ^= 1;
+            let ex = executions();
+            let (a, b) = (ex[s % ex.len()], ex[(s + 3) % ex.len()]);
+            let (za, zb) = (a.run(&net, &f32_image(&x)).pop().expect("output"), b.run(&net, &f32_image(&xp)).pop().expect("output"));
+            let (pa, pb) = (a.softmax(&za), b.softmax(&zb));
+            let change = pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+            assert!(change <= f, "pixel {pixel}: float32 pair moves a probability by {change:e} > certified f32 {f:e}");
+            // The real semantics: the f64 execution (a reference for the reals here: its own
+            // rounding is far below the real bound's scale).
+            let exec = Executor::<f64>::new(&net);
+            let to64 = |v: &[u8]| v.iter().map(|&b| b as f64 / 255.0).collect::<Vec<f64>>();
+            let (z, zp) = (exec.forward(&to64(&x), 1), exec.forward(&to64(&xp), 1));
+            let (real_change, _) = largest_change(&probabilities(&exec, &z), &probabilities(&exec, &zp));
+            assert!(real_change <= r, "pixel {pixel}: real pair moves a probability by {real_change:e} > certified real {r:e}");
+        }
+    }
+    assert!(differs, "the underflow construction should make the f32 bound differ from the real one");
+}
+
+/// The exported EfficientNet vector: a float32 execution of its ONNX graph stays inside the
+/// f32 forward bounds at its own input.
+#[test]
+fn exported_network_runs_inside_its_f32_bounds() {
+    let net = onnx::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/tiny_effnet_tv.onnx"))
+        .expect("vector loads");
+    MODEL.check(&net).expect("exported with BatchNorm folded: inside the model");
+    let maps = PreparedMaps::new(&net).with_semantics(Semantics::F32(MODEL));
+    let mut rng = Rng(0xE0);
+    for _ in 0..3 {
+        let img = image(&mut rng);
+        let region = Region::Ball(img.clone(), 1.0 / 255.0);
+        let mut pool = SymbolPool::new();
+        let input = Zonotope::from_box(&region.input_box(), &mut pool, true);
+        let (fwd, _) = forward_keeping(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, Keep { bounds: true, values: &[] });
+        for ex in executions() {
+            let out = ex.run(&net, &f32_image(&img)).pop().expect("output");
+            let b: &[Interval] = &fwd.bounds[net.output.0];
+            for (j, (&g, b)) in out.iter().zip(b).enumerate() {
+                assert!(b.lo <= g as f64 && g as f64 <= b.hi, "{ex:?}: logit {j} = {g:e} outside {b:?}");
+            }
+        }
+    }
+}
