@@ -72,8 +72,8 @@ pub struct F32Model {
 
 impl Default for F32Model {
     /// `K = 4`: twice the worst error measured over 9·10⁵ arguments for ONNX Runtime's
-    /// `Sigmoid` (1.38·2⁻²³ absolute) and PyTorch's `sigmoid` (1.97 ulp), and four times that
-    /// of their `exp` (0.85 and 0.56 ulp). Measured (`training/f32_ulp.py`), not proven.
+    /// `Sigmoid` (1.38·2⁻²³ absolute) and PyTorch's `sigmoid` (0.74·2⁻²³), and four times that
+    /// of their `exp` (0.85 and 0.56 ulp). Measured (`benchmarks/f32_ulp.py`), not proven.
     fn default() -> Self {
         F32Model { ulp: 4.0, same_order: false }
     }

@@ -410,3 +410,50 @@ fn exported_network_runs_inside_its_f32_bounds() {
         }
     }
 }
+
+/// ONNX Runtime's own float32 executions (`tests/vectors/f32_pairs.py`: graph optimisations
+/// off and fully on, one image per run) of sampled pairs on the exported EfficientNet: their
+/// logits lie in the f32 forward bounds at each image, and their `|Δp̂|` is at most the
+/// certified f32 bound over the global region (every method) and at the image.
+#[test]
+fn onnx_runtime_pairs_are_inside_the_f32_bounds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
+    let net = onnx::load(&dir.join("tiny_effnet_tv.onnx")).expect("vector loads");
+    let text = std::fs::read_to_string(dir.join("f32_pairs.json")).expect("tests/vectors/f32_pairs.json (tests/vectors/f32_pairs.py)");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let floats = |x: &serde_json::Value| -> Vec<f64> { x.as_array().expect("array").iter().map(|f| f.as_f64().expect("number")).collect() };
+    let images: Vec<Vec<u8>> =
+        v["images"].as_array().expect("images").iter().map(|i| floats(i).into_iter().map(|b| b as u8).collect()).collect();
+    let maps = PreparedMaps::new(&net).with_semantics(Semantics::F32(MODEL));
+    let settings =
+        |method, bit| Settings { method, region_budget: 128, diff_budget: 64, bit, screen: None, semantics: Semantics::F32(MODEL) };
+    let mut global: std::collections::HashMap<(&str, u8), Certifier> = std::collections::HashMap::new();
+    let (mut checked, mut worst) = (0usize, 0.0f64);
+    for case in v["cases"].as_array().expect("cases") {
+        let img = &images[case["image"].as_u64().expect("index") as usize];
+        let (pixel, bit) = (case["pixel"].as_u64().expect("pixel") as usize, case["bit"].as_u64().expect("bit") as u8);
+        let (p, q) = (floats(&case["p"]), floats(&case["p_flipped"]));
+        let change = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        // ORT's logits of the image inside the f32 forward bounds at that image.
+        let mut pool = SymbolPool::new();
+        let input = Zonotope::from_box(&Region::Point(img.clone()).input_box(), &mut pool, false);
+        let (fwd, _) = forward_keeping(&net, &maps, input, &mut pool, Domain::Interval, Keep { bounds: true, values: &[] });
+        for (j, (z, b)) in floats(&case["logits"]).iter().zip(&fwd.bounds[net.output.0]).enumerate() {
+            assert!(b.lo <= *z && *z <= b.hi, "ORT logit {j} = {z:e} outside the f32 bounds {b:?}");
+        }
+        for method in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope, Method::DiffInterval] {
+            let cert = global.entry((method.name(), bit)).or_insert_with(|| Certifier::new(&net, Region::Global, settings(method, bit)));
+            let u = cert.pixel(pixel).upper;
+            assert!(change <= u, "{method:?} global, pixel {pixel} bit {bit}: ORT moves a probability by {change:e} > certified f32 {u:e}");
+        }
+        let at_image = Certifier::new(&net, Region::Point(img.clone()), settings(Method::DiffZonotope, bit)).pixel(pixel).upper;
+        assert!(
+            change <= at_image,
+            "at the image, pixel {pixel} bit {bit}: ORT moves a probability by {change:e} > certified f32 {at_image:e}"
+        );
+        worst = worst.max(change / at_image);
+        checked += 1;
+    }
+    println!("{checked} ONNX Runtime pairs checked; largest |Δp̂| / certified at the image {worst:.3e}");
+    assert!(checked >= 100);
+}
