@@ -10,6 +10,12 @@
 //! * for every method, flipped bit and pixel, the certified `f32` bound must be at least the
 //!   `|Δp̂|` of sampled byte-image pairs where the two images run with *different* orders and
 //!   opposite perturbations, through a float32 softmax (the overflow-safe form);
+//! * on small networks where one error term dominates (a sigmoid near 0 behind large gains;
+//!   constant logits with the softmax's exps pushed apart), the pushed pair reaches a large part
+//!   of the bound, so dropping the sigmoid's error, `x′`'s own rounding, or the softmax's error
+//!   makes the test fail (checked by mutation; halving γₙ is not caught: no sampled order comes
+//!   near the worst case);
+//! * ONNX Runtime's own outputs (`tests/vectors/f32_pairs.json`) lie inside the bounds;
 //! * a network built with the float32-underflow trick (first-layer weights near 2⁻¹⁴⁹ and a
 //!   large gain after them) answers differently in `real` and `f32`, and the `f32` bound covers
 //!   what float32 executions do.
@@ -48,6 +54,8 @@ struct Exec32 {
     /// Added to every sigmoid (in units of 2⁻²³) and, relatively, to every exp, before
     /// rounding to float32: within the model's `K` when `|push| ≤ K − ½`.
     push: f64,
+    /// The softmax's exp of every odd class is pushed the other way.
+    alternate: bool,
 }
 
 fn sum32(terms: &[f32], order: Order) -> f32 {
@@ -70,8 +78,9 @@ impl Exec32 {
         (s + self.push * ULP_OF_ONE) as f32
     }
 
-    fn exp(&self, x: f32) -> f32 {
-        ((x as f64).exp() * (1.0 + self.push * ULP_OF_ONE)) as f32
+    fn exp(&self, x: f32, class: usize) -> f32 {
+        let push = if self.alternate && class % 2 == 1 { -self.push } else { self.push };
+        ((x as f64).exp() * (1.0 + push * ULP_OF_ONE)) as f32
     }
 
     fn act(&self, f: Act, x: f32) -> f32 {
@@ -151,7 +160,7 @@ impl Exec32 {
     /// The overflow-safe float32 softmax.
     fn softmax(&self, z: &[f32]) -> Vec<f32> {
         let m = z.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-        let e: Vec<f32> = z.iter().map(|&v| self.exp(v - m)).collect();
+        let e: Vec<f32> = z.iter().enumerate().map(|(c, &v)| self.exp(v - m, c)).collect();
         let s = sum32(&e, self.order);
         e.iter().map(|&v| v / s).collect()
     }
@@ -163,7 +172,7 @@ fn executions() -> Vec<Exec32> {
     let k = MODEL.ulp - 0.5;
     [Order::Forward, Order::Reverse, Order::Pairwise]
         .into_iter()
-        .flat_map(|order| [-k, 0.0, k].map(|push| Exec32 { order, push }))
+        .flat_map(|order| [-k, 0.0, k].map(|push| Exec32 { order, push, alternate: false }))
         .collect()
 }
 
@@ -456,4 +465,85 @@ fn onnx_runtime_pairs_are_inside_the_f32_bounds() {
     }
     println!("{checked} ONNX Runtime pairs checked; largest |Δp̂| / certified at the image {worst:.3e}");
     assert!(checked >= 100);
+}
+
+/// A two-class network: a dense layer reading pixels 300 and 301, an activation, per-class
+/// gains (a per-channel map: one rounding).
+fn two_class_net(bias: f64, act: Act, gains: [f64; 2]) -> Network {
+    use zonocert_network::ir::{Layer, Linear, ValueId};
+    let dense = Linear {
+        weight: (0..2 * 784).map(|i| if i % 784 == 300 + i / 784 { 0.5 } else { 0.0 }).collect(),
+        bias: vec![bias; 2],
+        in_features: 784,
+        out_features: 2,
+    };
+    let layers = vec![
+        Layer { name: "dense".into(), op: Op::Linear(dense), inputs: vec![ValueId(0)], shape: vec![2] },
+        Layer { name: "act".into(), op: Op::Act(act), inputs: vec![ValueId(1)], shape: vec![2] },
+        Layer {
+            name: "gain".into(),
+            op: Op::ChannelAffine(ChannelAffine { scale: gains.to_vec(), shift: vec![0.0], divide: false }),
+            inputs: vec![ValueId(2)],
+            shape: vec![2],
+        },
+    ];
+    let net = Network {
+        input_name: "x".into(),
+        input_shape: vec![784],
+        layers,
+        output: ValueId(3),
+        squeeze_excite: vec![],
+        folded_affines: vec![],
+    };
+    MODEL.check(&net).expect("inside the model");
+    net
+}
+
+/// Each error term of the f32 model is needed, on networks where it dominates. At one image,
+/// the image runs with every sigmoid and exp pushed up by `K − ½` units and its flipped twin
+/// with them pushed down: the certified bound must hold. On a sigmoid near 0 (σ ≈ 2·10⁻⁹, so
+/// its absolute error of up to K·2⁻²³ is all there is) amplified by gains ±2¹⁰, this fails
+/// without the sigmoid's error or without `x′`'s own rounding in the differential analysis; on
+/// constant logits (ReLU of a negative number) with the odd class's exp pushed the other way,
+/// it fails without the softmax's error.
+#[test]
+fn each_f32_error_term_is_needed() {
+    let mut rng = Rng(0x5EED);
+    let img = image(&mut rng);
+    let k = MODEL.ulp - 0.5;
+    let cases = [
+        (
+            "sigmoid",
+            two_class_net(-20.0, Act::Sigmoid, [1024.0, -1024.0]),
+            false,
+            0.5,
+            vec![Method::Interval, Method::TwinZonotope, Method::DiffZonotope, Method::DiffInterval],
+        ),
+        // The softmax's relative bound θ·(p(x) + p(x′)) is about 2.7 times this worst push.
+        ("softmax", two_class_net(-1.0, Act::Relu, [1.0, 1.0]), true, 0.25, vec![Method::DiffZonotope, Method::DiffInterval]),
+    ];
+    for (name, net, alternate, floor, methods) in cases {
+        let (up, down) = (Exec32 { order: Order::Forward, push: k, alternate }, Exec32 { order: Order::Forward, push: -k, alternate });
+        let mut tightest: f64 = 0.0;
+        for method in methods {
+            let settings = Settings { method, region_budget: 16, diff_budget: 16, bit: 0, screen: None, semantics: Semantics::F32(MODEL) };
+            let cert = Certifier::new(&net, Region::Point(img.clone()), settings);
+            for pixel in [0usize, 300] {
+                let bound = cert.pixel(pixel).upper;
+                let mut flipped = img.clone();
+                flipped[pixel] ^= 1;
+                let pa = up.softmax(&up.run(&net, &f32_image(&img)).pop().expect("output"));
+                let pb = down.softmax(&down.run(&net, &f32_image(&flipped)).pop().expect("output"));
+                let change = pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+                assert!(
+                    change <= bound,
+                    "{name}, {method:?} pixel {pixel}: pushed pair moves a probability by {change:e} > certified {bound:e}"
+                );
+                tightest = tightest.max(change / bound);
+            }
+        }
+        println!("{name}: largest pushed/certified ratio {tightest:.3}");
+        // The pushes must be a large part of the bound, or dropping a term could go unseen.
+        assert!(tightest > floor, "{name}: the construction no longer makes its rounding term dominate ({tightest})");
+    }
 }
