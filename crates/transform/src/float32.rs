@@ -194,3 +194,43 @@ pub fn add_errors(z: &mut Zonotope, e: &[f64]) {
         *r = (*r + x).next_up();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zonocert_network::ir::{ChannelAffine, Layer, ValueId};
+
+    fn one_layer(op: Op) -> Network {
+        let layers = vec![Layer { name: "bn".into(), op, inputs: vec![ValueId(0)], shape: vec![2] }];
+        Network { input_name: "x".into(), input_shape: vec![2], layers, output: ValueId(1), squeeze_excite: vec![], folded_affines: vec![] }
+    }
+
+    #[test]
+    fn graphs_that_compute_differently_in_float32_are_refused_by_name() {
+        let m = F32Model::default();
+        let both = one_layer(Op::ChannelAffine(ChannelAffine { scale: vec![2.0], shift: vec![1.0], divide: false }));
+        assert!(m.check(&both).unwrap_err().contains("'bn'"));
+        let single = one_layer(Op::ChannelAffine(ChannelAffine { scale: vec![2.0], shift: vec![0.0], divide: false }));
+        assert!(m.check(&single).is_ok());
+        let mut folded = single.clone();
+        folded.folded_affines.push("bn1".into());
+        assert!(m.check(&folded).unwrap_err().contains("'bn1'"));
+        assert!(F32Model { ulp: f64::NAN, same_order: false }.check(&single).is_err());
+    }
+
+    #[test]
+    fn error_bounds_have_the_documented_size() {
+        // γ₁₀ for binary32 is about 11·2⁻²⁴.
+        assert!((gamma32(10) / (11.0 * U32) - 1.0).abs() < 1e-5);
+        let m = F32Model::default();
+        // A sigmoid errs by at most K·2⁻²³ anywhere; ReLU not at all.
+        assert_eq!(m.act_error(Act::Relu, Interval::new(-3.0, 5.0)), 0.0);
+        let s = m.act_error(Act::Sigmoid, Interval::new(-100.0, 100.0));
+        assert!(s >= 4.0 * ULP_OF_ONE && s < 4.0001 * ULP_OF_ONE);
+        // The softmax of logits spread by 10: θ ≈ 2·10·u + 2·K·2⁻²³ + γ.
+        let (theta, a) = m.softmax_error(10.0, 10);
+        assert!(theta > 20.0 * U32 + 8.0 * ULP_OF_ONE && theta < 40.0 * U32 + 9.0 * ULP_OF_ONE, "{theta:e}");
+        assert!(a < 1e-40);
+        assert_eq!(m.softmax_error(f64::INFINITY, 10).0, f64::INFINITY);
+    }
+}
