@@ -6,7 +6,8 @@ stem and the normalisation module as in `train.build_model`, three MBConv blocks
 residual), with seeded random weights, random BatchNorm statistics and constant
 squeeze-excite gates on some nets, exports each to `tests/vectors/bounds/net{k}.onnx` and
 writes `tests/vectors/bounds/net{k}.json` with `global_bound.logit_difference_bounds` for a
-few pixels and bits. `crates/transform/tests/training_bound.rs` checks that zonocert's
+few pixels and bits, for the reals and for a float32 execution (`f32`, zonocert's
+`--semantics f32`). `crates/transform/tests/training_bound.rs` checks that zonocert's
 certified `diff-interval` bound on max |delta(z_c - z_j)| over the global region is never above
 this number (beyond rounding) and that sampled pairs stay below zonocert's.
 
@@ -23,7 +24,7 @@ import torchvision
 from torchvision.models.efficientnet import EfficientNet, MBConvConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from global_bound import logit_difference_bounds  # noqa: E402
+from global_bound import F32, logit_difference_bounds  # noqa: E402
 from train import Normalize, export_onnx  # noqa: E402
 
 PIXELS = [0, 150, 406, 600, 783]
@@ -60,7 +61,12 @@ def main():
         export_onnx(model, path)
         with torch.no_grad():
             cases = [
-                {"bit": bit, "pixels": PIXELS, "max_logit_difference": logit_difference_bounds(model, PIXELS, (1 << bit) / 255.0).tolist()}
+                {
+                    "bit": bit,
+                    "pixels": PIXELS,
+                    "max_logit_difference": logit_difference_bounds(model, PIXELS, (1 << bit) / 255.0).tolist(),
+                    "max_logit_difference_f32": logit_difference_bounds(model, PIXELS, (1 << bit) / 255.0, f32=F32()).tolist(),
+                }
                 for bit in BITS
             ]
         meta = {

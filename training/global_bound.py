@@ -23,6 +23,7 @@ Usage as a script (prints the bound of a saved model; `--pixels all` for all 784
     python training/global_bound.py --checkpoint training/checkpoint_cert.pt --pixels 0-783:16
 """
 import argparse
+import copy
 import math
 
 import torch
@@ -36,6 +37,33 @@ SWISH_MIN = -0.2784645427610738  # swish(SWISH_ARGMIN)
 SWISH_D_TURN = 2.3993572805154676  # swish'' = 0 at +-this: swish' extremes
 SWISH_D_MIN = -0.0998766054240137  # swish'(-SWISH_D_TURN)
 SWISH_D_MAX = 1.0998766054240137  # swish'(+SWISH_D_TURN)
+
+# float32 execution (zonocert --semantics f32; crates/transform/src/float32.rs): unit roundoff,
+# one unit in the last place of 1, the smallest subnormal.
+U32 = 2.0 ** -24
+ULP_OF_ONE = 2.0 ** -23
+ETA32 = 2.0 ** -149
+
+
+def gamma32(n):
+    """gamma_n of binary32, with zonocert's margin."""
+    nu = (n + 1) * U32
+    return nu / (1 - nu) * (1 + 1e-9)
+
+
+class F32:
+    """What a float32 execution adds to every layer, as zonocert's f32 model bounds it: the
+    rounding of x and of x' (independently, in any summation order) added to D's radius, and
+    that of x to X's. `ulp`: zonocert's --ulp K (sigmoid within K * 2^-23)."""
+
+    def __init__(self, ulp=4.0):
+        self.ulp = ulp
+
+    def add(self, x, d, e_of):
+        """Adds e(|X|) to X and e(|X|) + e(|X + D|) to D; `e_of` maps magnitudes to errors."""
+        e_x = e_of(x.mag())
+        e_xp = e_of(x.mag() + d.mag())
+        return Box(x.c, x.r + e_x), d.widened(e_x + e_xp)
 
 
 class Box:
@@ -82,6 +110,12 @@ class SymmetricDiff:
 
     def box(self):
         return Box(torch.zeros_like(self.r), self.mag())
+
+    def widened(self, e):
+        """D with every neuron's radius grown by e (broadcast over the pixels)."""
+        out = copy.copy(self)
+        out.r = self.r + e
+        return out
 
     def times_box(self, b):
         """D * B for an interval B (centre/radius): the centre keeps the symbols."""
@@ -226,6 +260,26 @@ def conv(box, layer, bias):
     return Box(F.conv2d(box.c, w, b, **args), F.conv2d(box.r, w.abs(), None, **args))
 
 
+def conv_rounding(layer, mag, scale=None, offset=None):
+    """float32 rounding of a convolution (folded with the BatchNorm `scale`/`offset` after it,
+    as the exported graph computes it) over inputs of magnitude `mag`: gamma_{n+2} times the
+    sum of |w x| and |b|, plus (n + 2) * eta, n the fan-in."""
+    n = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+    args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    s = F.conv2d(mag, layer.weight.to(mag.dtype).abs(), None, **args)
+    b = layer.bias.to(mag.dtype).view(1, -1, 1, 1) if layer.bias is not None else torch.zeros_like(s[:1, :, :1, :1])
+    if scale is not None:
+        s = scale.abs() * s
+        b = scale * b + offset
+    return gamma32(n + 2) * (s + b.abs()) + (n + 2) * ETA32
+
+
+def batchnorm_affine(bn, dt, stats=None):
+    mean, var = stats[bn] if stats is not None and bn in stats else (bn.running_mean, bn.running_var)
+    inv = bn.weight.double() / torch.sqrt(var.double() + bn.eps)
+    return inv.view(1, -1, 1, 1).to(dt), (bn.bias.double() - mean.double() * inv).view(1, -1, 1, 1).to(dt)
+
+
 def batchnorm(box, bn, bias, stats=None):
     """BatchNorm as an affine map: of its running statistics, or of the (mean, var) that
     `stats` holds for it (the batch statistics the training forward pass normalised with)."""
@@ -257,39 +311,85 @@ def record_batch_statistics(model):
     return stats
 
 
-def activation(module, x, d):
+def activation(module, x, d, f32=None):
     """Value interval and difference through an activation module."""
     if isinstance(module, nn.SiLU):
-        return swish_image(x), mean_value(x, d, swish_slopes)
-    if isinstance(module, nn.Sigmoid):
-        return Box.from_bounds(torch.sigmoid(x.lo), torch.sigmoid(x.hi)), mean_value(x, d, sigmoid_slopes)
-    raise ValueError(f"unsupported activation {module}")
+        y, dy = swish_image(x), mean_value(x, d, swish_slopes)
+        # fl(x * sigmoid^(x)): the sigmoid within K * 2^-23, then one product
+        e_of = lambda m: m * (f32.ulp * ULP_OF_ONE) + U32 * m * (1 + f32.ulp * ULP_OF_ONE) + ETA32  # noqa: E731
+    elif isinstance(module, nn.Sigmoid):
+        y, dy = Box.from_bounds(torch.sigmoid(x.lo), torch.sigmoid(x.hi)), mean_value(x, d, sigmoid_slopes)
+        e_of = lambda m: torch.full_like(m, f32.ulp * ULP_OF_ONE)  # noqa: E731
+    else:
+        raise ValueError(f"unsupported activation {module}")
+    if f32 is None:
+        return y, dy
+    # The error depends on the activation's input: x and x + d.
+    e_x, e_xp = e_of(x.mag()), e_of(x.mag() + d.mag())
+    return Box(y.c, y.r + e_x), dy.widened(e_x + e_xp)
 
 
-def step(module, x, d, stats=None):
+def pool_rounding(mag, plane):
+    """float32 rounding of a spatial mean over `plane` terms (a sum, then a division)."""
+    return gamma32(plane + 2) * mag.mean((2, 3), keepdim=True) + (plane + 2) * ETA32
+
+
+def step(module, x, d, stats=None, f32=None):
     """(value interval, difference interval) through one module of the EfficientNet; `stats`
-    optionally maps BatchNorm modules to the (mean, var) to use instead of running statistics."""
+    optionally maps BatchNorm modules to the (mean, var) to use instead of running statistics;
+    `f32` (an `F32`) adds the rounding of a float32 execution, layer by layer, as zonocert's
+    --semantics f32 bounds it (a convolution and its BatchNorm rounded as one folded layer)."""
     if isinstance(module, nn.Conv2d):
-        return conv(x, module, True), conv(d, module, False)
+        y, dy = conv(x, module, True), conv(d, module, False)
+        if f32 is not None:
+            y, dy = Box(y.c, y.r + conv_rounding(module, x.mag())), dy.widened(conv_rounding(module, x.mag()) + conv_rounding(module, x.mag() + d.mag()))
+        return y, dy
     if isinstance(module, nn.BatchNorm2d):
         return batchnorm(x, module, True, stats), batchnorm(d, module, False, stats)
     if isinstance(module, (nn.SiLU, nn.Sigmoid)):
-        return activation(module, x, d)
+        return activation(module, x, d, f32)
     if isinstance(module, (nn.Sequential, Conv2dNormActivation)):
-        for m in module:
-            x, d = step(m, x, d, stats)
+        mods = list(module)
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if f32 is not None and isinstance(m, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d):
+                # Exported with the BatchNorm folded: one rounding for the pair.
+                scale, offset = batchnorm_affine(nxt, x.c.dtype, stats)
+                e_x, e_xp = conv_rounding(m, x.mag(), scale, offset), conv_rounding(m, x.mag() + d.mag(), scale, offset)
+                x, d = step(nxt, *step(m, x, d, stats), stats)
+                x, d = Box(x.c, x.r + e_x), d.widened(e_x + e_xp)
+                i += 2
+                continue
+            x, d = step(m, x, d, stats, f32)
+            i += 1
         return x, d
     if isinstance(module, SqueezeExcitation):
         pool = lambda t: t.mean((2, 3), keepdim=True)  # noqa: E731
         s, ds = Box(pool(x.c), pool(x.r)), d.linear(pool, pool)
+        if f32 is not None:
+            plane = x.c.shape[2] * x.c.shape[3]
+            e_x, e_xp = pool_rounding(x.mag(), plane), pool_rounding(x.mag() + d.mag(), plane)
+            s, ds = Box(s.c, s.r + e_x), ds.widened(e_x + e_xp)
         for m in (module.fc1, module.activation, module.fc2, module.scale_activation):
-            s, ds = step(m, s, ds, stats)
+            s, ds = step(m, s, ds, stats, f32)
         # delta(x s) = D_x (S + D_s) + X D_s
-        return x.mul(s), d.times_box(s + ds.box()) + ds.times_box(x)
+        y, dy = x.mul(s), d.times_box(s + ds.box()) + ds.times_box(x)
+        if f32 is not None:
+            e_x = U32 * x.mag() * s.mag() + ETA32
+            e_xp = U32 * (x.mag() + d.mag()) * (s.mag() + ds.mag()) + ETA32
+            y, dy = Box(y.c, y.r + e_x), dy.widened(e_x + e_xp)
+        return y, dy
     if isinstance(module, torchvision.models.efficientnet.MBConv):
-        y, dy = step(module.block, x, d, stats)
+        y, dy = step(module.block, x, d, stats, f32)
         if module.use_res_connect:
+            if f32 is not None:
+                e_x = U32 * (y.mag() + x.mag())
+                e_xp = U32 * (y.mag() + dy.mag() + x.mag() + d.mag())
             y, dy = y + x, dy + d
+            if f32 is not None:
+                y, dy = Box(y.c, y.r + e_x), dy.widened(e_x + e_xp)
         return y, dy
     if isinstance(module, (nn.Dropout, nn.Identity)):
         return x, d
@@ -301,7 +401,7 @@ def normalize_of(model):
     return float(norm.mean), float(norm.std), net
 
 
-def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval", dtype=torch.float64, gens=64):
+def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=None, form="interval", dtype=torch.float64, gens=64, f32=None):
     """Bounds on max_{c,j} |delta(z_c - z_j)| over the whole domain, one per pixel
     (a float64 tensor of len(pixels), on the model's device), differentiable in the model's
     parameters. `stats`: see `step`. `trace`, a list, receives per stage of `features` the
@@ -309,7 +409,9 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     (the flip as an interval, what zonocert's diff-interval reproduces) or "symbol" (the flip's
     sign kept as one exact symbol through linear maps; never looser) or "zonotope" (D with at
     most `gens` generator rows per pixel, as zonocert's diff-zonotope). `dtype`: float64 (the
-    reference) or float32 (a faster training surrogate on GPUs; overflows beyond ~1e38)."""
+    reference) or float32 (a faster training surrogate on GPUs; overflows beyond ~1e38). `f32`
+    (an `F32`): bound a float32 execution instead of the reals, as zonocert's --semantics f32
+    (input conversion, normalisation, every layer, the classifier; not the softmax)."""
     mean, std, net = normalize_of(model)
     dev = next(model.parameters()).device
     n = len(pixels)
@@ -318,6 +420,18 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     dr = torch.zeros((n, 1, 28 * 28), **f64)
     dr[torch.arange(n, device=dev), 0, torch.as_tensor(pixels, device=dev)] = flip / std
     dr = dr.view(n, 1, 28, 28)
+    if f32 is not None:
+        # fl(b/255) for x and x' at the flipped pixel (identical bytes convert identically).
+        dr = dr + (dr != 0).to(dtype) * 2 * (U32 + ETA32) / std
+        # The normalisation as exported: fl(v - mean), then fl(. / std), for x and for x'
+        # (X holds |v| <= 1 + u; both roundings at every pixel, gamma_3 as zonocert bounds a
+        # one-term map).
+        v = 1 + U32 + ETA32
+        e_sub = gamma32(3) * (v + abs(mean)) + 3 * ETA32
+        e_div = gamma32(3) * (v + abs(mean) + e_sub) / std + 3 * ETA32
+        e = e_sub / std + e_div
+        x = Box(x.c, x.r + e + (U32 + ETA32) / std)
+        dr = dr + 2 * e
     if form == "zonotope":
         g = torch.zeros((n, gens, 1, 28, 28), **f64)
         g[:, 0] = dr
@@ -327,12 +441,24 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     else:
         d = Diff(None, dr) if form == "interval" else Diff(dr, torch.zeros_like(dr))
     for stage in net.features:
-        x, d = step(stage, x, d, stats)
+        x, d = step(stage, x, d, stats, f32)
         if trace is not None:
             trace.append((math.log10(max(d.mag().max().item(), 1e-300)), math.log10(max(x.r.max().item(), 1e-300))))
     w = net.classifier[-1].weight.to(dtype)
     rows = w.unsqueeze(0) - w.unsqueeze(1)  # [c, j, features]: w_c - w_j
-    bound = torch.einsum("cjf,nf->ncj", rows.abs(), d.r.mean((2, 3)))
+    pooled_r = d.r.mean((2, 3))
+    extra = 0
+    if f32 is not None:
+        plane = x.c.shape[2] * x.c.shape[3]
+        m_x, m_xp = x.mag(), x.mag() + d.mag()
+        pooled_r = pooled_r + (pool_rounding(m_x, plane) + pool_rounding(m_xp, plane)).flatten(1)
+        # The classifier's own rounding, per logit, for x and x' (|pooled X| grown by its own).
+        f = w.shape[1]
+        b = net.classifier[-1].bias.to(dtype).abs()
+        lin = lambda m: gamma32(f + 2) * (m.mean((2, 3)) + pool_rounding(m, plane).flatten(1)) @ w.abs().t() + gamma32(f + 2) * b + (f + 2) * ETA32  # noqa: E731
+        e = lin(m_x) + lin(m_xp)  # [n or 1, classes]
+        extra = e.unsqueeze(2) + e.unsqueeze(1)  # Δ(z_c − z_j) gets both logits' roundings
+    bound = torch.einsum("cjf,nf->ncj", rows.abs(), pooled_r) + extra
     if isinstance(d, ZDiff):
         return (bound + torch.einsum("cjf,nkf->nkcj", rows, d.g.mean((3, 4))).abs().sum(1)).flatten(1).max(1).values
     if d.a is not None:
@@ -340,10 +466,12 @@ def logit_difference_bounds(model, pixels, flip=1.0 / 255.0, stats=None, trace=N
     return bound.flatten(1).max(1).values
 
 
-def max_bound_all_pixels(model, form="interval", chunk=112):
+def max_bound_all_pixels(model, form="interval", chunk=112, f32=None):
     """The largest `logit_difference_bounds` over all 784 pixels (in chunks, no gradients)."""
     with torch.no_grad():
-        return max(logit_difference_bounds(model, list(range(k, min(k + chunk, 784))), form=form).max().item() for k in range(0, 784, chunk))
+        return max(
+            logit_difference_bounds(model, list(range(k, min(k + chunk, 784))), form=form, f32=f32).max().item() for k in range(0, 784, chunk)
+        )
 
 
 def probability_bound(model, pixels, flip=1.0 / 255.0):
@@ -367,6 +495,7 @@ def main():
     p.add_argument("--checkpoint", required=True, help="a checkpoint of train.py or train_certified.py")
     p.add_argument("--pixels", default="0-783:16")
     p.add_argument("--bit", type=int, default=0)
+    p.add_argument("--f32", action="store_true", help="bound a float32 execution (zonocert --semantics f32, --ulp 4)")
     args = p.parse_args()
     from train import build_model
 
@@ -375,7 +504,7 @@ def main():
     model.load_state_dict(state.get("model", state))
     model.eval()
     with torch.no_grad():
-        b = logit_difference_bounds(model, parse_pixels(args.pixels), (1 << args.bit) / 255.0)
+        b = logit_difference_bounds(model, parse_pixels(args.pixels), (1 << args.bit) / 255.0, f32=F32() if args.f32 else None)
     print(f"max |delta(z_c - z_j)| <= {b.max().item():.6e}; probability bound {b.max().item() / 4:.6e} (log10 {math.log10(b.max().item()):.1f})")
 
 

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from global_bound import logit_difference_bounds, max_bound_all_pixels, record_batch_statistics  # noqa: E402
+from global_bound import F32, logit_difference_bounds, max_bound_all_pixels, record_batch_statistics  # noqa: E402
 from train import build_model, export_onnx, load_mnist, recalibrate_bn, shift_batch  # noqa: E402
 
 
@@ -105,6 +105,7 @@ def main():
     p.add_argument("--target", type=float, default=0.04, help="no pressure below this logit-difference bound")
     p.add_argument("--pixels-per-step", type=int, default=16)
     p.add_argument("--bound-form", choices=["interval", "symbol", "zonotope"], default="interval", help="see global_bound.logit_difference_bounds")
+    p.add_argument("--bound-f32", action="store_true", help="train against the bound on a float32 execution (zonocert --semantics f32, --ulp 4)")
     p.add_argument("--bound-gens", type=int, default=32, help="generator rows per pixel of the zonotope form")
     p.add_argument("--bound-dtype", choices=["float64", "float32"], default="float64", help="dtype of the bound in the loss (float32: faster on GPUs)")
     p.add_argument("--bn-bound", choices=["batch", "running"], default="batch")
@@ -218,7 +219,15 @@ def main():
             log_bound = torch.tensor(float("nan"))
             bound_used = args.bn_bound == "batch" or frozen
             if lam > 0 and bound_used:
-                bounds = logit_difference_bounds(model, pixels, stats=None if frozen else batch_stats, form=args.bound_form, dtype=getattr(torch, args.bound_dtype), gens=args.bound_gens)
+                bounds = logit_difference_bounds(
+                    model,
+                    pixels,
+                    stats=None if frozen else batch_stats,
+                    form=args.bound_form,
+                    dtype=getattr(torch, args.bound_dtype),
+                    gens=args.bound_gens,
+                    f32=F32() if args.bound_f32 else None,
+                )
                 log_bound = torch.logsumexp(bounds.clamp_min(1e-300).log(), 0)
                 loss = ce + lam * F.relu(log_bound - math.log(args.target)).float()
             if not torch.isfinite(loss):

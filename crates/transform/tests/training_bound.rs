@@ -91,3 +91,40 @@ fn diff_interval_is_never_above_the_training_bound() {
     );
     assert_eq!(checked, 45);
 }
+
+/// The same comparison for a float32 execution: zonocert's `diff-interval` under
+/// `--semantics f32` (K = 4) against the training bound with its float32 term
+/// (`global_bound.F32`), which mirrors zonocert's rounding per layer; zonocert must never be
+/// above it, and the rounding must be what dominates at these sizes (so that the check sees it).
+#[test]
+fn f32_diff_interval_is_never_above_the_f32_training_bound() {
+    use zonocert_transform::float32::{F32Model, Semantics};
+    let (mut checked, mut worst_ratio, mut smallest_growth) = (0, 0.0f64, f64::INFINITY);
+    for k in 0..3 {
+        let meta: Value = serde_json::from_slice(&std::fs::read(dir().join(format!("net{k}.json"))).expect("vector")).expect("json");
+        let net = onnx::load(&dir().join(format!("net{k}.onnx"))).expect("model imports");
+        for case in meta["cases"].as_array().expect("cases") {
+            let bit = case["bit"].as_u64().expect("bit") as u8;
+            let settings = |semantics| Settings { method: Method::DiffInterval, bit, screen: None, semantics, ..Settings::default() };
+            let f32c = Certifier::new(&net, Region::Global, settings(Semantics::F32(F32Model::default())));
+            let real = Certifier::new(&net, Region::Global, settings(Semantics::Real));
+            let pixels = case["pixels"].as_array().expect("pixels");
+            let torch = case["max_logit_difference_f32"].as_array().expect("f32 bounds (python training/bound_vectors.py)");
+            for (p, t) in pixels.iter().zip(torch) {
+                let (pixel, t) = (p.as_u64().expect("pixel") as usize, t.as_f64().expect("bound"));
+                let ours = certified(&f32c, pixel);
+                assert!(
+                    ours.is_finite() && ours <= t * (1.0 + 1e-6),
+                    "net{k} bit {bit} pixel {pixel}: f32 diff-interval certifies {ours:e}, above the f32 training bound {t:e}"
+                );
+                worst_ratio = worst_ratio.max(ours / t);
+                smallest_growth = smallest_growth.min(ours / certified(&real, pixel));
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} cases; largest f32 diff-interval / f32 training bound {worst_ratio:.6}; smallest f32 / real {smallest_growth:.3}");
+    assert_eq!(checked, 45);
+    // Against a bound that left out a layer's rounding, the ratio would be far below 1.
+    assert!(worst_ratio > 0.5, "zonocert's f32 bound is far below the training one ({worst_ratio}): a term differs");
+}
