@@ -208,6 +208,13 @@ fn f32_image(px: &[u8]) -> Vec<f32> {
     px.iter().map(|&b| b as f32 / 255.0).collect()
 }
 
+/// `max_c |p̂_c(x′) − p̂_c(x)|` for `x` run by one execution and `x′` by another.
+fn pair_change(net: &Network, (a, x): (Exec32, &[u8]), (b, xp): (Exec32, &[u8])) -> f64 {
+    let pa = a.softmax(&a.run(net, &f32_image(x)).pop().expect("output"));
+    let pb = b.softmax(&b.run(net, &f32_image(xp)).pop().expect("output"));
+    pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max)
+}
+
 /// Every layer's float32 values lie in the f32 forward analysis's bounds.
 #[test]
 fn float32_executions_stay_inside_the_forward_bounds() {
@@ -288,10 +295,7 @@ fn certified_f32_bounds_cover_float32_pairs() {
                         xp[pixel] ^= 1 << bit;
                         let ex = executions();
                         let (a, b) = (ex[s % ex.len()], ex[(s * 5 + 4) % ex.len()]);
-                        let za = a.run(&net, &f32_image(&x)).pop().expect("output");
-                        let zb = b.run(&net, &f32_image(&xp)).pop().expect("output");
-                        let (pa, pb) = (a.softmax(&za), b.softmax(&zb));
-                        let change = pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+                        let change = pair_change(&net, (a, &x), (b, &xp));
                         assert!(
                             change <= bound.upper,
                             "net {k} region {r} {method:?} bit {bit} pixel {pixel}: float32 pair moves a probability by {change:e} > certified {:e}",
@@ -379,9 +383,7 @@ fn the_underflow_trick_is_seen_by_f32_and_not_by_real() {
             xp[pixel] ^= 1;
             let ex = executions();
             let (a, b) = (ex[s % ex.len()], ex[(s + 3) % ex.len()]);
-            let (za, zb) = (a.run(&net, &f32_image(&x)).pop().expect("output"), b.run(&net, &f32_image(&xp)).pop().expect("output"));
-            let (pa, pb) = (a.softmax(&za), b.softmax(&zb));
-            let change = pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+            let change = pair_change(&net, (a, &x), (b, &xp));
             assert!(change <= f, "pixel {pixel}: float32 pair moves a probability by {change:e} > certified f32 {f:e}");
             // The real semantics: the f64 execution (a reference for the reals here: its own
             // rounding is far below the real bound's scale).
@@ -532,9 +534,7 @@ fn each_f32_error_term_is_needed() {
                 let bound = cert.pixel(pixel).upper;
                 let mut flipped = img.clone();
                 flipped[pixel] ^= 1;
-                let pa = up.softmax(&up.run(&net, &f32_image(&img)).pop().expect("output"));
-                let pb = down.softmax(&down.run(&net, &f32_image(&flipped)).pop().expect("output"));
-                let change = pa.iter().zip(&pb).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+                let change = pair_change(&net, (up, &img), (down, &flipped));
                 assert!(
                     change <= bound,
                     "{name}, {method:?} pixel {pixel}: pushed pair moves a probability by {change:e} > certified {bound:e}"
