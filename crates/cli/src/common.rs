@@ -166,6 +166,19 @@ pub struct SemanticsArgs {
     /// how the model is run).
     #[arg(long)]
     pub f32_same_order: bool,
+    /// With --semantics f32: `keep` (gradual underflow, the IEEE default) or `flush` (results
+    /// below 2^-126 flushed to zero and subnormal weights read as zero, FTZ/DAZ).
+    #[arg(long, value_enum, default_value = "keep")]
+    pub subnormals: SubnormalsArg,
+}
+
+/// How a float32 execution treats subnormal numbers.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq, Debug)]
+pub enum SubnormalsArg {
+    /// Gradual underflow (IEEE 754 default).
+    Keep,
+    /// Flush to zero / denormals are zero.
+    Flush,
 }
 
 impl SemanticsArgs {
@@ -177,7 +190,11 @@ impl SemanticsArgs {
         }
         Ok(match self.semantics {
             SemanticsArg::Real => Semantics::Real,
-            SemanticsArg::F32 => Semantics::F32(F32Model { ulp: self.ulp, same_order: self.f32_same_order }),
+            SemanticsArg::F32 => Semantics::F32(F32Model {
+                ulp: self.ulp,
+                same_order: self.f32_same_order,
+                flush_subnormals: self.subnormals == SubnormalsArg::Flush,
+            }),
         })
     }
 }

@@ -16,7 +16,11 @@
 //! the last place of its result (`K·2⁻²³` relative, plus `K·η`). A swish `x·σ(x)` is a sigmoid
 //! and a product.
 //!
-//! Not covered: flush-to-zero or denormals-are-zero modes, reduced-precision arithmetic
+//! With `flush_subnormals` (`--subnormals flush`), results below 2⁻¹²⁶ may be flushed to zero
+//! and subnormal operands (weights) read as zero (FTZ/DAZ): every operation's absolute term is
+//! then 2⁻¹²⁶, and each dot product loses at most 2⁻¹²⁶·|x| per term to a zeroed weight.
+//!
+//! Not covered: reduced-precision arithmetic
 //! (bfloat16, TF32), and graphs that the importer rewrote so that they compute differently in
 //! `float32` (a BatchNormalization or constant multiply-add folded into a convolution, or kept
 //! as one per-channel map with both a scale and an offset): [`F32Model::check`] refuses those.
@@ -32,6 +36,8 @@ pub const U32: f64 = 1.0 / 16_777_216.0;
 pub const ULP_OF_ONE: f64 = 2.0 * U32;
 /// Smallest positive binary32 subnormal, `2⁻¹⁴⁹`: the absolute error of an underflowing result.
 pub const ETA32: f64 = 1.401_298_464_324_817e-45;
+/// Smallest positive normal binary32, `2⁻¹²⁶`: what flush-to-zero can drop from a result.
+pub const MIN_NORMAL32: f64 = 1.175_494_350_822_287_5e-38;
 
 /// γₙ for binary32: `nu / (1 − nu)`, rounded up, with one extra rounding of margin.
 pub fn gamma32(n: usize) -> f64 {
@@ -68,6 +74,9 @@ pub struct F32Model {
     /// so a neuron whose inputs are the same in both rounds alike. Without it, the model's
     /// "any order" holds for each execution separately.
     pub same_order: bool,
+    /// Subnormal results are flushed to zero and subnormal operands (weights) read as zero
+    /// (FTZ/DAZ, as some kernels run); without it, gradual underflow (IEEE default).
+    pub flush_subnormals: bool,
 }
 
 impl Default for F32Model {
@@ -75,7 +84,7 @@ impl Default for F32Model {
     /// `Sigmoid` (1.38·2⁻²³ absolute) and PyTorch's `sigmoid` (0.74·2⁻²³), and four times that
     /// of their `exp` (0.85 and 0.56 ulp). Measured (`benchmarks/f32_ulp.py`), not proven.
     fn default() -> Self {
-        F32Model { ulp: 4.0, same_order: false }
+        F32Model { ulp: 4.0, same_order: false, flush_subnormals: false }
     }
 }
 
@@ -85,6 +94,17 @@ fn magnitudes(b: &[Interval]) -> Vec<f64> {
 }
 
 impl F32Model {
+    /// The absolute error of one operation whose result underflows: half a subnormal step with
+    /// gradual underflow (bounded by a whole one), the whole normal range below 2⁻¹²⁶ when
+    /// results are flushed.
+    pub fn eta(&self) -> f64 {
+        if self.flush_subnormals {
+            MIN_NORMAL32
+        } else {
+            ETA32
+        }
+    }
+
     /// Why `net` is outside the model, if it is (see the module docs).
     pub fn check(&self, net: &Network) -> Result<(), String> {
         if let Some(name) = net.folded_affines.first() {
@@ -114,7 +134,7 @@ impl F32Model {
 
     /// The error of converting each input `b/255` (enclosed by `x`) to binary32.
     pub fn input_error(&self, x: &[Interval]) -> Vec<f64> {
-        x.iter().map(|b| (U32 * b.mag()).next_up() + ETA32).collect()
+        x.iter().map(|b| (U32 * b.mag()).next_up() + self.eta()).collect()
     }
 
     /// Per output neuron of layer `k`, a bound on `|fl(op(x)) − op(x)|` over inputs in `inputs`
@@ -129,13 +149,20 @@ impl F32Model {
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool => {
                 let map = maps.get(k, true);
                 let n = map.fan_in() + 2;
+                // Read as zero under DAZ, a subnormal weight or bias drops at most
+                // 2⁻¹²⁶·|x| from each term.
+                let daz = if self.flush_subnormals {
+                    (n as f64 * MIN_NORMAL32 * (1.0 + x.iter().map(Interval::mag).fold(0.0, f64::max))).next_up()
+                } else {
+                    0.0
+                };
                 let mut s = map.apply_abs(&magnitudes(x));
                 if let Some(b) = map.offset() {
                     s.iter_mut().zip(b).for_each(|(s, b)| *s += b.abs());
                 }
                 // The f64 sums above are themselves rounded: a relative margin covers them.
                 let g = gamma32(n) * (1.0 + 1e-9);
-                s.into_iter().map(|s| up(g * s) + n as f64 * ETA32).collect()
+                s.into_iter().map(|s| up(g * s) + n as f64 * self.eta() + daz).collect()
             }
             Op::Act(f) => x.iter().map(|b| self.act_error(*f, *b)).collect(),
             Op::Mul => {
@@ -143,12 +170,14 @@ impl F32Model {
                 let repeat = (x.len() / s.len().max(1)).max(1);
                 x.iter()
                     .enumerate()
-                    .map(|(j, b)| up(U32 * b.mag() * s[if s.len() == x.len() { j } else { j / repeat }].mag()) + ETA32)
+                    .map(|(j, b)| up(U32 * b.mag() * s[if s.len() == x.len() { j } else { j / repeat }].mag()) + self.eta())
                     .collect()
             }
             Op::Add => {
                 let s = y.expect("a sum has two inputs");
-                x.iter().zip(s).map(|(a, b)| up(U32 * (a.mag() + b.mag()))).collect()
+                // A sum is exact when it underflows, unless it is then flushed.
+                let flushed = if self.flush_subnormals { MIN_NORMAL32 } else { 0.0 };
+                x.iter().zip(s).map(|(a, b)| up(U32 * (a.mag() + b.mag())) + flushed).collect()
             }
             Op::Softmax => vec![f64::INFINITY; n_out],
         }
@@ -159,13 +188,20 @@ impl F32Model {
         let up = |v: f64| (v * (1.0 + 1e-12)).next_up();
         match f.form() {
             // max/min are exact; α·x + β is a product and a sum (or one FMA).
-            Form::ClampedAffine { alpha, beta, .. } if alpha == 1.0 && beta == 0.0 => 0.0,
-            Form::ClampedAffine { alpha, beta, .. } => up(2.0 * U32 * (alpha * b.mag() + beta.abs()) * (1.0 + 2.0 * U32)) + ETA32,
+            // Under DAZ a subnormal input reads as zero.
+            Form::ClampedAffine { alpha, beta, .. } if alpha == 1.0 && beta == 0.0 => {
+                if self.flush_subnormals {
+                    MIN_NORMAL32
+                } else {
+                    0.0
+                }
+            }
+            Form::ClampedAffine { alpha, beta, .. } => up(2.0 * U32 * (alpha * b.mag() + beta.abs()) * (1.0 + 2.0 * U32)) + self.eta(),
             Form::Logistic { times_x: false } => up(self.ulp * ULP_OF_ONE),
             // fl(x·σ̂(x)) with |σ̂ − σ| ≤ K·2⁻²³ and σ̂ ≤ 1 (σ̂ may exceed 1 by that much).
             Form::Logistic { times_x: true } => {
                 let s = self.ulp * ULP_OF_ONE;
-                up(b.mag() * s + U32 * b.mag() * (1.0 + s)) + ETA32
+                up(b.mag() * s + U32 * b.mag() * (1.0 + s)) + self.eta()
             }
         }
     }
@@ -183,7 +219,7 @@ impl F32Model {
         let hi = (1.0 + shift) * (1.0 + e) * (1.0 + e) * (1.0 + U32) / (1.0 - gamma32(classes));
         let theta = ((hi - 1.0) * (1.0 + 1e-9)).next_up();
         // Underflowing exponentials (classes below e^-87) err by K·η each; the sum is ≥ 1.
-        let a = (classes as f64 * self.ulp + 2.0) * ETA32 * 2.0;
+        let a = (classes as f64 * self.ulp + 2.0) * self.eta() * 2.0;
         (theta, a)
     }
 }
@@ -215,7 +251,7 @@ mod tests {
         let mut folded = single.clone();
         folded.folded_affines.push("bn1".into());
         assert!(m.check(&folded).unwrap_err().contains("'bn1'"));
-        assert!(F32Model { ulp: f64::NAN, same_order: false }.check(&single).is_err());
+        assert!(F32Model { ulp: f64::NAN, ..F32Model::default() }.check(&single).is_err());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use zonocert_transform::sensitivity::{largest_change, probabilities, Certifier, 
 mod support;
 use support::{act_variant, image, tiny_net_with, Rng};
 
-const MODEL: F32Model = F32Model { ulp: 4.0, same_order: false };
+const MODEL: F32Model = F32Model { ulp: 4.0, same_order: false, flush_subnormals: false };
 
 /// How a reference execution accumulates sums and perturbs sigmoid and exp.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +56,18 @@ struct Exec32 {
     push: f64,
     /// The softmax's exp of every odd class is pushed the other way.
     alternate: bool,
+    /// Flush-to-zero / denormals-are-zero: subnormal weights read as zero and every value
+    /// below 2⁻¹²⁶ flushed (emulated after each layer's operations).
+    flush: bool,
+}
+
+/// `v`, or 0 when `flush` and `v` is subnormal.
+fn ftz(v: f32, flush: bool) -> f32 {
+    if flush && v != 0.0 && v.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        v
+    }
 }
 
 fn sum32(terms: &[f32], order: Order) -> f32 {
@@ -109,7 +121,10 @@ impl Exec32 {
                         for oy in 0..oh {
                             for ox in 0..ow {
                                 let mut t: Vec<f32> = vec![c.bias[oc] as f32];
-                                t.extend(conv_taps(c, h, w, oc, oy, ox).map(|(wi, xi)| c.weight[wi] as f32 * x[xi]));
+                                t.extend(
+                                    conv_taps(c, h, w, oc, oy, ox)
+                                        .map(|(wi, xi)| ftz(ftz(c.weight[wi] as f32, self.flush) * x[xi], self.flush)),
+                                );
                                 out.push(sum32(&t, self.order));
                             }
                         }
@@ -119,7 +134,9 @@ impl Exec32 {
                 Op::Linear(l) => (0..l.out_features)
                     .map(|o| {
                         let mut t: Vec<f32> = vec![l.bias[o] as f32];
-                        t.extend((0..l.in_features).map(|i| l.weight[o * l.in_features + i] as f32 * x[i]));
+                        t.extend(
+                            (0..l.in_features).map(|i| ftz(ftz(l.weight[o * l.in_features + i] as f32, self.flush) * x[i], self.flush)),
+                        );
                         sum32(&t, self.order)
                     })
                     .collect(),
@@ -152,7 +169,7 @@ impl Exec32 {
                 Op::Pad(p) => pad_sources(in_shape, *p).map(|s| s.map_or(0.0, |i| x[i])).collect(),
                 Op::Softmax => unreachable!("no Softmax inside the test networks"),
             };
-            vals.push(out);
+            vals.push(out.into_iter().map(|v| ftz(v, self.flush)).collect());
         }
         vals
     }
@@ -172,7 +189,7 @@ fn executions() -> Vec<Exec32> {
     let k = MODEL.ulp - 0.5;
     [Order::Forward, Order::Reverse, Order::Pairwise]
         .into_iter()
-        .flat_map(|order| [-k, 0.0, k].map(|push| Exec32 { order, push, alternate: false }))
+        .flat_map(|order| [-k, 0.0, k].map(|push| Exec32 { order, push, alternate: false, flush: false }))
         .collect()
 }
 
@@ -395,6 +412,24 @@ fn the_underflow_trick_is_seen_by_f32_and_not_by_real() {
         }
     }
     assert!(differs, "the underflow construction should make the f32 bound differ from the real one");
+    // Flush-to-zero / denormals-are-zero: the weights read as zero, the logits are constant.
+    // The setting matters for the bound (it must cover dropping every subnormal term) and
+    // covers such executions.
+    let flush = F32Model { flush_subnormals: true, ..MODEL };
+    let ftz_cert = Certifier::new(&net, Region::Global, settings(Semantics::F32(flush)));
+    let ftz_exec = Exec32 { order: Order::Pairwise, push: 0.0, alternate: false, flush: true };
+    for pixel in [0usize, 400] {
+        let (keep_bound, flush_bound) = (f32c.pixel(pixel).upper, ftz_cert.pixel(pixel).upper);
+        assert!(flush_bound > keep_bound, "pixel {pixel}: flushing should loosen the bound ({flush_bound:e} vs {keep_bound:e})");
+        for _ in 0..10 {
+            let x: Vec<u8> = (0..784).map(|_| rng.below(256) as u8).collect();
+            let mut xp = x.clone();
+            xp[pixel] ^= 1;
+            // One image with gradual underflow, its twin flushed: still inside the flush bound.
+            let change = pair_change(&net, (executions()[0], &x), (ftz_exec, &xp));
+            assert!(change <= flush_bound, "pixel {pixel}: FTZ pair moves a probability by {change:e} > certified {flush_bound:e}");
+        }
+    }
 }
 
 /// The exported EfficientNet vector: a float32 execution of its ONNX graph stays inside the
@@ -525,7 +560,10 @@ fn each_f32_error_term_is_needed() {
         ("softmax", two_class_net(-1.0, Act::Relu, [1.0, 1.0]), true, 0.25, vec![Method::DiffZonotope, Method::DiffInterval]),
     ];
     for (name, net, alternate, floor, methods) in cases {
-        let (up, down) = (Exec32 { order: Order::Forward, push: k, alternate }, Exec32 { order: Order::Forward, push: -k, alternate });
+        let (up, down) = (
+            Exec32 { order: Order::Forward, push: k, alternate, flush: false },
+            Exec32 { order: Order::Forward, push: -k, alternate, flush: false },
+        );
         let mut tightest: f64 = 0.0;
         for method in methods {
             let settings = Settings { method, region_budget: 16, diff_budget: 16, bit: 0, screen: None, semantics: Semantics::F32(MODEL) };
