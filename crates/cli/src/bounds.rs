@@ -72,9 +72,6 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let semantics = args.semantics.semantics()?;
     if let Semantics::F32(m) = semantics {
         m.check(&net).map_err(|why| anyhow::anyhow!("--semantics f32: {why}"))?;
-        if lp.is_some() {
-            bail!("--semantics f32: --refine lp does not model float32 execution yet");
-        }
     }
     let input = Zonotope::from_box(&region.input_box(), &mut pool, symbols);
     let maps = zonocert_transform::maps::PreparedMaps::new(&net).with_semantics(semantics);
@@ -98,6 +95,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             };
+            let s = zonocert_refine::LpSettings { semantics, ..s };
             let problem = WindowProblem { net: &net, maps: &maps, window: w, x_kept: &kept, settings: &s };
             let stats = refine_logit_differences(problem, &fwd.bounds, &mut diffs, &pairs, &progress);
             bar.finish_and_clear();

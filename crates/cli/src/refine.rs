@@ -63,6 +63,8 @@ impl RefineArgs {
             budget_s: self.lp_budget,
             link_generators: self.lp_generators,
             neurons: self.lp_neurons,
+            // The engine (or `bounds`) sets the run's semantics.
+            ..LpSettings::default()
         }))
     }
 }

@@ -158,9 +158,9 @@ impl<'a> Engine<'a> {
             semantics: s.semantics,
         };
         if let Semantics::F32(m) = s.semantics {
-            if matches!(method.resolve(region), EngineMethod::Precise | EngineMethod::DiffZonotopeLp) {
+            if method.resolve(region) == EngineMethod::Precise {
                 return Err(EngineError::F32Unsupported(format!(
-                    "method {} does not model float32 execution yet; use an abstract method (interval, twin-zonotope, diff-zonotope, diff-interval)",
+                    "method {} does not model float32 execution yet; use an abstract method (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval)",
                     method.resolve(region).name()
                 )));
             }
@@ -173,7 +173,8 @@ impl<'a> Engine<'a> {
                 let window = Window::new(net, s.lp.window);
                 let mut cert = Certifier::with_kept(net, region.clone(), settings(Method::DiffZonotope), &window.inputs);
                 let kept = cert.take_kept();
-                let refiner = LpRefiner::new(net, window, &cert.region_analysis().bounds, kept, s.lp);
+                let refiner =
+                    LpRefiner::new(net, window, &cert.region_analysis().bounds, kept, LpSettings { semantics: s.semantics, ..s.lp });
                 Engine::Refined(cert, refiner)
             }
             (EngineMethod::Abstract(m), _) => Engine::Abstract(Certifier::new(net, region.clone(), settings(m))),

@@ -23,6 +23,7 @@ use zonocert_domain::{Interval, Zonotope};
 use zonocert_network::ir::Op;
 use zonocert_network::Network;
 use zonocert_transform::analysis::DifferenceRecord;
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::maps::PreparedMaps;
 use zonocert_transform::sensitivity::DeltaRefiner;
 use zonocert_transform::softmax::ClassBound;
@@ -43,11 +44,14 @@ pub struct LpSettings {
     /// activation or a product inside the window (layer by layer, re-encoding the program after
     /// each so later relaxations use the tighter boxes).
     pub neurons: bool,
+    /// Real-valued or `float32` execution: with `float32`, every row of the window is widened
+    /// by its layer's rounding (for each copy from its own bounds).
+    pub semantics: Semantics,
 }
 
 impl Default for LpSettings {
     fn default() -> Self {
-        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0, link_generators: 48, neurons: false }
+        LpSettings { window: None, timeout_s: 10.0, budget_s: 600.0, link_generators: 48, neurons: false, semantics: Semantics::Real }
     }
 }
 
@@ -278,7 +282,7 @@ impl<'a> LpRefiner<'a> {
     /// analysis (bounds of every value; zonotopes of `window.inputs`).
     pub fn new(net: &'a Network, window: Window, x_bounds: &[Vec<Interval>], x_kept: Vec<Zonotope>, settings: LpSettings) -> Self {
         let deadline = Instant::now() + Duration::from_secs_f64(settings.budget_s.max(0.0));
-        let maps = PreparedMaps::new(net);
+        let maps = PreparedMaps::new(net).with_semantics(settings.semantics);
         let mut bounds = window_bounds(net, &window, x_bounds);
         // The region is shared by every pixel: its neurons are tightened once.
         let stats = if settings.neurons {

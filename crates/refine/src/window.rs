@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::ir::{numel, Network, Op};
 use zonocert_transform::activation::Enclose;
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::maps::PreparedMaps;
 
 /// Layers in the default window: the classifier's last two (flatten and dense on
@@ -113,6 +114,11 @@ pub fn encode_layers(lp: &mut Lp, net: &Network, maps: &PreparedMaps, window: &W
         let a = input(0);
         let out_bounds = &bounds[k + 1];
         let y = lp.vars(out_bounds);
+        // A float32 execution's rounding of this layer, for this copy: every row is widened by it.
+        let rounding: Vec<f64> = match maps.semantics {
+            Semantics::F32(m) => m.layer_error(net, maps, k, (&bounds[layer.inputs[0].0], layer.inputs.get(1).map(|v| &bounds[v.0][..]))),
+            Semantics::Real => vec![0.0; y.len()],
+        };
         match &layer.op {
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
                 let map = maps.maps[k].as_ref().expect("affine layer");
@@ -131,7 +137,7 @@ pub fn encode_layers(lp: &mut Lp, net: &Network, maps: &PreparedMaps, window: &W
                     terms.push((y[i], 1.0));
                     let err = if rel == 0.0 { 0.0 } else { (rel * slack[i] * (1.0 + 1e-6)).next_up() };
                     let o = Interval::point(offset[i]);
-                    lp.row(terms, (o.lo - err).next_down().min(o.lo), (o.hi + err).next_up().max(o.hi));
+                    lp.row(terms, (o.lo - err - rounding[i]).next_down().min(o.lo), (o.hi + err + rounding[i]).next_up().max(o.hi));
                 }
             }
             Op::Act(f) => {
@@ -149,7 +155,7 @@ pub fn encode_layers(lp: &mut Lp, net: &Network, maps: &PreparedMaps, window: &W
                     for lam in slopes {
                         let r = f.residual_bounds(lam, l, u);
                         if r.lo.is_finite() && r.hi.is_finite() {
-                            lp.row(vec![(y[j], 1.0), (a[j], -lam)], r.lo, r.hi);
+                            lp.row(vec![(y[j], 1.0), (a[j], -lam)], (r.lo - rounding[j]).next_down(), (r.hi + rounding[j]).next_up());
                         }
                     }
                 }
@@ -164,17 +170,18 @@ pub fn encode_layers(lp: &mut Lp, net: &Network, maps: &PreparedMaps, window: &W
                     let (al, au, sl, su) = (a_b[e].lo, a_b[e].hi, s_b[c].lo, s_b[c].hi);
                     let p = |x: f64, z: f64| Interval::point(x).mul(&Interval::point(z));
                     // (a − al)(s − sl) ≥ 0, (au − a)(su − s) ≥ 0: lower envelopes.
-                    lp.row(vec![(y[e], 1.0), (s[c], -al), (a[e], -sl)], -p(al, sl).hi, f64::INFINITY);
-                    lp.row(vec![(y[e], 1.0), (s[c], -au), (a[e], -su)], -p(au, su).hi, f64::INFINITY);
+                    let r = rounding[e];
+                    lp.row(vec![(y[e], 1.0), (s[c], -al), (a[e], -sl)], (-p(al, sl).hi - r).next_down(), f64::INFINITY);
+                    lp.row(vec![(y[e], 1.0), (s[c], -au), (a[e], -su)], (-p(au, su).hi - r).next_down(), f64::INFINITY);
                     // (au − a)(s − sl) ≥ 0, (a − al)(su − s) ≥ 0: upper envelopes.
-                    lp.row(vec![(y[e], 1.0), (s[c], -au), (a[e], -sl)], f64::NEG_INFINITY, -p(au, sl).lo);
-                    lp.row(vec![(y[e], 1.0), (s[c], -al), (a[e], -su)], f64::NEG_INFINITY, -p(al, su).lo);
+                    lp.row(vec![(y[e], 1.0), (s[c], -au), (a[e], -sl)], f64::NEG_INFINITY, (-p(au, sl).lo + r).next_up());
+                    lp.row(vec![(y[e], 1.0), (s[c], -al), (a[e], -su)], f64::NEG_INFINITY, (-p(al, su).lo + r).next_up());
                 }
             }
             Op::Add => {
                 let b = input(1);
                 for i in 0..y.len() {
-                    lp.row(vec![(y[i], 1.0), (a[i], -1.0), (b[i], -1.0)], 0.0, 0.0);
+                    lp.row(vec![(y[i], 1.0), (a[i], -1.0), (b[i], -1.0)], -rounding[i], rounding[i]);
                 }
             }
             // The analyses report logits: a final Softmax passes them through.

@@ -34,7 +34,7 @@ fn sample_box(b: &[zonocert_domain::Interval], rng: &mut Rng, corner: bool) -> V
 }
 
 fn settings() -> LpSettings {
-    LpSettings { window: None, timeout_s: 5.0, budget_s: 60.0, link_generators: 24, neurons: false }
+    LpSettings { window: None, timeout_s: 5.0, budget_s: 60.0, link_generators: 24, neurons: false, ..LpSettings::default() }
 }
 
 /// LPs cost 0.05–1 s each here: a few dozen random networks per test (1,000 proptest cases
@@ -346,4 +346,88 @@ fn refined_global_bounds_contain_sampled_pairs() {
         }
     }
     assert!(informative * 10 >= total * 8, "only {informative} of {total} refined global bounds are below 0.5: the check would be vacuous");
+}
+
+/// `--semantics f32` through the LP windows: on float32-ready small nets (swish, ReLU, ReLU6,
+/// Hardtanh stems; sigmoid and HardSigmoid gates), globally and in balls, with the default and
+/// a wider window, the refined f32 bound is never looser than the unrefined one and stays above
+/// the |Δp̂| of float32 executions of sampled pairs (the two images run in different summation
+/// orders, with sigmoid and exp pushed to opposite edges of the model's K).
+#[test]
+fn refined_f32_bounds_cover_float32_pairs() {
+    use support::exec32::{executions, f32_net, pair_change, MODEL};
+    use zonocert_transform::float32::Semantics;
+    let (mut pairs, mut gained) = (0usize, 0usize);
+    for k in 0..4u64 {
+        let net = f32_net(k);
+        let mut rng = Rng(0xF32F + k);
+        let img = image(&mut rng);
+        for (w, region) in [(None, Region::Global), (Some(8), Region::Ball(img.clone(), 2.0 / 255.0))] {
+            let settings = Settings {
+                method: Method::DiffZonotope,
+                region_budget: 64,
+                diff_budget: 32,
+                bit: 0,
+                screen: None,
+                semantics: Semantics::F32(MODEL),
+            };
+            let window = Window::new(&net, w);
+            let mut cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
+            let kept = cert.take_kept();
+            let lp = LpSettings { semantics: Semantics::F32(MODEL), ..self::settings() };
+            let refiner = LpRefiner::new(&net, window, &cert.region_analysis().bounds, kept, lp);
+            for pixel in [rng.below(784), 14 * 28 + 14] {
+                let plain = cert.pixel(pixel).upper;
+                let refined = cert.pixel_refined(pixel, Some(&refiner)).upper;
+                assert!(refined <= plain, "net {k} pixel {pixel}: refined {refined:e} looser than {plain:e}");
+                gained += (refined < plain) as usize;
+                let ex = executions();
+                for s in 0..12 {
+                    let x: Vec<u8> = match &region {
+                        Region::Ball(c, _) => c.iter().map(|&b| (b as i64 + rng.below(5) as i64 - 2).clamp(0, 255) as u8).collect(),
+                        _ => (0..784).map(|_| rng.below(256) as u8).collect(),
+                    };
+                    let mut xp = x.clone();
+                    xp[pixel] ^= 1;
+                    let change = pair_change(&net, (ex[s % ex.len()], &x), (ex[(s * 5 + 4) % ex.len()], &xp));
+                    assert!(
+                        change <= refined,
+                        "net {k} pixel {pixel}: float32 pair moves a probability by {change:e} > refined f32 {refined:e}"
+                    );
+                    pairs += 1;
+                }
+            }
+        }
+    }
+    println!("{pairs} float32 pairs below the refined f32 bounds; {gained} of 16 bounds tightened by the LPs");
+    // Where the rounding dominates (a sigmoid near 0 behind gains ±2¹⁰, the window covering
+    // every layer), the LP's rows must carry it: a pushed pair reaches most of the bound.
+    let net = support::exec32::two_class_net(-20.0, zonocert_network::Act::Sigmoid, [1024.0, -1024.0]);
+    let img = image(&mut Rng(0x5EED));
+    let k = MODEL.ulp - 0.5;
+    let push = |p: f64| support::exec32::Exec32 { order: support::exec32::Order::Forward, push: p, alternate: false, flush: false };
+    let settings = Settings {
+        method: Method::DiffZonotope,
+        region_budget: 16,
+        diff_budget: 16,
+        bit: 0,
+        screen: None,
+        semantics: Semantics::F32(MODEL),
+    };
+    let window = Window::new(&net, Some(3));
+    let mut cert = Certifier::with_kept(&net, Region::Point(img.clone()), settings, &window.inputs);
+    let kept = cert.take_kept();
+    let refiner = LpRefiner::new(
+        &net,
+        window,
+        &cert.region_analysis().bounds,
+        kept,
+        LpSettings { semantics: Semantics::F32(MODEL), ..self::settings() },
+    );
+    let refined = cert.pixel_refined(300, Some(&refiner)).upper;
+    let mut flipped = img.clone();
+    flipped[300] ^= 1;
+    let change = pair_change(&net, (push(k), &img), (push(-k), &flipped));
+    assert!(change <= refined, "pushed pair {change:e} above the refined f32 bound {refined:e}");
+    assert!(change > 0.5 * refined, "the pushed pair should reach most of the refined bound ({change:e} of {refined:e})");
 }

@@ -119,7 +119,7 @@ impl F32Model {
                 }
                 Op::Softmax => {
                     return Err(format!(
-                        "layer '{}': a Softmax inside the network is not modelled in float32 (the final softmax is applied by zonocert)",
+                        "layer '{}': a Softmax in the graph is not modelled in float32 (zonocert applies the float32 softmax to the logits itself: export the logits)",
                         l.name
                     ));
                 }

@@ -3,6 +3,8 @@
 //! random EfficientNet-like networks with random images.
 #![allow(dead_code)]
 
+pub mod exec32;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::collections::HashMap;
