@@ -28,7 +28,8 @@ use zonocert_transform::sensitivity::{exact_point, Certified, CertifyPixel, Meth
 /// The method that bounds the difference between an image and its flipped twin.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum MethodArg {
-    /// `precise` for a single image, `diff-zonotope` for a ball or the global region.
+    /// `precise` for a single image, `diff-zonotope` for a ball or the global region (and for
+    /// everything under `--semantics f32`).
     Auto,
     /// Both images bounded with intervals, then subtracted.
     Interval,
@@ -375,7 +376,7 @@ const SEMANTICS: &str = "upper bounds on max over x in region, class c of |p_c(x
 
 /// The method `--method` resolves to on `region`, and the options that need a single image.
 fn checked_method(args: &CertifyArgs, region: &Region) -> Result<EngineMethod> {
-    let method = args.method.engine().resolve(region);
+    let method = args.method.engine().resolve(region, args.semantics.semantics()?);
     let single = matches!(region, Region::Point(_));
     if method == EngineMethod::Precise && !single {
         bail!("{PRECISE_NEEDS_POINT}");

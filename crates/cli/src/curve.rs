@@ -136,7 +136,7 @@ fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<P
         Region::Ball(_, e) => *e,
         _ => 0.0,
     };
-    let method = method.engine().resolve(region);
+    let method = method.engine().resolve(region, semantics);
     let screen = if screen { EngineSettings::default().screen } else { None };
     let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, semantics, ..EngineSettings::default() })?;
     let search_settings = SearchSettings::per_pixel(rounds);

@@ -1104,8 +1104,37 @@ fn f32_semantics_through_the_cli() {
     );
     // Not modelled yet, or outside the model: refused, naming why.
     fails_with(
-        &["certify", "--image", "examples/seven.png", "--semantics", "f32", "--pixels", "0", "--out", d.join("p").to_str().unwrap()],
+        &[
+            "certify",
+            "--image",
+            "examples/seven.png",
+            "--method",
+            "precise",
+            "--semantics",
+            "f32",
+            "--pixels",
+            "0",
+            "--out",
+            d.join("p").to_str().unwrap(),
+        ],
         "precise",
     );
     fails_with(&["bounds", "--model", TINY, "--image", "examples/seven.png", "--eps", "0.01", "--semantics", "f32", "--ulp=-1"], "--ulp");
+    // `auto` at one image answers a float32 question with the differential zonotope.
+    let auto = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--image",
+        "examples/seven.png",
+        "--semantics",
+        "f32",
+        "--pixels",
+        "405",
+        "--quiet",
+        "--json",
+        "--out",
+        d.join("auto").to_str().unwrap(),
+    ]);
+    assert_eq!(auto["method"], "diff-zonotope");
 }

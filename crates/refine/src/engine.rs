@@ -61,12 +61,14 @@ impl EngineMethod {
         EngineMethod::ALL.map(EngineMethod::name).join(", ")
     }
 
-    /// `auto` made concrete for `region`; every other method is itself.
-    pub fn resolve(self, region: &Region) -> EngineMethod {
-        match (self, region) {
-            (EngineMethod::Auto, Region::Point(_)) => EngineMethod::Precise,
-            (EngineMethod::Auto, _) => EngineMethod::Abstract(Method::DiffZonotope),
-            (m, _) => m,
+    /// `auto` made concrete for `region` and `semantics` (`precise` at a single image, unless
+    /// the question is about float32 execution, which it does not model); every other method
+    /// is itself.
+    pub fn resolve(self, region: &Region, semantics: Semantics) -> EngineMethod {
+        match (self, region, semantics) {
+            (EngineMethod::Auto, Region::Point(_), Semantics::Real) => EngineMethod::Precise,
+            (EngineMethod::Auto, _, _) => EngineMethod::Abstract(Method::DiffZonotope),
+            (m, _, _) => m,
         }
     }
 }
@@ -157,16 +159,17 @@ impl<'a> Engine<'a> {
             screen: s.screen,
             semantics: s.semantics,
         };
+        let method = method.resolve(region, s.semantics);
         if let Semantics::F32(m) = s.semantics {
-            if method.resolve(region) == EngineMethod::Precise {
+            if method == EngineMethod::Precise {
                 return Err(EngineError::F32Unsupported(format!(
                     "method {} does not model float32 execution yet; use an abstract method (interval, twin-zonotope, diff-zonotope, diff-zonotope+lp, diff-interval)",
-                    method.resolve(region).name()
+                    method.name()
                 )));
             }
             m.check(net).map_err(EngineError::F32Unsupported)?;
         }
-        Ok(match (method.resolve(region), region) {
+        Ok(match (method, region) {
             (EngineMethod::Precise, Region::Point(px)) => Engine::Precise(PreciseCertifier::new(net, px, s.bit, s.arithmetic)),
             (EngineMethod::Precise, _) => return Err(EngineError::PreciseNeedsPoint),
             (EngineMethod::DiffZonotopeLp, _) => {
@@ -236,8 +239,12 @@ mod tests {
             assert_eq!(EngineMethod::parse(m.name()), Some(m));
         }
         assert_eq!(EngineMethod::parse("diff"), None);
-        assert_eq!(EngineMethod::Auto.resolve(&Region::Point(vec![0; 784])), EngineMethod::Precise);
-        assert_eq!(EngineMethod::Auto.resolve(&Region::Global), EngineMethod::Abstract(Method::DiffZonotope));
-        assert_eq!(EngineMethod::Precise.resolve(&Region::Global), EngineMethod::Precise);
+        let point = Region::Point(vec![0; 784]);
+        assert_eq!(EngineMethod::Auto.resolve(&point, Semantics::Real), EngineMethod::Precise);
+        assert_eq!(EngineMethod::Auto.resolve(&Region::Global, Semantics::Real), EngineMethod::Abstract(Method::DiffZonotope));
+        assert_eq!(EngineMethod::Precise.resolve(&Region::Global, Semantics::Real), EngineMethod::Precise);
+        // float32 questions at a single image go to the differential zonotope.
+        let f32 = Semantics::F32(Default::default());
+        assert_eq!(EngineMethod::Auto.resolve(&point, f32), EngineMethod::Abstract(Method::DiffZonotope));
     }
 }
