@@ -188,6 +188,10 @@ impl SemanticsArgs {
         if !(self.ulp >= 0.0 && self.ulp.is_finite()) {
             bail!("--ulp must be a finite number ≥ 0, got {}", self.ulp);
         }
+        let f32_options = self.ulp != F32Model::default().ulp || self.f32_same_order || self.subnormals != SubnormalsArg::Keep;
+        if self.semantics == SemanticsArg::Real && f32_options {
+            bail!("--ulp, --f32-same-order and --subnormals describe a float32 execution: they need --semantics f32");
+        }
         Ok(match self.semantics {
             SemanticsArg::Real => Semantics::Real,
             SemanticsArg::F32 => Semantics::F32(F32Model {

@@ -1120,6 +1120,7 @@ fn f32_semantics_through_the_cli() {
         "precise",
     );
     fails_with(&["bounds", "--model", TINY, "--image", "examples/seven.png", "--eps", "0.01", "--semantics", "f32", "--ulp=-1"], "--ulp");
+    fails_with(&["bounds", "--model", TINY, "--image", "examples/seven.png", "--eps", "0.01", "--f32-same-order"], "need --semantics f32");
     // `auto` at one image answers a float32 question with the differential zonotope.
     let auto = ok_json(&[
         "certify",
