@@ -56,11 +56,6 @@ impl EngineMethod {
         EngineMethod::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// The names of every method, comma-separated (for error messages).
-    pub fn names() -> String {
-        EngineMethod::ALL.map(EngineMethod::name).join(", ")
-    }
-
     /// `auto` made concrete for `region` and `semantics` (`precise` at a single image, unless
     /// the question is about float32 execution, which it does not model); every other method
     /// is itself.

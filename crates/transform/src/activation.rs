@@ -17,7 +17,7 @@ pub const REL: f64 = 1e-14;
 /// Absolute slack applied to every computed function value.
 pub const ABS: f64 = 1e-300;
 
-pub use zonocert_network::act::{Act, Extremum, Facts, Form};
+pub use zonocert_network::act::{Act, Form};
 
 /// The rigorous side of an activation: enclosures, images, derivative ranges and sound
 /// parallelograms, all derived from the activation's [`Form`] and [`zonocert_network::act::Facts`]

@@ -26,7 +26,7 @@
 //! exported `tests/vectors/tiny_effnet_tv.onnx`.
 
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
-use zonocert_network::ir::{ChannelAffine, Network, Op};
+use zonocert_network::ir::{ChannelAffine, Op};
 use zonocert_network::Executor;
 use zonocert_network::{onnx, Act};
 use zonocert_transform::analysis::{forward_keeping, Domain, Keep};
@@ -35,7 +35,7 @@ use zonocert_transform::maps::PreparedMaps;
 use zonocert_transform::sensitivity::{largest_change, probabilities, Certifier, Method, Region, Settings};
 
 mod support;
-use support::exec32::{executions, f32_image, f32_net, pair_change, two_class_net, Exec32, Order, MODEL};
+use support::exec32::{chain, executions, f32_image, f32_net, pair_change, two_class_net, Exec32, Order, MODEL};
 use support::{image, Rng};
 
 /// Every layer's float32 values lie in the f32 forward analysis's bounds.
@@ -146,48 +146,25 @@ fn certified_f32_bounds_cover_float32_pairs() {
 /// gain. `real` and `f32` differ, and each covers its own semantics.
 #[test]
 fn the_underflow_trick_is_seen_by_f32_and_not_by_real() {
-    use zonocert_network::ir::{Layer, Linear, ValueId};
+    use zonocert_network::ir::Linear;
     // input (784) → dense 2 with weights 2^-140 (products ≤ 2^-140: representable only as
     // subnormals in float32, with an absolute error up to 2^-150 each) → ×2^120 → dense 10.
     let w1 = 2f64.powi(-140);
-    let layers = vec![
-        Layer {
-            name: "tiny".into(),
-            op: Op::Linear(Linear {
-                weight: (0..2 * 784).map(|i| if i % 3 == 0 { w1 } else { -w1 * 0.75 }).collect(),
-                bias: vec![0.0; 2],
-                in_features: 784,
-                out_features: 2,
-            }),
-            inputs: vec![ValueId(0)],
-            shape: vec![2],
-        },
-        Layer {
-            name: "gain".into(),
-            op: Op::ChannelAffine(ChannelAffine { scale: vec![2f64.powi(120)], shift: vec![0.0], divide: false }),
-            inputs: vec![ValueId(1)],
-            shape: vec![2],
-        },
-        Layer {
-            name: "head".into(),
-            op: Op::Linear(Linear {
-                weight: (0..20).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 + i as f64 / 8.0)).collect(),
-                bias: vec![0.0; 10],
-                in_features: 2,
-                out_features: 10,
-            }),
-            inputs: vec![ValueId(2)],
-            shape: vec![10],
-        },
-    ];
-    let net = Network {
-        input_name: "x".into(),
-        input_shape: vec![784],
-        layers,
-        output: ValueId(3),
-        squeeze_excite: vec![],
-        folded_affines: vec![],
+    let tiny = Linear {
+        weight: (0..2 * 784).map(|i| if i % 3 == 0 { w1 } else { -w1 * 0.75 }).collect(),
+        bias: vec![0.0; 2],
+        in_features: 784,
+        out_features: 2,
     };
+    let gain = ChannelAffine { scale: vec![2f64.powi(120)], shift: vec![0.0], divide: false };
+    let head = Linear {
+        weight: (0..20).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 + i as f64 / 8.0)).collect(),
+        bias: vec![0.0; 10],
+        in_features: 2,
+        out_features: 10,
+    };
+    let net =
+        chain(vec![("tiny", Op::Linear(tiny), vec![2]), ("gain", Op::ChannelAffine(gain), vec![2]), ("head", Op::Linear(head), vec![10])]);
     // In float32 each product w·x (≤ 2^-140 · 1) is a subnormal with an absolute rounding
     // error up to 2^-150, amplified by 2^120 to ~2^-30 per term: real and f32 differ.
     let settings =

@@ -207,34 +207,30 @@ pub fn f32_net(k: u64) -> Network {
     net
 }
 
+/// A network on 784 inputs whose layers each read the one before: `(name, op, output shape)`.
+pub fn chain(layers: Vec<(&str, Op, Vec<usize>)>) -> Network {
+    use zonocert_network::ir::{Layer, ValueId};
+    let n = layers.len();
+    let layers = layers
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, op, shape))| Layer { name: name.into(), op, inputs: vec![ValueId(k)], shape })
+        .collect();
+    Network { input_name: "x".into(), input_shape: vec![784], layers, output: ValueId(n), squeeze_excite: vec![], folded_affines: vec![] }
+}
+
 /// A two-class network: a dense layer reading pixels 300 and 301, an activation, per-class
 /// gains (a per-channel map: one rounding).
 pub fn two_class_net(bias: f64, act: Act, gains: [f64; 2]) -> Network {
-    use zonocert_network::ir::{Layer, Linear, ValueId};
-    let dense = Linear {
+    let dense = zonocert_network::ir::Linear {
         weight: (0..2 * 784).map(|i| if i % 784 == 300 + i / 784 { 0.5 } else { 0.0 }).collect(),
         bias: vec![bias; 2],
         in_features: 784,
         out_features: 2,
     };
-    let layers = vec![
-        Layer { name: "dense".into(), op: Op::Linear(dense), inputs: vec![ValueId(0)], shape: vec![2] },
-        Layer { name: "act".into(), op: Op::Act(act), inputs: vec![ValueId(1)], shape: vec![2] },
-        Layer {
-            name: "gain".into(),
-            op: Op::ChannelAffine(ChannelAffine { scale: gains.to_vec(), shift: vec![0.0], divide: false }),
-            inputs: vec![ValueId(2)],
-            shape: vec![2],
-        },
-    ];
-    let net = Network {
-        input_name: "x".into(),
-        input_shape: vec![784],
-        layers,
-        output: ValueId(3),
-        squeeze_excite: vec![],
-        folded_affines: vec![],
-    };
+    let gain = ChannelAffine { scale: gains.to_vec(), shift: vec![0.0], divide: false };
+    let net =
+        chain(vec![("dense", Op::Linear(dense), vec![2]), ("act", Op::Act(act), vec![2]), ("gain", Op::ChannelAffine(gain), vec![2])]);
     MODEL.check(&net).expect("inside the model");
     net
 }
