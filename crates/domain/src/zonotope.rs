@@ -511,13 +511,21 @@ impl Zonotope {
     /// Product with a per-neuron interval factor `s ∈ [lo, hi]` (no shared symbols with the
     /// factor): `s·z = mid(s)·z + (s − mid(s))·z` with the second term bounded by `rad(s)·|z|`.
     pub fn mul_interval(&self, s: &[Interval], pool: &mut SymbolPool, budget: usize) -> Zonotope {
+        self.mul_interval_widened(s, None, pool, budget)
+    }
+
+    /// [`Zonotope::mul_interval`] for every point of the zonotope widened by `extra[j] ≥ 0` per
+    /// neuron (a term carried outside it): the relaxation `mid(s)·z + rad(s)·|z|` is built on
+    /// the widened range, so the same slope `mid(s)` applies to the carried term.
+    pub fn mul_interval_widened(&self, s: &[Interval], extra: Option<&[f64]>, pool: &mut SymbolPool, budget: usize) -> Zonotope {
         let rad = self.radius();
         let mut slope = Vec::with_capacity(self.dim());
         let mut radius = Vec::with_capacity(self.dim());
         for j in 0..self.dim() {
             let (m, r) = s[j].mid_rad();
             slope.push(m);
-            radius.push(((r * (self.centre[j].abs() + rad[j])) * (1.0 + 3.0 * U)).next_up());
+            let widened = extra.map_or(rad[j], |e| (rad[j] + e[j]).next_up());
+            radius.push(((r * (self.centre[j].abs() + widened)) * (1.0 + 3.0 * U)).next_up());
         }
         let rel = Relaxation { slope, offset: vec![0.0; self.dim()], radius };
         self.apply_relaxation(&rel, pool, budget)

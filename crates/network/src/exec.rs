@@ -11,6 +11,10 @@ enum Prepared<T> {
     Other,
 }
 
+/// What [`Executor::forward_all_values_with`] calls after each layer: the layer's index, the
+/// values held so far, and the layer's output (which it may change).
+pub type LayerHook<'a, T> = dyn FnMut(usize, &[Option<Vec<T>>], &mut Vec<T>) + 'a;
+
 /// A network with its weights converted to `T`, ready to run.
 pub struct Executor<T: Real> {
     net: Network,
@@ -58,6 +62,14 @@ impl<T: Real> Executor<T> {
     /// with the output last. When `keep_all` is false, intermediates are freed after their last
     /// use and only the output is kept.
     pub fn forward_all_values(&self, input: &[T], n: usize, keep_all: bool) -> Vec<Option<Vec<T>>> {
+        self.forward_all_values_with(input, n, keep_all, &mut |_, _, _| {})
+    }
+
+    /// [`Executor::forward_all_values`] that lets `after(k, values, out)` change layer `k`'s
+    /// output `out` before later layers read it (`values`: every value computed so far that is
+    /// still held, index = [`crate::ValueId`]). Tests use it to run the network with chosen
+    /// errors at each layer.
+    pub fn forward_all_values_with(&self, input: &[T], n: usize, keep_all: bool, after: &mut LayerHook<'_, T>) -> Vec<Option<Vec<T>>> {
         let net = &self.net;
         let mut vals = ValueStore::with_last_uses(net, &self.last_use, input.to_vec(), keep_all);
         for (k, layer) in net.layers.iter().enumerate() {
@@ -85,6 +97,8 @@ impl<T: Real> Executor<T> {
                 (Op::Pad(p), _) => kernels::pad(x, in_shape[0], in_shape[1], in_shape[2], *p),
                 (Op::Softmax, _) => kernels::softmax(x, in_shape[0]),
             };
+            let mut out = out;
+            after(k, vals.slots(), &mut out);
             vals.finish_layer(k, out);
         }
         let out = vals.take_output();
@@ -115,12 +129,25 @@ impl<T: Real> Executor<T> {
     /// to the input (`n · numel(input_shape)` values). Used by the lower-bound search to climb
     /// towards large bit-flip effects; nothing certified depends on it.
     pub fn input_gradient(&self, values: &[Option<Vec<T>>], n: usize, out_grad: Vec<T>) -> Vec<T> {
+        let mut grads = self.reverse(values, n, out_grad, false);
+        grads[0].take().unwrap_or_else(|| vec![T::zero(); n * numel(&self.net.input_shape)])
+    }
+
+    /// Reverse mode as [`Executor::input_gradient`], returning the gradient with respect to
+    /// every value of the network (index = [`crate::ValueId`]; `None` where the output does not
+    /// depend on it).
+    pub fn value_gradients(&self, values: &[Option<Vec<T>>], n: usize, out_grad: Vec<T>) -> Vec<Option<Vec<T>>> {
+        self.reverse(values, n, out_grad, true)
+    }
+
+    fn reverse(&self, values: &[Option<Vec<T>>], n: usize, out_grad: Vec<T>, keep_all: bool) -> Vec<Option<Vec<T>>> {
         let net = &self.net;
         let mut grads: Vec<Option<Vec<T>>> = vec![None; net.layers.len() + 1];
         grads[net.output.0] = Some(out_grad);
         let value = |v: crate::ValueId| values[v.0].as_ref().expect("forward_all_values(keep_all = true)");
         for (k, layer) in net.layers.iter().enumerate().rev() {
-            let Some(g) = grads[k + 1].take() else { continue };
+            let g = if keep_all { grads[k + 1].clone() } else { grads[k + 1].take() };
+            let Some(g) = g else { continue };
             let x_id = layer.inputs[0];
             let in_shape = net.shape_of(x_id);
             let x = value(x_id);
@@ -188,6 +215,6 @@ impl<T: Real> Executor<T> {
                 }
             }
         }
-        grads[0].take().unwrap_or_else(|| vec![T::zero(); n * numel(&net.input_shape)])
+        grads
     }
 }

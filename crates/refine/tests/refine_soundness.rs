@@ -221,7 +221,7 @@ fn every_window_row_holds_at_concrete_states() {
         d_box[pixel] = Interval::new(-delta, delta);
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&d_box, &mut pool, true);
-        let (_, record) =
+        let (_, _, record) =
             differential_keeping(DiffPass { net: &net, maps: &maps, x_bounds, budget: 32 }, d_in, &mut pool, Some(&window.inputs));
         let record = record.expect("record kept");
         let (lp, x_vars, xp_vars) = refiner.twin_program(&record);

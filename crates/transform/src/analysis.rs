@@ -5,10 +5,11 @@
 //! until every analysis handles it.
 
 use crate::activation::{prefer_interval_image, relaxation, Act, Enclose};
+use crate::carried::{CarriedRounding, LinearPart};
 use crate::float32::{add_errors, Semantics};
 use crate::maps::PreparedMaps;
-use zonocert_domain::{Interval, LinearMap, Relaxation, SymbolPool, Zonotope, U};
-use zonocert_network::ir::{numel, Network, Op};
+use zonocert_domain::{gamma, Interval, LinearMap, Relaxation, SymbolPool, Zonotope, U};
+use zonocert_network::ir::{numel, Network, Op, ValueId};
 use zonocert_network::ValueStore;
 
 /// Which abstract domain a forward analysis uses.
@@ -259,7 +260,14 @@ pub fn differential(
     pool: &mut SymbolPool,
     budget: usize,
 ) -> Zonotope {
-    differential_keeping(DiffPass { net, maps, x_bounds, budget }, d_input, pool, None).0
+    let (mut out, carried, _) = differential_keeping(DiffPass { net, maps, x_bounds, budget }, d_input, pool, None);
+    if let Some(c) = carried {
+        // Each output neuron's share of the carried rounding (the unit directions).
+        let n = out.dim();
+        let unit: Vec<Vec<f64>> = (0..n).map(|j| (0..n).map(|i| f64::from(u8::from(i == j))).collect()).collect();
+        add_errors(&mut out, &c.along(&unit));
+    }
+    out
 }
 
 /// The fixed inputs of a differential analysis: the network and its maps, the region's bounds
@@ -286,13 +294,19 @@ pub struct DifferenceRecord {
 
 /// [`differential`] that, with `keep = Some(values)`, also records every value's difference
 /// bounds and the difference zonotopes of `values` (for LP refinement).
-pub fn differential_keeping(
-    pass: DiffPass,
+///
+/// With `float32` semantics the two executions' rounding is carried beside `D` (see
+/// [`crate::carried`]): the returned zonotope leaves it out, and the returned
+/// [`CarriedRounding`] bounds it along any direction of the output. The recorded bounds and
+/// kept zonotopes include it.
+pub fn differential_keeping<'a>(
+    pass: DiffPass<'a>,
     d_input: Zonotope,
     pool: &mut SymbolPool,
     keep: Option<&[usize]>,
-) -> (Zonotope, Option<DifferenceRecord>) {
+) -> (Zonotope, Option<CarriedRounding<'a>>, Option<DifferenceRecord>) {
     let DiffPass { net, maps, x_bounds, budget } = pass;
+    let f32 = matches!(maps.semantics, Semantics::F32(_));
     let keep_ids = keep.unwrap_or(&[]);
     let mut kept: Vec<Option<Zonotope>> = vec![None; keep_ids.len()];
     let mut bounds: Vec<Vec<Interval>> = if keep.is_some() { vec![vec![]; net.layers.len() + 1] } else { vec![] };
@@ -300,80 +314,141 @@ pub fn differential_keeping(
         bounds[0] = d_input.bounds();
     }
     keep_value(keep_ids, &mut kept, 0, &d_input);
+    // The carried rounding `R`, boxed per neuron (index = value id): it widens every
+    // relaxation's input range, so the relaxations hold for `G + R`.
+    let mut carried: Vec<Vec<f64>> = vec![vec![]; net.layers.len() + 1];
+    carried[0] = vec![0.0; d_input.dim()];
+    let mut record = CarriedRounding::new(net, maps);
     let mut vals = ValueStore::new(net, d_input, false);
     let mut overflow = false;
     for (k, layer) in net.layers.iter().enumerate() {
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
         let xin = &x_bounds[layer.inputs[0].0];
-        let rounding = differential_rounding(pass, k, &vals);
-        let mut out = match &layer.op {
+        let r_in = &carried[layer.inputs[0].0];
+        let full = |v: usize| -> Vec<Interval> { widen(vals.get(ValueId(v)).expect("value computed before use").bounds(), &carried[v]) };
+        let input_bounds: Vec<Vec<Interval>> = if f32 { layer.inputs.iter().map(|v| full(v.0)).collect() } else { vec![] };
+        let rounding = differential_rounding(pass, k, &input_bounds);
+        let affine_carry = |r: &[f64]| -> Vec<f64> {
+            if r.iter().all(|&r| r == 0.0) {
+                return vec![0.0; numel(&layer.shape)];
+            }
+            let map = maps.get(k, false);
+            let infl = 1.0 + gamma(map.fan_in() + 2);
+            map.apply_abs(r).into_iter().map(|v| up(v * infl)).collect()
+        };
+        let (mut out, linear, mut r_out) = match &layer.op {
             // The layer that produces the logits sees its input's boxed terms as shared
             // symbols, so differences of logits keep their correlation (the training bound's
             // rows w_c − w_j; cheap: one layer).
-            Op::Linear(_) if k + 1 == net.output.0 => d.with_lifted_errors(pool).affine(&maps.get(k, false)),
+            Op::Linear(_) if k + 1 == net.output.0 => {
+                (d.with_lifted_errors(pool).affine(&maps.get(k, false)), LinearPart::Affine, affine_carry(r_in))
+            }
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
-                d.affine(&maps.get(k, false))
+                (d.affine(&maps.get(k, false)), LinearPart::Affine, affine_carry(r_in))
             }
             Op::Act(f) => {
                 let f = *f;
                 let sums = d.abs_sums();
-                let rel = differential_relaxation_with(f, xin, d, &d.radius_from(&sums));
-                d.apply_relaxation_with(&rel, &sums, pool, budget)
+                let rad: Vec<f64> =
+                    d.radius_from(&sums).iter().zip(r_in).map(|(a, r)| if *r > 0.0 { (a + r).next_up() } else { *a }).collect();
+                let rel = differential_relaxation_with(f, xin, d, &rad);
+                let r_out = rel.slope.iter().zip(r_in).map(|(l, r)| up(l.abs() * r * (1.0 + 2.0 * U))).collect();
+                (d.apply_relaxation_with(&rel, &sums, pool, budget), LinearPart::Diag(rel.slope), r_out)
             }
             Op::Mul => {
+                let s_id = layer.inputs[1].0;
                 let ds = vals.get(layer.inputs[1]).expect("value computed before use");
-                let s_bounds = &x_bounds[layer.inputs[1].0];
+                let s_bounds = &x_bounds[s_id];
                 let plane = numel(&layer.shape) / ds.dim();
-                let ds_b = ds.bounds();
+                let ds_b = widen(ds.bounds(), &carried[s_id]);
                 // s′ = s + d_s, bounded by intervals and broadcast over each plane.
                 let s_prime: Vec<Interval> =
                     s_bounds.iter().zip(&ds_b).flat_map(|(s, e)| std::iter::repeat(s.add(e)).take(plane)).collect();
                 let ds_full = if plane > 1 { ds.broadcast(plane) } else { ds.clone() };
-                let t1 = d.mul_interval(&s_prime, pool, budget);
-                let t2 = ds_full.mul_interval(xin, pool, budget);
+                let r_s: Vec<f64> = carried[s_id].iter().flat_map(|&r| std::iter::repeat_n(r, plane)).collect();
+                let t1 = d.mul_interval_widened(&s_prime, f32.then_some(&r_in[..]), pool, budget);
+                let t2 = ds_full.mul_interval_widened(xin, f32.then_some(&r_s[..]), pool, budget);
                 let mut sum = t1.add(&t2);
                 sum.reduce(pool, budget);
-                sum
+                let on_x: Vec<f64> = s_prime.iter().map(|s| s.mid_rad().0).collect();
+                let on_s: Vec<f64> = xin.iter().map(|x| x.mid_rad().0).collect();
+                let r_out = (0..on_x.len()).map(|j| up((on_x[j].abs() * r_in[j] + on_s[j].abs() * r_s[j]) * (1.0 + 4.0 * U))).collect();
+                (sum, LinearPart::Product { on_x, on_s }, r_out)
             }
             Op::Add => {
                 let mut sum = d.add(vals.get(layer.inputs[1]).expect("value computed before use"));
                 sum.reduce(pool, budget);
-                sum
+                let r_out = r_in.iter().zip(&carried[layer.inputs[1].0]).map(|(a, b)| up((a + b) * (1.0 + 2.0 * U))).collect();
+                (sum, LinearPart::Sum, r_out)
             }
-            Op::Softmax if k + 1 == net.output.0 => d.clone(),
+            Op::Softmax if k + 1 == net.output.0 => (d.clone(), LinearPart::Folded, r_in.clone()),
             // See `step`: a probability moves by at most 1.
-            Op::Softmax => Zonotope::from_box(&vec![Interval::new(-1.0, 1.0); d.dim()], pool, false),
+            Op::Softmax => {
+                (Zonotope::from_box(&vec![Interval::new(-1.0, 1.0); d.dim()], pool, false), LinearPart::Folded, vec![0.0; d.dim()])
+            }
         };
-        if let Some(e) = &rounding {
-            add_errors(&mut out, e);
+        if matches!(linear, LinearPart::Folded) {
+            // No linear part to carry the term through: it joins the zonotope here.
+            add_errors(&mut out, &r_out);
+            r_out.iter_mut().for_each(|r| *r = 0.0);
         }
+        let added = match rounding {
+            Some(e) => {
+                r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
+                e
+            }
+            None => vec![0.0; out.dim()],
+        };
+        record.push(linear, added);
         // An overflow (±∞ or NaN) anywhere makes the output unknown; checked per layer, since
         // a NaN could later be dropped by a comparison and look like a small number.
-        let out_bounds = out.bounds();
-        overflow |= !out_bounds.iter().all(Interval::is_finite);
+        let out_bounds = widen(out.bounds(), &r_out);
+        overflow |= !out_bounds.iter().all(Interval::is_finite) || !r_out.iter().all(|r| r.is_finite());
         if keep.is_some() {
             bounds[k + 1] = out_bounds;
         }
-        keep_value(keep_ids, &mut kept, k + 1, &out);
+        if keep_ids.contains(&(k + 1)) {
+            let mut with_carried = out.clone();
+            add_errors(&mut with_carried, &r_out);
+            keep_value(keep_ids, &mut kept, k + 1, &with_carried);
+        }
+        carried[k + 1] = r_out;
         vals.finish_layer(k, out);
     }
     let mut output = vals.take_output().expect("output computed");
     if overflow {
         poison(&mut output);
     }
-    let record = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
-    (output, record)
+    record.finish(std::mem::take(&mut carried[net.output.0]));
+    let record_out = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
+    (output, f32.then_some(record), record_out)
+}
+
+/// `v` rounded up to the next float, except that 0 stays 0 (no carried term reaches there).
+fn up(v: f64) -> f64 {
+    if v == 0.0 {
+        0.0
+    } else {
+        v.next_up()
+    }
+}
+
+/// Interval bounds widened by a carried term `r ≥ 0` per neuron (unchanged where `r` is 0).
+fn widen(b: Vec<Interval>, r: &[f64]) -> Vec<Interval> {
+    if r.iter().all(|&r| r == 0.0) {
+        return b;
+    }
+    b.into_iter().zip(r).map(|(b, &r)| if r > 0.0 { Interval::new((b.lo - r).next_down(), (b.hi + r).next_up()) } else { b }).collect()
 }
 
 /// With `float32` semantics, per output neuron of layer `k` a bound on how much the two
 /// executions' rounding can move `D = x̃′ − x̃` there: the rounding of `x` plus that of `x′`
 /// (bounded over `x + D`), which are not the same. With `same_order`, a neuron whose inputs
 /// do not differ rounds alike in both executions and gets nothing.
-fn differential_rounding(pass: DiffPass, k: usize, vals: &ValueStore<Zonotope>) -> Option<Vec<f64>> {
+fn differential_rounding(pass: DiffPass, k: usize, d_bounds: &[Vec<Interval>]) -> Option<Vec<f64>> {
     let DiffPass { net, maps, x_bounds, .. } = pass;
     let Semantics::F32(m) = maps.semantics else { return None };
     let layer = &net.layers[k];
-    let d_bounds: Vec<Vec<Interval>> = layer.inputs.iter().map(|v| vals.get(*v).expect("value computed before use").bounds()).collect();
     let shifted = |i: usize| -> Vec<Interval> { x_bounds[layer.inputs[i].0].iter().zip(&d_bounds[i]).map(|(x, d)| x.add(d)).collect() };
     let second_x = layer.inputs.get(1).map(|v| &x_bounds[v.0][..]);
     let second_xp = (layer.inputs.len() > 1).then(|| shifted(1));

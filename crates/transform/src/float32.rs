@@ -29,6 +29,8 @@ use crate::activation::{Act, Form};
 use crate::maps::PreparedMaps;
 use zonocert_domain::{Interval, LinearMap, Zonotope};
 use zonocert_network::ir::{numel, Network, Op};
+use zonocert_network::kernels::softmax;
+use zonocert_network::Executor;
 
 /// Unit roundoff of binary32 (round to nearest).
 pub const U32: f64 = 1.0 / 16_777_216.0;
@@ -222,6 +224,42 @@ impl F32Model {
         let a = (classes as f64 * self.ulp + 2.0) * self.eta() * 2.0;
         (theta, a)
     }
+}
+
+/// A first-order **estimate, not a bound**, of how far a `float32` execution's probabilities
+/// can be from the exact ones at one input `x` ([0, 1] scale): per class `c`,
+/// `Σ_values Σ_j |∂p_c/∂v_j|·r_j + θ·p_c + a`, where `r_j` is the model's rounding bound of
+/// value `j` at `x` ([`F32Model::layer_error`] on point inputs, [`F32Model::input_error`]) and
+/// `(θ, a)` the softmax's ([`F32Model::softmax_error`]); the gradients come from one reverse
+/// pass per class. It is the worst case of the model linearised at `x`: it neglects how the
+/// network's derivatives change over the rounding errors, so it certifies nothing. It measures
+/// whether a single-image `float32` enclosure could be tight (issue: `precise` under `f32`).
+pub fn first_order_rounding(model: &F32Model, net: &Network, x: &[f64]) -> Vec<f64> {
+    let exec = Executor::<f64>::new(net);
+    let maps = PreparedMaps::new(net);
+    let values = exec.forward_all_values(x, 1, true);
+    let point = |v: usize| -> Vec<Interval> { values[v].as_ref().expect("kept").iter().map(|&t| Interval::point(t)).collect() };
+    let mut radii: Vec<Vec<f64>> = vec![model.input_error(&point(0))];
+    for (k, layer) in net.layers.iter().enumerate() {
+        let second = layer.inputs.get(1).map(|v| point(v.0));
+        radii.push(model.layer_error(net, &maps, k, (&point(layer.inputs[0].0), second.as_deref())));
+    }
+    let logits = values[net.output.0].as_ref().expect("output kept");
+    let p = softmax(logits, logits.len());
+    let spread = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)) - logits.iter().fold(f64::INFINITY, |a, &b| a.min(b));
+    let (theta, a) = model.softmax_error(spread, p.len());
+    (0..p.len())
+        .map(|c| {
+            let dp_dz: Vec<f64> = (0..p.len()).map(|j| p[c] * (f64::from(u8::from(c == j)) - p[j])).collect();
+            let grads = exec.value_gradients(&values, 1, dp_dz);
+            let carried: f64 = grads
+                .iter()
+                .zip(&radii)
+                .filter_map(|(g, r)| g.as_ref().map(|g| g.iter().zip(r).map(|(g, r)| g.abs() * r).sum::<f64>()))
+                .sum();
+            carried + theta * p[c] + a
+        })
+        .collect()
 }
 
 /// Adds per-neuron errors to a zonotope's independent error terms (rounded up).

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod analysis;
+pub mod carried;
 pub mod falsify;
 pub mod float32;
 pub mod maps;

@@ -127,6 +127,56 @@ impl AffineMap {
         }
     }
 
+    /// The transpose of the linear part applied to one vector `a` of length `out_dim`
+    /// (reverse mode, computed in `f64`; see [`AffineMap::transpose_abs`] for its rounding).
+    pub fn transpose(&self, a: &[f64]) -> Vec<f64> {
+        self.transpose_with(a, false)
+    }
+
+    /// `|Wᵀ|·v` for `v ≥ 0`: with [`AffineMap::transpose_terms`] `n`, the computed
+    /// [`AffineMap::transpose`] of `a` is within `(γₙ + relative_error)·|Wᵀ|·|a|` of the exact one.
+    pub fn transpose_abs(&self, v: &[f64]) -> Vec<f64> {
+        self.transpose_with(v, true)
+    }
+
+    /// The most terms one entry of [`AffineMap::transpose`] sums.
+    pub fn transpose_terms(&self) -> usize {
+        match &self.kind {
+            Kind::Conv { k, .. } => (k.conv.out_channels / k.conv.groups) * k.conv.kernel[0] * k.conv.kernel[1],
+            Kind::Linear { k, .. } => k.linear.out_features,
+            Kind::Channel(_) | Kind::AvgPool | Kind::Pad(_) | Kind::Reshape => 1,
+        }
+    }
+
+    fn transpose_with(&self, a: &[f64], abs: bool) -> Vec<f64> {
+        let (h, w) = self.hw();
+        match &self.kind {
+            Kind::Conv { k, abs: ka } => kernels::conv_transpose(if abs { ka } else { k }, a, 1, h, w),
+            Kind::Linear { k, abs: ka } => kernels::linear_transpose(if abs { ka } else { k }, a, 1),
+            Kind::Channel(c) => {
+                let (ch, p) = self.channels_plane();
+                let scale = if abs { c.scale.iter().map(|s| s.abs()).collect() } else { c.scale.clone() };
+                kernels::channel_affine(&ChannelAffine { scale, shift: vec![0.0], divide: c.divide }, a, ch, p, false)
+            }
+            Kind::AvgPool => {
+                let plane = h * w;
+                a.iter().flat_map(|&g| std::iter::repeat_n(g / plane as f64, plane)).collect()
+            }
+            Kind::Pad(p) => {
+                let (c, nh, nw) = (self.in_shape[0], h + p[0] + p[2], w + p[1] + p[3]);
+                let mut out = Vec::with_capacity(c * h * w);
+                for ch in 0..c {
+                    for y in 0..h {
+                        let row = (ch * nh + y + p[0]) * nw + p[1];
+                        out.extend_from_slice(&a[row..row + w]);
+                    }
+                }
+                out
+            }
+            Kind::Reshape => a.to_vec(),
+        }
+    }
+
     fn in_dim(&self) -> usize {
         numel(&self.in_shape)
     }

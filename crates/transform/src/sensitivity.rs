@@ -467,9 +467,35 @@ impl<'a> Certifier<'a> {
         let k = self.classes;
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, true);
-        let (d, record) =
+        let (d, carried, record) =
             differential_keeping(DiffPass { net: self.net, maps: &self.maps, x_bounds: &self.x.bounds, budget }, d_in, &mut pool, keep);
-        let dd = (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
+        let mut dd: Vec<Vec<Interval>> =
+            (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
+        if let Some(carried) = carried {
+            // The float32 rounding, along every difference of two logits.
+            let pairs: Vec<(usize, usize)> = (0..k).flat_map(|c| (c + 1..k).map(move |j| (c, j))).collect();
+            let directions: Vec<Vec<f64>> = pairs
+                .iter()
+                .map(|&(c, j)| {
+                    (0..k)
+                        .map(|i| {
+                            if i == c {
+                                1.0
+                            } else if i == j {
+                                -1.0
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            for (&(c, j), r) in pairs.iter().zip(carried.along(&directions)) {
+                let grow = |b: Interval| Interval::new((b.lo - r).next_down(), (b.hi + r).next_up());
+                dd[c][j] = grow(dd[c][j]);
+                dd[j][c] = grow(dd[j][c]);
+            }
+        }
         (dd, record)
     }
 }

@@ -402,7 +402,7 @@ fn prop_fragment(fc: FragmentCase) -> Result<(), TestCaseError> {
         err: (0..n).map(|_| g(&mut rng).abs() * 0.25).collect(),
     };
     let mut dpool = pool_after(fc.syms);
-    let (out, record) = differential_keeping(
+    let (out, _, record) = differential_keeping(
         DiffPass { net: &net, maps: &maps, x_bounds: &fwd.bounds, budget: fc.budget },
         d.clone(),
         &mut dpool,

@@ -336,3 +336,95 @@ fn each_f32_error_term_is_needed() {
         assert!(tightest > floor, "{name}: the construction no longer makes its rounding term dominate ({tightest})");
     }
 }
+
+/// The differential analysis carries the float32 rounding beside `D` and bounds it along each
+/// logit difference by reverse passes (`zonocert_transform::carried`). Check it against the
+/// model's worst case made concrete: both images run in f64 with, after every layer, each
+/// neuron moved by the model's whole rounding bound there (`F32Model::layer_error` at the values
+/// the layer actually reads), in the direction that grows `Δ(z_c − z_j)` to first order (the
+/// sign of the reverse-mode gradient; opposite signs for `x`). Such a run is inside the f32
+/// model, so `Δ(z_c − z_j)` must lie in the certified bounds. Because the push follows the
+/// gradient, it reaches a large part of the carried bound, and dropping any path of the reverse
+/// pass (the gate of a squeeze-excite product, a residual branch) fails the test (checked by
+/// mutation).
+#[test]
+fn carried_rounding_covers_gradient_aligned_rounding() {
+    let exported = onnx::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/tiny_effnet_tv.onnx")))
+        .expect("tests/vectors/tiny_effnet_tv.onnx");
+    let nets: Vec<zonocert_network::Network> = (0..6u64).map(f32_net).chain(std::iter::once(exported)).collect();
+    let (mut checked, mut reach): (usize, f64) = (0, 0.0);
+    for (n, net) in nets.iter().enumerate() {
+        let exec = Executor::<f64>::new(net);
+        let maps = PreparedMaps::new(net);
+        let mut rng = Rng(0xCA77 + n as u64);
+        let img = image(&mut rng);
+        for region in [Region::Point(img.clone()), Region::Ball(img.clone(), 2.0 / 255.0)] {
+            let f32_settings =
+                Settings { method: Method::DiffZonotope, screen: None, semantics: Semantics::F32(MODEL), ..Settings::default() };
+            let cert = Certifier::new(net, region.clone(), f32_settings);
+            let real = Certifier::new(net, region.clone(), Settings { semantics: Semantics::Real, ..f32_settings });
+            for pixel in [rng.below(784), 14 * 28 + 14] {
+                let dd = cert.logit_difference_bounds(pixel, f32_settings.diff_budget);
+                let dd_real = real.logit_difference_bounds(pixel, f32_settings.diff_budget);
+                let mut flipped = img.clone();
+                flipped[pixel] ^= 1;
+                let unit = |b: &[u8]| -> Vec<f64> { b.iter().map(|&v| v as f64 / 255.0).collect() };
+                let (x, xp) = (unit(&img), unit(&flipped));
+                let classes = dd.len();
+                for c in 0..classes {
+                    for j in c + 1..classes {
+                        let v: Vec<f64> = (0..classes)
+                            .map(|i| {
+                                if i == c {
+                                    1.0
+                                } else if i == j {
+                                    -1.0
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
+                        // z_c − z_j of one image run with every layer pushed by `sign`·bound
+                        // along the gradient of z_c − z_j at that image.
+                        let pushed = |input: &[f64], sign: f64| -> f64 {
+                            let values = exec.forward_all_values(input, 1, true);
+                            let grads = exec.value_gradients(&values, 1, v.clone());
+                            let out = exec.forward_all_values_with(input, 1, true, &mut |k, held, out| {
+                                let layer = &net.layers[k];
+                                let point = |id: usize| -> Vec<Interval> {
+                                    held[id].as_ref().expect("kept").iter().map(|&t| Interval::point(t)).collect()
+                                };
+                                let second = layer.inputs.get(1).map(|id| point(id.0));
+                                let e = MODEL.layer_error(net, &maps, k, (&point(layer.inputs[0].0), second.as_deref()));
+                                if let Some(g) = &grads[k + 1] {
+                                    for ((o, e), g) in out.iter_mut().zip(e).zip(g) {
+                                        *o += sign * g.signum() * e;
+                                    }
+                                }
+                            });
+                            let z = out.last().and_then(|z| z.clone()).expect("output");
+                            z[c] - z[j]
+                        };
+                        let change = pushed(&xp, 1.0) - pushed(&x, -1.0);
+                        assert!(
+                            dd[c][j].lo <= change && change <= dd[c][j].hi,
+                            "net {n} {region:?} pixel {pixel}: pushed Δ(z_{c} − z_{j}) = {change:e} outside the certified [{:e}, {:e}]",
+                            dd[c][j].lo,
+                            dd[c][j].hi
+                        );
+                        // How much of the f32 bound's extra width the push reaches.
+                        let extra = dd[c][j].hi - dd_real[c][j].hi;
+                        if extra > 0.0 {
+                            reach = reach.max((change - dd_real[c][j].hi) / extra);
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{checked} pushed logit differences checked; largest reach into the f32 widening {reach:.5}");
+    assert!(checked > 200);
+    // The push must come close to the bound, or a dropped path could go unseen.
+    assert!(reach > 0.9, "the gradient-aligned push reaches only {reach} of the f32 widening");
+}
