@@ -188,10 +188,11 @@ pub struct Network {
     pub output: ValueId,
     /// Squeeze-excite blocks found by the fusion pass (informational).
     pub squeeze_excite: Vec<SqueezeExcite>,
-    /// Per-channel multiply-adds that the import folded into the convolution before them
-    /// (their layer names): the real-valued function is unchanged, a `float32` execution of
-    /// the original graph is not.
-    pub folded_affines: Vec<String>,
+    /// What the import computed in `f64` that a `float32` execution of the original graph
+    /// computes in `float32`, described with the node's name (a per-channel multiply-add folded
+    /// into the convolution before it; a constant computed from initializers whose value is
+    /// not a float32): the real-valued function is unchanged, the float32 one is not.
+    pub float64_folds: Vec<String>,
 }
 
 /// Number of elements of a shape.

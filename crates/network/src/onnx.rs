@@ -232,6 +232,7 @@ pub fn import(model: &proto::ModelProto) -> Result<Network, ImportError> {
     vals.insert(input.name().to_string(), Val::Dyn { id: ValueId(0), shape: input_shape.clone() });
 
     let mut layers: Vec<Layer> = Vec::new();
+    let mut float64_folds = Vec::new();
     for idx in topological_order(graph, &vals)? {
         let node = &graph.node[idx];
         let name = if node.name().is_empty() { format!("{}_{idx}", node.op_type()) } else { node.name().to_string() };
@@ -250,6 +251,14 @@ pub fn import(model: &proto::ModelProto) -> Result<Network, ImportError> {
             args.push(Some(v.clone()));
         }
         let out = translate(&ctx, &args, &mut layers)?;
+        if let Val::Const(t) = &out {
+            // A float32 runtime computes this node itself, in float32: a folded value that is
+            // not a float32 differs from what it computes.
+            let folded = node.op_type() != "Constant" && !args.is_empty() && args.iter().flatten().all(|a| matches!(a, Val::Const(_)));
+            if folded && !t.int && t.data.iter().any(|&v| v.is_finite() && v as f32 as f64 != v) {
+                float64_folds.push(format!("the constant '{}' ({} of initializers, computed in f64)", ctx.name, node.op_type()));
+            }
+        }
         if let Some(first) = node.output.first() {
             vals.insert(first.clone(), out);
         }
@@ -264,7 +273,7 @@ pub fn import(model: &proto::ModelProto) -> Result<Network, ImportError> {
         Some(Val::Const(_)) => return Err(ImportError::Graph(format!("output '{out_name}' does not depend on the input"))),
         None => return Err(ImportError::Graph(format!("output '{out_name}' is not produced by any node"))),
     };
-    let net = Network { input_name: input.name().to_string(), input_shape, layers, output, squeeze_excite: vec![], folded_affines: vec![] };
+    let net = Network { input_name: input.name().to_string(), input_shape, layers, output, squeeze_excite: vec![], float64_folds };
     net.validate().map_err(ImportError::Graph)?;
     Ok(net)
 }

@@ -70,8 +70,8 @@ pub fn fold_batchnorm(mut net: Network) -> Network {
         }
         // The affine layer becomes an alias of the conv output.
         net.layers[k].op = Op::Reshape;
-        let name = net.layers[k].name.clone();
-        net.folded_affines.push(name);
+        let name = format!("the per-channel multiply-add '{}' (folded into the convolution before it)", net.layers[k].name);
+        net.float64_folds.push(name);
     }
     remove_identity_reshapes(net)
 }

@@ -206,6 +206,23 @@ fn unsupported_op_in_constant_subgraph() {
 }
 
 #[test]
+fn constants_folded_in_f64_are_recorded_for_the_f32_semantics() {
+    // 0.1f32 · 3 is not a float32: a float32 runtime computes a different constant.
+    let mut m = relu_model();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(float_init("a", &[1], vec![0.1]));
+    g.initializer.push(float_init("b", &[1], vec![3.0]));
+    g.node = vec![node("scale", "Mul", &["a", "b"], &["c"]), node("add", "Add", &["x", "c"], &["y"])];
+    let net = import(&m).expect("imports");
+    assert_eq!(net.float64_folds.len(), 1, "{:?}", net.float64_folds);
+    assert_mentions(&net.float64_folds[0], &["'scale'", "Mul"]);
+    // A product that is a float32 (0.5 · 3) computes the same in both: nothing to record.
+    let g = m.graph.as_mut().unwrap();
+    g.initializer[0] = float_init("a", &[1], vec![0.5]);
+    assert!(import(&m).expect("imports").float64_folds.is_empty());
+}
+
+#[test]
 fn unnamed_node_gets_a_name() {
     let mut m = relu_model();
     let mut n = node("", "Tanh", &["x"], &["y"]);

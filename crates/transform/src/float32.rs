@@ -22,8 +22,9 @@
 //!
 //! Not covered: reduced-precision arithmetic
 //! (bfloat16, TF32), and graphs that the importer rewrote so that they compute differently in
-//! `float32` (a BatchNormalization or constant multiply-add folded into a convolution, or kept
-//! as one per-channel map with both a scale and an offset): [`F32Model::check`] refuses those.
+//! `float32` (a BatchNormalization or constant multiply-add folded into a convolution, a
+//! constant the importer computed from initializers in `f64` whose value is not a float32, or
+//! a per-channel map with both a scale and an offset): [`F32Model::check`] refuses those.
 
 use crate::activation::{Act, Form};
 use crate::maps::PreparedMaps;
@@ -109,9 +110,9 @@ impl F32Model {
 
     /// Why `net` is outside the model, if it is (see the module docs).
     pub fn check(&self, net: &Network) -> Result<(), String> {
-        if let Some(name) = net.folded_affines.first() {
+        if let Some(what) = net.float64_folds.first() {
             return Err(format!(
-                "the importer folded the per-channel multiply-add '{name}' into the convolution before it; in float32 the graph computes them separately, which the f32 semantics does not model (export with BatchNorm folded, as torch.onnx does by default)"
+                "the importer computed {what} in f64, where a float32 execution of the graph computes it in float32; the f32 semantics does not model that (export with BatchNorm folded, as torch.onnx does by default, and constants folded in float32)"
             ));
         }
         for l in &net.layers {
@@ -276,7 +277,7 @@ mod tests {
 
     fn one_layer(op: Op) -> Network {
         let layers = vec![Layer { name: "bn".into(), op, inputs: vec![ValueId(0)], shape: vec![2] }];
-        Network { input_name: "x".into(), input_shape: vec![2], layers, output: ValueId(1), squeeze_excite: vec![], folded_affines: vec![] }
+        Network { input_name: "x".into(), input_shape: vec![2], layers, output: ValueId(1), squeeze_excite: vec![], float64_folds: vec![] }
     }
 
     #[test]
@@ -287,7 +288,7 @@ mod tests {
         let single = one_layer(Op::ChannelAffine(ChannelAffine { scale: vec![2.0], shift: vec![0.0], divide: false }));
         assert!(m.check(&single).is_ok());
         let mut folded = single.clone();
-        folded.folded_affines.push("bn1".into());
+        folded.float64_folds.push("the per-channel multiply-add 'bn1'".into());
         assert!(m.check(&folded).unwrap_err().contains("'bn1'"));
         assert!(F32Model { ulp: f64::NAN, ..F32Model::default() }.check(&single).is_err());
     }

@@ -281,9 +281,12 @@ impl<'a> Certifier<'a> {
     /// [`DeltaRefiner`]).
     pub fn with_kept(net: &'a Network, region: Region, settings: Settings, keep: &[usize]) -> Self {
         // A single image has only rounding-sized widths: correlations buy nothing there, so
-        // both analyses run without generators (exact up to rounding, and fast).
-        let settings = match (&region, settings.method) {
-            (Region::Point(_), _) | (_, Method::DiffInterval) => Settings { region_budget: 0, diff_budget: 0, ..settings },
+        // both analyses run without generators (exact up to rounding, and fast). Not so for a
+        // float32 execution, whose rounding is a width that correlations do reduce.
+        let settings = match (&region, settings.method, settings.semantics) {
+            (Region::Point(_), _, Semantics::Real) | (_, Method::DiffInterval, _) => {
+                Settings { region_budget: 0, diff_budget: 0, ..settings }
+            }
             _ => settings,
         };
         let maps = PreparedMaps::new(net).with_semantics(settings.semantics);

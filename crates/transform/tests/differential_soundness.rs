@@ -81,7 +81,7 @@ fn binary_net(mul: bool, c: usize, plane: usize, a: &[Vec<f64>], b: &[Vec<f64>])
         layers,
         output: ValueId(3),
         squeeze_excite: vec![],
-        folded_affines: vec![],
+        float64_folds: vec![],
     };
     net.validate().expect("valid network");
     net
@@ -335,7 +335,7 @@ fn se_fragment(rng: &mut Rng, c: usize, h: usize) -> Network {
         layers,
         output: ValueId(v8),
         squeeze_excite: vec![],
-        folded_affines: vec![],
+        float64_folds: vec![],
     };
     net.validate().expect("valid network");
     net

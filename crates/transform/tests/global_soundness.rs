@@ -347,7 +347,7 @@ fn mean_value_form_is_tight_on_a_linear_net() {
         ],
         output: ValueId(2),
         squeeze_excite: vec![],
-        folded_affines: vec![],
+        float64_folds: vec![],
     };
     net.validate().expect("valid network");
     let exec = Executor::<f64>::new(&net);

@@ -195,7 +195,7 @@ fn single_layer_rounding_bounds_hold() {
             layers: vec![Layer { name: "l".into(), op, inputs: vec![ValueId(0)], shape }],
             output: ValueId(1),
             squeeze_excite: vec![],
-            folded_affines: vec![],
+            float64_folds: vec![],
         };
         let x: Vec<f64> = (0..n).map(|_| rng.sym() * [1e-3, 1.0, 1e3][rng.below(3)]).collect();
         // Centres x/3 rounded to 256 bits, taken as exact: products with the weights then

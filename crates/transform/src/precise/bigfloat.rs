@@ -471,7 +471,7 @@ mod tests {
             layers: vec![],
             output: ValueId(0),
             squeeze_excite: vec![],
-            folded_affines: vec![],
+            float64_folds: vec![],
         }
     }
 

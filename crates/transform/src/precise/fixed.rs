@@ -916,7 +916,7 @@ mod tests {
             layers: vec![],
             output: ValueId(0),
             squeeze_excite: vec![],
-            folded_affines: vec![],
+            float64_folds: vec![],
         };
         let fx = FixedNetwork::new(&net).expect("empty network");
         let rm = RoundingMode::ToEven;

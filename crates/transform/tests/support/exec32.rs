@@ -216,7 +216,7 @@ pub fn chain(layers: Vec<(&str, Op, Vec<usize>)>) -> Network {
         .enumerate()
         .map(|(k, (name, op, shape))| Layer { name: name.into(), op, inputs: vec![ValueId(k)], shape })
         .collect();
-    Network { input_name: "x".into(), input_shape: vec![784], layers, output: ValueId(n), squeeze_excite: vec![], folded_affines: vec![] }
+    Network { input_name: "x".into(), input_shape: vec![784], layers, output: ValueId(n), squeeze_excite: vec![], float64_folds: vec![] }
 }
 
 /// A two-class network: a dense layer reading pixels 300 and 301, an activation, per-class

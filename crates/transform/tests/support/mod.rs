@@ -268,7 +268,7 @@ pub fn tiny_net_with(seed: u64, channels: usize, se: usize, stem_act: Act, gate_
         layers,
         output: ValueId(logits),
         squeeze_excite: vec![],
-        folded_affines: vec![],
+        float64_folds: vec![],
     };
     net.validate().expect("valid network");
     net
