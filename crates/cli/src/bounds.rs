@@ -105,10 +105,12 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     };
     let mut probs = probability_bounds(classes, &|j, c| diffs[j][c]);
     if let Semantics::F32(m) = semantics {
-        // The float32 softmax: |p̂_c − p_c| ≤ θ·p_c + a.
-        let spread = diffs.iter().flatten().map(Interval::mag).fold(0.0, f64::max);
-        let (theta, a) = m.softmax_error(spread, classes);
-        for p in &mut probs {
+        // The float32 softmax: |p̂_c − p_c| ≤ θ_c·p_c + a.
+        let hi = |b: Interval| if b.hi.is_nan() { f64::INFINITY } else { b.hi };
+        let below_max: Vec<f64> = (0..classes).map(|c| (0..classes).map(|j| hi(diffs[j][c])).fold(0.0, f64::max)).collect();
+        let p_hi: Vec<f64> = probs.iter().map(|p| p.hi).collect();
+        let (theta, a) = m.softmax_errors(&below_max, &p_hi);
+        for (p, theta) in probs.iter_mut().zip(theta) {
             let grow = |v: f64| (theta * v + a) * (1.0 + 1e-12);
             *p = Interval::new((p.lo - grow(p.hi)).max(0.0), (p.hi + grow(p.hi)).min(1.0));
         }

@@ -213,14 +213,35 @@ impl F32Model {
     /// most `spread` satisfies `|p̂_c − p_c| ≤ θ·p_c + a` for every class, for the overflow-safe
     /// form `fl(exp(fl(z_c − max z)) / fl(Σ_j fl(exp(fl(z_j − max z)))))`.
     pub fn softmax_error(&self, spread: f64, classes: usize) -> (f64, f64) {
-        if !spread.is_finite() {
-            return (f64::INFINITY, f64::INFINITY);
+        let (theta, a) = self.softmax_errors(&vec![spread; classes], &vec![1.0; classes]);
+        (theta.into_iter().fold(0.0, f64::max), a)
+    }
+
+    /// Per class `θ_c`, and `a`, such that the `float32` softmax (the form of
+    /// [`F32Model::softmax_error`]) satisfies `|p̂_c − p_c| ≤ θ_c·p_c + a`, for logits with
+    /// `max z − z_c ≤ below_max[c]` and probabilities `p_c ≤ p_hi[c]`. A class near the top
+    /// has a nearly exact `fl(z_c − max z)`, and the sum's error is the classes' errors weighted
+    /// by their probabilities, so a confident prediction's `θ_c` is a few ulps, not the spread.
+    pub fn softmax_errors(&self, below_max: &[f64], p_hi: &[f64]) -> (Vec<f64>, f64) {
+        let classes = below_max.len();
+        if !below_max.iter().all(|d| d.is_finite()) {
+            return (vec![f64::INFINITY; classes], f64::INFINITY);
         }
-        // fl(z_j − m) is within u·spread of z_j − m; exp turns that into a relative factor.
-        let shift = (2.0 * U32 * spread * (1.0 + 1e-9)).exp_m1().next_up();
         let e = self.ulp * ULP_OF_ONE;
-        let hi = (1.0 + shift) * (1.0 + e) * (1.0 + e) * (1.0 + U32) / (1.0 - gamma32(classes));
-        let theta = ((hi - 1.0) * (1.0 + 1e-9)).next_up();
+        // ê_c = e_c·(1 + θ'_c), |θ'_c| ≤ θ_c: fl(z_c − m) is within u·(m − z_c) of z_c − m,
+        // which exp turns into a relative factor; exp itself errs by K ulps.
+        let exps: Vec<f64> = below_max.iter().map(|&d| ((U32 * d.max(0.0) * (1.0 + 1e-9)).exp() * (1.0 + e) - 1.0).next_up()).collect();
+        // Σ ê_j = S·(1 + α) with |α| ≤ Σ θ_j·p_j, and never more than the largest θ_j.
+        let weighted: f64 = exps.iter().zip(p_hi).map(|(t, p)| t * p.clamp(0.0, 1.0)).sum();
+        let alpha = (weighted.min(exps.iter().fold(0.0, |m: f64, &t| m.max(t))) * (1.0 + 1e-9)).next_up();
+        let g = gamma32(classes);
+        let theta = exps
+            .iter()
+            .map(|&t| {
+                let hi = (1.0 + t) * (1.0 + U32) / ((1.0 - alpha) * (1.0 - g));
+                ((hi - 1.0) * (1.0 + 1e-9)).next_up()
+            })
+            .collect();
         // Underflowing exponentials (classes below e^-87) err by K·η each; the sum is ≥ 1.
         let a = (classes as f64 * self.ulp + 2.0) * self.eta() * 2.0;
         (theta, a)
@@ -247,8 +268,9 @@ pub fn first_order_rounding(model: &F32Model, net: &Network, x: &[f64]) -> Vec<f
     }
     let logits = values[net.output.0].as_ref().expect("output kept");
     let p = softmax(logits, logits.len());
-    let spread = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)) - logits.iter().fold(f64::INFINITY, |a, &b| a.min(b));
-    let (theta, a) = model.softmax_error(spread, p.len());
+    let top = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let below_max: Vec<f64> = logits.iter().map(|z| top - z).collect();
+    let (theta, a) = model.softmax_errors(&below_max, &p);
     (0..p.len())
         .map(|c| {
             let dp_dz: Vec<f64> = (0..p.len()).map(|j| p[c] * (f64::from(u8::from(c == j)) - p[j])).collect();
@@ -258,7 +280,7 @@ pub fn first_order_rounding(model: &F32Model, net: &Network, x: &[f64]) -> Vec<f
                 .zip(&radii)
                 .filter_map(|(g, r)| g.as_ref().map(|g| g.iter().zip(r).map(|(g, r)| g.abs() * r).sum::<f64>()))
                 .sum();
-            carried + theta * p[c] + a
+            carried + theta[c] * p[c] + a
         })
         .collect()
 }
@@ -291,6 +313,55 @@ mod tests {
         folded.float64_folds.push("the per-channel multiply-add 'bn1'".into());
         assert!(m.check(&folded).unwrap_err().contains("'bn1'"));
         assert!(F32Model { ulp: f64::NAN, ..F32Model::default() }.check(&single).is_err());
+    }
+
+    /// The per-class softmax bound against float32 softmaxes whose exps are pushed to the edge
+    /// of `K` (the class itself one way, every other class the other), on logits spread up to
+    /// 80 apart, where `fl(z_c − max z)` errs by up to `u·80` before the exp. Dropping the
+    /// `fl(z_c − max z)` term or the sum's error `α` fails it (checked by mutation).
+    #[test]
+    fn per_class_softmax_bound_covers_pushed_float32_softmaxes() {
+        let m = F32Model::default();
+        let push = (m.ulp - 0.5) * ULP_OF_ONE;
+        let mut state = 0x5EED_u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut worst: f64 = 0.0;
+        for trial in 0..2000 {
+            let spread = [1.0, 10.0, 80.0][trial % 3];
+            // Two classes leave γₙ little room, so the sum's own error must be bounded.
+            let classes = if trial % 2 == 0 { 10 } else { 2 };
+            let z: Vec<f32> = (0..classes).map(|_| ((next() - 0.5) * spread) as f32).collect();
+            let top = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let exact: Vec<f64> = z.iter().map(|&v| (v as f64 - top as f64).exp()).collect();
+            let sum: f64 = exact.iter().sum();
+            let p: Vec<f64> = exact.iter().map(|e| e / sum).collect();
+            let below: Vec<f64> = z.iter().map(|&v| top as f64 - v as f64).collect();
+            let (theta, a) = m.softmax_errors(&below, &p);
+            for c in 0..classes {
+                for sign in [1.0, -1.0] {
+                    let e: Vec<f32> = z
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &v)| {
+                            let s = if j == c { sign } else { -sign };
+                            (((v - top) as f64).exp() * (1.0 + s * push)) as f32
+                        })
+                        .collect();
+                    let total = e.iter().fold(0.0f32, |acc, &v| acc + v);
+                    let dev = ((e[c] / total) as f64 - p[c]).abs();
+                    let bound = theta[c] * p[c] + a;
+                    assert!(dev <= bound, "trial {trial} class {c}: |p̂ − p| = {dev:e} > {bound:e}");
+                    if p[c] > 1e-30 {
+                        worst = worst.max(dev / bound);
+                    }
+                }
+            }
+        }
+        // The pushes reach a good part of the bound, so it is not vacuously large.
+        assert!(worst > 0.3, "largest pushed/bound ratio {worst}");
     }
 
     #[test]

@@ -410,11 +410,20 @@ impl<'a> Certifier<'a> {
     /// ranges and the spread of the logits, at `x` and at `x′`).
     fn finish_rounded(&self, i: usize, mut per_class: Vec<ClassBound>, delta: &[Vec<Interval>], screened: bool) -> PixelBound {
         if let Semantics::F32(m) = self.settings.semantics {
-            let mag = |v: &[Vec<Interval>]| v.iter().flatten().map(Interval::mag).fold(0.0, f64::max);
-            let spread = (mag(&self.dx) + mag(delta)).next_up();
-            let (theta, abs) = m.softmax_error(spread, self.classes);
-            for (b, p) in per_class.iter_mut().zip(&self.p_region) {
-                // |p̂_c − p_c| ≤ θ·p_c + a at x, and at x′ where p_c ≤ p_c(x) + |Δp_c|.
+            let k = self.classes;
+            // How far below the top logit each class can be, at x and at x′ (where
+            // z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c)).
+            let below_max: Vec<f64> = (0..k)
+                .map(|c| {
+                    // NaN (an overflow) must not be dropped by `max`: it means "unknown".
+                    let hi = |b: Interval| if b.hi.is_nan() { f64::INFINITY } else { b.hi };
+                    (0..k).map(|j| hi(self.dx[j][c]).max(hi(self.dx[j][c].add(&delta[j][c])))).fold(0.0, f64::max).next_up()
+                })
+                .collect();
+            let p_hi: Vec<f64> = per_class.iter().zip(&self.p_region).map(|(b, p)| (p.hi + b.bound).min(1.0)).collect();
+            let (theta, abs) = m.softmax_errors(&below_max, &p_hi);
+            for ((b, p), theta) in per_class.iter_mut().zip(&self.p_region).zip(theta) {
+                // |p̂_c − p_c| ≤ θ_c·p_c + a at x, and at x′ where p_c ≤ p_c(x) + |Δp_c|.
                 let grow = (theta * (2.0 * p.hi + b.bound) + 2.0 * abs) * (1.0 + 1e-12);
                 b.bound = if grow.is_finite() { (b.bound + grow).next_up().min(1.0) } else { 1.0 };
             }
