@@ -1,14 +1,17 @@
-//! `zonocert curve`: the sensitivity curve of one image — the largest certified bound over the
-//! chosen pixels, and the largest lower bound found, against the flipped bit (at the image
-//! itself) and against the radius ε of the ball around it (for the chosen bit).
-//! Writes `curve.json`, `curve_bits.png` and `curve_eps.png`.
+//! `zonocert curve`: sensitivity curves — the largest certified bound over the chosen pixels,
+//! and the largest lower bound found. For one image (`--region image`): against the flipped bit
+//! (at the image itself) and against the radius ε of the ball around it (for the chosen bit);
+//! writes `curve.json`, `curve_bits.png` and `curve_eps.png`. Over every image (`--region
+//! global`): against the flipped bit and against the number of pixels flipped at once; writes
+//! `curve.json`, `curve_bits.png`, `curve_flips.png`, and the per-pixel global bounds of the
+//! chosen bit as `heatmap.png` and `bounds.csv`.
 
 use crate::certify::MethodArg;
 use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, ImageArg, ModelArg, SemanticsArgs};
 use crate::heatmap::{curve, Series};
 use crate::report::{CurvePoint, CurveReport};
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -19,6 +22,8 @@ use zonocert_transform::falsify::{search, SearchSettings};
 use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::{CertifyPixel, Region};
 
+mod global;
+
 /// Arguments of `zonocert curve`.
 #[derive(Args)]
 pub struct CurveArgs {
@@ -28,6 +33,14 @@ pub struct CurveArgs {
     semantics: SemanticsArgs,
     #[command(flatten)]
     image: ImageArg,
+    /// `image`: the curves of one image (--mnist/--index or --image); `global`: over every
+    /// image, against the bit and against the number of pixels flipped at once.
+    #[arg(long, value_enum, default_value = "image")]
+    region: CurveRegion,
+    /// With `--region global`: how many pixels flip bit --bit at once, for the curve against
+    /// it (any set of at most that many of the selected pixels).
+    #[arg(long, default_value = "1,2,4,8")]
+    flips: String,
     /// Flipped bits for the curve against the bit (at the image itself, ε = 0).
     #[arg(long, default_value = "0,1,2,3,4,5,6,7")]
     bits: String,
@@ -43,7 +56,7 @@ pub struct CurveArgs {
     /// Method at ε = 0 (`precise` encloses the exact value).
     #[arg(long, value_enum, default_value = "precise")]
     point_method: MethodArg,
-    /// Method for ε > 0 (`precise` is for single images only).
+    /// Method for ε > 0 and for `--region global` (`precise` is for single images only).
     #[arg(long, value_enum, default_value = "diff-zonotope")]
     ball_method: MethodArg,
     /// Lower-bound search effort for ε > 0 (ascent rounds per pixel).
@@ -61,6 +74,15 @@ pub struct CurveArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Which curves `curve` draws.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CurveRegion {
+    /// One image and balls around it.
+    Image,
+    /// Every image.
+    Global,
 }
 
 /// One point of a curve.
@@ -128,38 +150,78 @@ struct Sweep<'a> {
     bar: &'a ProgressBar,
 }
 
-/// Certified and lower bounds, maximised over the sweep's pixels, for one (region, bit).
-fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<Point> {
+/// One pixel's certified bound and lower bound (with the image of the pair found, when a
+/// search found it).
+struct PixelRow {
+    pixel: usize,
+    upper: f64,
+    lower: f64,
+    witness: Option<Vec<u8>>,
+}
+
+/// Every pixel's certified and lower bound for one (region, bit), the method's name and the
+/// time taken.
+fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
     let Sweep { net, exec, pixels, rounds, screen, semantics, bar } = *sweep;
     let t0 = Instant::now();
-    let eps = match region {
-        Region::Ball(_, e) => *e,
-        _ => 0.0,
-    };
     let method = method.engine().resolve(region, semantics);
     let screen = if screen { EngineSettings::default().screen } else { None };
     let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, semantics, ..EngineSettings::default() })?;
     let search_settings = SearchSettings::per_pixel(rounds);
-    // (pixel, upper, lower) per pixel; the precise method's enclosure has a certified lower
-    // end, the others get the search's.
-    let rows: Vec<(usize, f64, f64)> = pixels
+    // The precise method's enclosure has a certified lower end, the others get the search's.
+    let rows = pixels
         .par_iter()
         .map(|&i| {
             let r = engine.certify(i);
-            let l = r.lower.unwrap_or_else(|| search(exec, region, i, bit, search_settings).value);
+            let row = match r.lower {
+                Some(lower) => PixelRow { pixel: i, upper: r.upper, lower, witness: None },
+                None => {
+                    let w = search(exec, region, i, bit, search_settings);
+                    PixelRow { pixel: i, upper: r.upper, lower: w.value, witness: Some(w.image) }
+                }
+            };
             bar.inc(1);
-            (i, r.upper, l)
+            row
         })
         .collect();
-    let best =
-        |f: fn(&(usize, f64, f64)) -> f64| rows.iter().fold((0usize, f64::NEG_INFINITY), |b, r| if f(r) > b.1 { (r.0, f(r)) } else { b });
-    let (upper_pixel, upper) = best(|r| r.1);
-    let (lower_pixel, lower) = best(|r| r.2);
-    Ok(Point { bit, eps, method: method.name(), upper, upper_pixel, lower, lower_pixel, secs: t0.elapsed().as_secs_f64() })
+    Ok((rows, method.name(), t0.elapsed().as_secs_f64()))
+}
+
+/// The row with the largest `f` (the first on ties).
+fn best_row(rows: &[PixelRow], f: fn(&PixelRow) -> f64) -> Option<&PixelRow> {
+    rows.iter().fold(None, |b: Option<&PixelRow>, r| if b.is_none_or(|b| f(r) > f(b)) { Some(r) } else { b })
+}
+
+/// The curve point of a set of rows.
+fn summarise(rows: &[PixelRow], bit: u8, eps: f64, method: &'static str, secs: f64) -> Point {
+    let (up, low) = (best_row(rows, |r| r.upper), best_row(rows, |r| r.lower));
+    Point {
+        bit,
+        eps,
+        method,
+        upper: up.map_or(f64::NEG_INFINITY, |r| r.upper),
+        upper_pixel: up.map_or(0, |r| r.pixel),
+        lower: low.map_or(f64::NEG_INFINITY, |r| r.lower),
+        lower_pixel: low.map_or(0, |r| r.pixel),
+        secs,
+    }
+}
+
+/// Certified and lower bounds, maximised over the sweep's pixels, for one (region, bit).
+fn point(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<Point> {
+    let eps = match region {
+        Region::Ball(_, e) => *e,
+        _ => 0.0,
+    };
+    let (rows, name, secs) = pixel_rows(sweep, region, bit, method)?;
+    Ok(summarise(&rows, bit, eps, name, secs))
 }
 
 /// Runs `curve`.
 pub fn run(args: CurveArgs) -> Result<()> {
+    if args.region == CurveRegion::Global {
+        return global::run(args);
+    }
     let (bits, eps) = checked_axes(&args)?;
     let pixels = parse_pixels(&args.pixels)?;
     let img = args.image.load()?;
@@ -226,6 +288,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
         pixels: pixels.len(),
         by_bit: by_bit.iter().map(Point::record).collect(),
         by_eps: by_eps.iter().map(Point::record).collect(),
+        region: "image".to_string(),
+        by_flips: vec![],
         time_s: t0.elapsed().as_secs_f64(),
         execution: args.semantics.semantics()?.name().to_string(),
         semantics: CURVE_SEMANTICS.to_string(),

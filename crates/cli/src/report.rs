@@ -502,12 +502,42 @@ pub struct CurveReport {
     pub by_bit: Vec<CurvePoint>,
     /// Against the ball's radius, for the chosen bit.
     pub by_eps: Vec<CurvePoint>,
+    /// `image` (one image and balls around it) or `global` (every image).
+    #[serde(default = "image_region")]
+    pub region: String,
+    /// With `global`: against the number of pixels flipped at once, for the chosen bit.
+    #[serde(default)]
+    pub by_flips: Vec<FlipsPoint>,
     /// Wall time, seconds.
     pub time_s: f64,
     /// `real` or `f32` (`--semantics`).
     pub execution: String,
     /// What the numbers mean.
     pub semantics: String,
+}
+
+fn image_region() -> String {
+    "image".to_string()
+}
+
+/// One point of the global curve against the number of pixels flipped at once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlipsPoint {
+    /// At most this many of the selected pixels flip the bit at once.
+    pub flips: usize,
+    /// The flipped bit.
+    pub bit: u8,
+    /// Certified: the sum of the `flips` largest per-pixel global bounds (at most 1).
+    pub certified_max: f64,
+    /// The largest change found for such a pair.
+    pub lower_max: f64,
+    /// The pixels that pair flips.
+    pub lower_pixels: Vec<usize>,
+    /// The pair's first image (bytes, row-major); the second flips `bit` at `lower_pixels`.
+    pub lower_image: Vec<u8>,
+    /// `certified_max / lower_max` (none when the lower bound is 0).
+    pub ratio: Option<f64>,
 }
 
 /// Lower and upper ends per class.

@@ -208,6 +208,83 @@ fn curve_against_bit_and_eps() {
     );
 }
 
+/// `curve --region global`: certified ≥ found at every point; the curve against the number of
+/// flipped pixels is the running sum of the largest per-pixel bounds (bounds.csv), starts at
+/// the bit curve's value, and each lower bound is a real pair (re-evaluated here).
+#[test]
+fn global_curve_against_bit_and_flips() {
+    use zonocert_network::{kernels::softmax, onnx, Executor};
+    let out = tmp("global_curve").join("c");
+    let o = out.to_str().unwrap();
+    let v = ok_json(&[
+        "curve",
+        "--model",
+        TINY,
+        "--region",
+        "global",
+        "--bits",
+        "0,7",
+        "--flips",
+        "1,2,4",
+        "--pixels",
+        "0-783:97",
+        "--attack-rounds",
+        "1",
+        "--quiet",
+        "--json",
+        "--out",
+        o,
+    ]);
+    assert_eq!(v["region"], "global");
+    let by_bit = v["by_bit"].as_array().unwrap();
+    assert_eq!(by_bit.len(), 2);
+    for p in by_bit {
+        assert!(p["certified_max"].as_f64().unwrap() >= p["lower_max"].as_f64().unwrap(), "{p}");
+    }
+    let mut uppers: Vec<f64> = std::fs::read_to_string(out.join("bounds.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(uppers.len(), 9);
+    uppers.sort_by(|a, b| b.total_cmp(a));
+    let net = onnx::load(&root().join(TINY)).unwrap();
+    let exec = Executor::<f64>::new(&net);
+    let probs = |b: &[u8]| {
+        let x: Vec<f64> = b.iter().map(|&v| v as f64 / 255.0).collect();
+        let z = exec.forward(&x, 1);
+        softmax(&z, z.len())
+    };
+    let by_flips = v["by_flips"].as_array().unwrap();
+    assert_eq!(by_flips.len(), 3);
+    assert_eq!(by_flips[0]["certified_max"], by_bit[0]["certified_max"]);
+    let (mut last_cert, mut last_lower) = (0.0, 0.0);
+    for p in by_flips {
+        let k = p["flips"].as_u64().unwrap() as usize;
+        let (cert, lower) = (p["certified_max"].as_f64().unwrap(), p["lower_max"].as_f64().unwrap());
+        let sum: f64 = uppers[..k].iter().sum();
+        assert!(cert >= sum && cert <= sum * (1.0 + 1e-12), "k = {k}: certified {cert} is not the sum {sum}");
+        assert!(cert >= lower && cert >= last_cert && lower >= last_lower, "{p}");
+        (last_cert, last_lower) = (cert, lower);
+        // The pair is real: x, and x with bit 0 flipped at the listed pixels.
+        let x: Vec<u8> = p["lower_image"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+        let pixels: Vec<usize> = p["lower_pixels"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
+        assert!(!pixels.is_empty() && pixels.len() <= k, "{p}");
+        let mut xp = x.clone();
+        pixels.iter().for_each(|&i| xp[i] ^= 1);
+        let (a, b) = (probs(&x), probs(&xp));
+        let change = a.iter().zip(&b).map(|(u, w)| (u - w).abs()).fold(0.0, f64::max);
+        // Up to f64 evaluation (the search ran the pair in a batch, this runs it alone).
+        assert!((change - lower).abs() <= 1e-14, "k = {k}: the pair moves {change}, reported {lower}");
+    }
+    for f in ["curve.json", "curve_bits.png", "curve_flips.png", "heatmap.png", "bounds.csv"] {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    fails_with(&["curve", "--model", TINY, "--region", "global", "--image", "examples/seven.png", "--out", o], "over every image");
+    fails_with(&["curve", "--model", TINY, "--region", "global", "--flips", "0", "--out", o], "--flips values");
+}
+
 /// `certify --with-lower`: every pixel carries a lower bound below its certified bound.
 #[test]
 fn certify_with_lower_bounds() {
