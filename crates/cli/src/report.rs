@@ -584,10 +584,11 @@ pub struct BoundsReport {
 mod tests {
     use super::*;
 
-    /// The JSON blocks of README.md that follow a heading naming `file`.
+    /// The JSON block of README.md that follows the heading `### ` + `file` (a file name in
+    /// backquotes, and what else the heading says).
     fn readme_example(file: &str) -> serde_json::Value {
         let readme = include_str!("../../../README.md");
-        let heading = format!("### `{file}`");
+        let heading = format!("### {file}\n");
         let at = readme.find(&heading).unwrap_or_else(|| panic!("README has no section {heading}"));
         let rest = &readme[at..];
         let start = rest.find("```json\n").unwrap_or_else(|| panic!("{heading} has no json block")) + 8;
@@ -605,18 +606,19 @@ mod tests {
 
     #[test]
     fn readme_examples_match_the_written_schema() {
-        parses::<Report>("report.json");
-        parses::<BenchReport>("bench.json");
-        parses::<CurveReport>("curve.json");
-        parses::<BoundsReport>("bounds --json");
+        parses::<Report>("`report.json`");
+        parses::<BenchReport>("`bench.json`");
+        parses::<CurveReport>("`curve.json`");
+        parses::<CurveReport>("`curve.json` over every image");
+        parses::<BoundsReport>("`bounds --json`");
     }
 
     #[test]
     fn unknown_and_missing_fields_are_refused() {
-        let mut v = readme_example("report.json");
+        let mut v = readme_example("`report.json`");
         v["pixels"][0]["uper"] = serde_json::json!(1.0);
         assert!(serde_json::from_value::<Report>(v.clone()).is_err(), "a misspelt pixel field was accepted");
-        let mut v = readme_example("report.json");
+        let mut v = readme_example("`report.json`");
         v.as_object_mut().expect("object").remove("run");
         assert!(serde_json::from_value::<Report>(v).is_err(), "a report without its run record was accepted");
     }

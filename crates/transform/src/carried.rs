@@ -113,13 +113,10 @@ impl<'a> CarriedRounding<'a> {
                 LinearPart::Affine => {
                     let map = self.maps.maps[k].as_ref().expect("affine layer has a map");
                     let slack = gamma(map.transpose_terms() + 1) + map.relative_error();
-                    let (mut t, mut et) = (Vec::with_capacity(n * in_len), Vec::with_capacity(n * in_len));
-                    for s in 0..n {
-                        let (row, erow) = (&a[s * len..(s + 1) * len], &ea[s * len..(s + 1) * len]);
-                        t.extend(map.transpose(row));
-                        let carried: Vec<f64> = row.iter().zip(erow).map(|(g, e)| e + slack * g.abs()).collect();
-                        et.extend(map.transpose_abs(&carried).into_iter().map(|v| (v * (1.0 + slack + 4.0 * U)).next_up()));
-                    }
+                    let t = map.transpose(&a, n);
+                    let carried: Vec<f64> = a.iter().zip(&ea).map(|(g, e)| e + slack * g.abs()).collect();
+                    let et = map.transpose_abs(&carried, n).into_iter().map(|v| (v * (1.0 + slack + 4.0 * U)).next_up()).collect();
+                    debug_assert_eq!(t.len(), n * in_len);
                     pass(x_id.0, t, et);
                 }
                 LinearPart::Diag(l) => {

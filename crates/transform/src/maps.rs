@@ -127,16 +127,16 @@ impl AffineMap {
         }
     }
 
-    /// The transpose of the linear part applied to one vector `a` of length `out_dim`
+    /// The transpose of the linear part applied to `n` vectors `a` of length `out_dim` each
     /// (reverse mode, computed in `f64`; see [`AffineMap::transpose_abs`] for its rounding).
-    pub fn transpose(&self, a: &[f64]) -> Vec<f64> {
-        self.transpose_with(a, false)
+    pub fn transpose(&self, a: &[f64], n: usize) -> Vec<f64> {
+        self.transpose_with(a, n, false)
     }
 
-    /// `|Wᵀ|·v` for `v ≥ 0`: with [`AffineMap::transpose_terms`] `n`, the computed
-    /// [`AffineMap::transpose`] of `a` is within `(γₙ + relative_error)·|Wᵀ|·|a|` of the exact one.
-    pub fn transpose_abs(&self, v: &[f64]) -> Vec<f64> {
-        self.transpose_with(v, true)
+    /// `|Wᵀ|·v` for `n` vectors `v ≥ 0`: with [`AffineMap::transpose_terms`] `t`, the computed
+    /// [`AffineMap::transpose`] of `a` is within `(γₜ + relative_error)·|Wᵀ|·|a|` of the exact one.
+    pub fn transpose_abs(&self, v: &[f64], n: usize) -> Vec<f64> {
+        self.transpose_with(v, n, true)
     }
 
     /// The most terms one entry of [`AffineMap::transpose`] sums.
@@ -148,11 +148,11 @@ impl AffineMap {
         }
     }
 
-    fn transpose_with(&self, a: &[f64], abs: bool) -> Vec<f64> {
+    fn transpose_with(&self, a: &[f64], n: usize, abs: bool) -> Vec<f64> {
         let (h, w) = self.hw();
         match &self.kind {
-            Kind::Conv { k, abs: ka } => kernels::conv_transpose(if abs { ka } else { k }, a, 1, h, w),
-            Kind::Linear { k, abs: ka } => kernels::linear_transpose(if abs { ka } else { k }, a, 1),
+            Kind::Conv { k, abs: ka } => kernels::conv_transpose(if abs { ka } else { k }, a, n, h, w),
+            Kind::Linear { k, abs: ka } => kernels::linear_transpose(if abs { ka } else { k }, a, n),
             Kind::Channel(c) => {
                 let (ch, p) = self.channels_plane();
                 let scale = if abs { c.scale.iter().map(|s| s.abs()).collect() } else { c.scale.clone() };
@@ -164,11 +164,13 @@ impl AffineMap {
             }
             Kind::Pad(p) => {
                 let (c, nh, nw) = (self.in_shape[0], h + p[0] + p[2], w + p[1] + p[3]);
-                let mut out = Vec::with_capacity(c * h * w);
-                for ch in 0..c {
-                    for y in 0..h {
-                        let row = (ch * nh + y + p[0]) * nw + p[1];
-                        out.extend_from_slice(&a[row..row + w]);
+                let mut out = Vec::with_capacity(n * c * h * w);
+                for sample in a.chunks(c * nh * nw) {
+                    for ch in 0..c {
+                        for y in 0..h {
+                            let row = (ch * nh + y + p[0]) * nw + p[1];
+                            out.extend_from_slice(&sample[row..row + w]);
+                        }
                     }
                 }
                 out
