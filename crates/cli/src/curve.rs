@@ -44,18 +44,19 @@ pub struct CurveArgs {
     /// Flipped bits for the curve against the bit (at the image itself, ε = 0).
     #[arg(long, default_value = "0,1,2,3,4,5,6,7")]
     bits: String,
-    /// Radii ([0, 1] scale) for the curve against ε (with --bit); empty to skip.
-    #[arg(long, default_value = "0,0.00196078431372549,0.00392156862745098,0.00784313725490196")]
-    eps: String,
+    /// Radii ([0, 1] scale) for the curve against ε (with --bit); empty to skip. Default
+    /// `0,0.00196078431372549,0.00392156862745098,0.00784313725490196` (`--region image` only).
+    #[arg(long)]
+    eps: Option<String>,
     /// The bit flipped along the ε curve.
     #[arg(long, default_value_t = 0)]
     bit: u8,
     /// Pixels (same syntax as `certify --pixels`); the curve is the maximum over them.
     #[arg(long, default_value = "all")]
     pixels: String,
-    /// Method at ε = 0 (`precise` encloses the exact value).
-    #[arg(long, value_enum, default_value = "precise")]
-    point_method: MethodArg,
+    /// Method at ε = 0 (`precise` encloses the exact value; default). `--region image` only.
+    #[arg(long, value_enum)]
+    point_method: Option<MethodArg>,
     /// Method for ε > 0 and for `--region global` (`precise` is for single images only).
     #[arg(long, value_enum, default_value = "diff-zonotope")]
     ball_method: MethodArg,
@@ -75,6 +76,9 @@ pub struct CurveArgs {
     #[arg(long)]
     quiet: bool,
 }
+
+/// The radii of the curve against ε when `--eps` is not given.
+const DEFAULT_EPS: &str = "0,0.00196078431372549,0.00392156862745098,0.00784313725490196";
 
 /// Which curves `curve` draws.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,7 +129,7 @@ fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
 /// The curves' x values, `--bits` and `--eps`, checked.
 fn checked_axes(args: &CurveArgs) -> Result<(Vec<u8>, Vec<f64>)> {
     let bits: Vec<u8> = parse_list(&args.bits, "--bits")?;
-    let eps: Vec<f64> = parse_list(&args.eps, "--eps")?;
+    let eps: Vec<f64> = parse_list(args.eps.as_deref().unwrap_or(DEFAULT_EPS), "--eps")?;
     if let Some(b) = bits.iter().chain(std::iter::once(&args.bit)).find(|&&b| b > 7) {
         bail!("bits must be 0–7 (8-bit pixels), got {b}");
     }
@@ -242,7 +246,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
         semantics: args.semantics.semantics()?,
         bar: &bar,
     };
-    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, args.point_method)).collect::<Result<_>>()?;
+    let point_method = args.point_method.unwrap_or(MethodArg::Precise);
+    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, point_method)).collect::<Result<_>>()?;
     let by_eps: Vec<Point> = eps
         .iter()
         .map(|&e| {
@@ -252,7 +257,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
                 return Ok(Point { ..*p });
             }
             let (region, method) =
-                if e == 0.0 { (point_region.clone(), args.point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
+                if e == 0.0 { (point_region.clone(), point_method) } else { (Region::Ball(img.pixels.clone(), e), args.ball_method) };
             point(&sweep, &region, args.bit, method)
         })
         .collect::<Result<_>>()?;

@@ -283,6 +283,7 @@ fn global_curve_against_bit_and_flips() {
     }
     fails_with(&["curve", "--model", TINY, "--region", "global", "--image", "examples/seven.png", "--out", o], "over every image");
     fails_with(&["curve", "--model", TINY, "--region", "global", "--flips", "0", "--out", o], "--flips values");
+    fails_with(&["curve", "--model", TINY, "--region", "global", "--eps", "0.01", "--out", o], "belong to --region image");
 }
 
 /// `certify --with-lower`: every pixel carries a lower bound below its certified bound.

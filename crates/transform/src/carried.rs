@@ -153,6 +153,11 @@ impl<'a> CarriedRounding<'a> {
     }
 }
 
+/// The direction of `z_c − z_j` among `classes` outputs: `e_c − e_j`.
+pub fn difference_direction(classes: usize, c: usize, j: usize) -> Vec<f64> {
+    (0..classes).map(|i| f64::from(u8::from(i == c)) - f64::from(u8::from(i == j))).collect()
+}
+
 /// `λ ⊙ a` per direction (rows of length `len`), with the bound on its error.
 fn scale(a: &[f64], ea: &[f64], l: &[f64], len: usize) -> (Vec<f64>, Vec<f64>) {
     let t: Vec<f64> = a.iter().enumerate().map(|(i, g)| g * l[i % len]).collect();

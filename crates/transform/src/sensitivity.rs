@@ -8,6 +8,7 @@
 //! and shared by all pixels.
 
 use crate::analysis::{differential_keeping, forward, forward_keeping, DiffPass, DifferenceRecord, Domain, Forward, Keep};
+use crate::carried::difference_direction;
 use crate::float32::Semantics;
 use crate::maps::PreparedMaps;
 use crate::softmax::{class_bounds, logit_differences, probability_bounds, ClassBound};
@@ -486,22 +487,7 @@ impl<'a> Certifier<'a> {
         if let Some(carried) = carried {
             // The float32 rounding, along every difference of two logits.
             let pairs: Vec<(usize, usize)> = (0..k).flat_map(|c| (c + 1..k).map(move |j| (c, j))).collect();
-            let directions: Vec<Vec<f64>> = pairs
-                .iter()
-                .map(|&(c, j)| {
-                    (0..k)
-                        .map(|i| {
-                            if i == c {
-                                1.0
-                            } else if i == j {
-                                -1.0
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
+            let directions: Vec<Vec<f64>> = pairs.iter().map(|&(c, j)| difference_direction(k, c, j)).collect();
             for (&(c, j), r) in pairs.iter().zip(carried.along(&directions)) {
                 let grow = |b: Interval| Interval::new((b.lo - r).next_down(), (b.hi + r).next_up());
                 dd[c][j] = grow(dd[c][j]);

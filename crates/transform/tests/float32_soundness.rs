@@ -30,6 +30,7 @@ use zonocert_network::ir::{ChannelAffine, Op};
 use zonocert_network::Executor;
 use zonocert_network::{onnx, Act};
 use zonocert_transform::analysis::{forward_keeping, Domain, Keep};
+use zonocert_transform::carried::difference_direction;
 use zonocert_transform::float32::{F32Model, Semantics};
 use zonocert_transform::maps::PreparedMaps;
 use zonocert_transform::sensitivity::{largest_change, probabilities, Certifier, Method, Region, Settings};
@@ -373,17 +374,7 @@ fn carried_rounding_covers_gradient_aligned_rounding() {
                 let classes = dd.len();
                 for c in 0..classes {
                     for j in c + 1..classes {
-                        let v: Vec<f64> = (0..classes)
-                            .map(|i| {
-                                if i == c {
-                                    1.0
-                                } else if i == j {
-                                    -1.0
-                                } else {
-                                    0.0
-                                }
-                            })
-                            .collect();
+                        let v = difference_direction(classes, c, j);
                         // z_c − z_j of one image run with every layer pushed by `sign`·bound
                         // along the gradient of z_c − z_j at that image.
                         let pushed = |input: &[f64], sign: f64| -> f64 {

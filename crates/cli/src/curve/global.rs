@@ -28,6 +28,9 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
     if args.image.given() {
         bail!("--region global is over every image: drop --image / --mnist / --index");
     }
+    if args.eps.is_some() || args.point_method.is_some() {
+        bail!("--eps and --point-method belong to --region image (balls around one image); --region global uses --ball-method");
+    }
     if args.ball_method == MethodArg::Precise {
         bail!("--ball-method precise: the precise method answers single images only, not --region global");
     }
