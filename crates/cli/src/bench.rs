@@ -13,7 +13,7 @@ use std::time::Instant;
 use zonocert_network::data::Mnist;
 use zonocert_network::{Executor, Network};
 use zonocert_refine::engine::{Engine, EngineError, EngineMethod, EngineSettings};
-use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::falsify::{search, PairScore, SearchSettings};
 use zonocert_transform::sensitivity::{exact_point, CertifyPixel, Region};
 
 /// Arguments of `zonocert bench`.
@@ -74,13 +74,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
     let exec = Executor::<f64>::new(&net);
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
+    // Under f32 a lower bound is what a float32 execution of the pair does.
+    let score = PairScore::new(&net, args.semantics.semantics()?);
 
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (eps_label, image, region) in &regions {
         // Lower bounds (and exact values for single images) are shared by all methods.
         let t0 = Instant::now();
-        let lower: Vec<f64> = pixels.par_iter().map(|&p| search(&exec, region, p, 0, search_settings).value).collect();
+        let lower: Vec<f64> = pixels.par_iter().map(|&p| score.of(&search(&exec, region, p, 0, search_settings), 0)).collect();
         let lower_s = t0.elapsed().as_secs_f64();
         let exact: Option<Vec<f64>> = match region {
             Region::Point(px) => Some(pixels.par_iter().map(|&p| exact_point(&exec, px, p, 0).0).collect()),

@@ -20,7 +20,7 @@ use zonocert_network::data::{PIXELS, SIDE};
 use zonocert_network::{Executor, Network};
 use zonocert_refine::engine::{Engine, EngineMethod, EngineSettings};
 use zonocert_refine::LpSettings;
-use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::falsify::{search, PairScore, SearchSettings};
 use zonocert_transform::float32::Semantics;
 use zonocert_transform::precise::Arithmetic;
 use zonocert_transform::sensitivity::{exact_point, Certified, CertifyPixel, Method, Region, Screen, Settings};
@@ -312,7 +312,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
     let run = run_record(&args, (&region, &origin), &engine, model_sha256, lower_exec.is_some().then_some(search_settings));
     let job = Job { args: &args, region: &region, region_record: region_record(&region, &origin, label), run: &run, t0 };
-    let lower = lower_exec.as_ref().map(|exec| (exec, search_settings));
+    let score = PairScore::new(&net, args.semantics.semantics()?);
+    let lower = lower_exec.as_ref().map(|exec| (exec, search_settings, &score));
     let results = job.certify_pixels(&pixels, &engine, lower)?;
     let entries = with_exact(results, &net, &region, args.with_exact.then_some(args.question.bit));
     let secs = t0.elapsed().as_secs_f64();
@@ -370,7 +371,7 @@ fn with_exact(mut entries: Vec<PixelEntry>, net: &Network, region: &Region, exac
 
 /// What `semantics` says in every report.
 /// What the numbers are about with `--semantics f32`.
-const SEMANTICS_F32: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for every float32 execution of the graph, its input conversion b/255 and the final softmax, in which each operation is correctly rounded to nearest with gradual underflow, every sum is accumulated in any order, and sigmoid and exp are within K units (README, What is certified); 'lower': with --with-lower, the value attained by a concrete image pair found by search (evaluated in f64)";
+const SEMANTICS_F32: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for every float32 execution of the graph, its input conversion b/255 and the final softmax, in which each operation is correctly rounded to nearest with gradual underflow, every sum is accumulated in any order, and sigmoid and exp are within K units (README, What is certified); 'lower': with --with-lower, the change a concrete image pair found by search makes under one float32 execution (zonocert's executor in f32, its float32 softmax)";
 
 const SEMANTICS: &str = "upper bounds on max over x in region, class c of |p_c(x with the bit flipped) - p_c(x)| for the real-valued function the model's weights define; the analysis's own rounding is accounted for; 'lower': with method precise, a certified lower bound on the same exact value; with --with-lower and another method, the value attained by a concrete image pair in the region found by search (evaluated in f64)";
 
@@ -476,7 +477,7 @@ impl Job<'_> {
         &self,
         pixels: &[usize],
         engine: &Engine,
-        lower: Option<(&Executor<f64>, SearchSettings)>,
+        lower: Option<(&Executor<f64>, SearchSettings, &PairScore)>,
     ) -> Result<Vec<PixelEntry>> {
         let args = self.args;
         let report_path = args.out.join("report.json");
@@ -497,8 +498,9 @@ impl Job<'_> {
                 .par_iter()
                 .map(|&i| {
                     let mut d = entry(engine.certify(i));
-                    if let (None, Some((exec, settings))) = (d.lower, lower) {
-                        d.lower = Some(search(exec, self.region, i, args.question.bit, settings).value);
+                    if let (None, Some((exec, settings, score))) = (d.lower, lower) {
+                        let bit = args.question.bit;
+                        d.lower = Some(score.of(&search(exec, self.region, i, bit, settings), bit));
                     }
                     bar.inc(1);
                     d

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use zonocert_network::{Executor, Network};
 use zonocert_refine::engine::{Engine, EngineSettings};
-use zonocert_transform::falsify::{search, SearchSettings};
+use zonocert_transform::falsify::{search, PairScore, SearchSettings};
 use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::{CertifyPixel, Region};
 
@@ -151,6 +151,8 @@ struct Sweep<'a> {
     rounds: usize,
     screen: bool,
     semantics: Semantics,
+    /// How a found pair is scored (a float32 execution's change under `--semantics f32`).
+    score: &'a PairScore,
     bar: &'a ProgressBar,
 }
 
@@ -166,7 +168,7 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep { net, exec, pixels, rounds, screen, semantics, bar } = *sweep;
+    let Sweep { net, exec, pixels, rounds, screen, semantics, score, bar } = *sweep;
     let t0 = Instant::now();
     let method = method.engine().resolve(region, semantics);
     let screen = if screen { EngineSettings::default().screen } else { None };
@@ -181,7 +183,7 @@ fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Res
                 Some(lower) => PixelRow { pixel: i, upper: r.upper, lower, witness: None },
                 None => {
                     let w = search(exec, region, i, bit, search_settings);
-                    PixelRow { pixel: i, upper: r.upper, lower: w.value, witness: Some(w.image) }
+                    PixelRow { pixel: i, upper: r.upper, lower: score.of(&w, bit), witness: Some(w.image) }
                 }
             };
             bar.inc(1);
@@ -237,13 +239,16 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
+    let semantics = args.semantics.semantics()?;
+    let score = PairScore::new(&net, semantics);
     let sweep = Sweep {
         net: &net,
         exec: &exec,
         pixels: &pixels,
         rounds: args.attack_rounds,
         screen: !args.no_screen,
-        semantics: args.semantics.semantics()?,
+        semantics,
+        score: &score,
         bar: &bar,
     };
     let point_method = args.point_method.unwrap_or(MethodArg::Precise);

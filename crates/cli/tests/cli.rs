@@ -1152,6 +1152,21 @@ fn f32_semantics_through_the_cli() {
         ])
     };
     let (real, f32) = (cert("real"), cert("f32"));
+    // Under f32 a lower bound is what a float32 execution of the pair found does: it lies
+    // below the f32 bound, and it is not the f64 value the real semantics reports.
+    let with_lower = |semantics: &str| {
+        let out = d.join(format!("lower_{semantics}"));
+        #[rustfmt::skip]
+        let v = ok_json(&["certify", "--model", TINY, "--image", "examples/seven.png", "--eps", "0.0078", "--pixels", "100,400,405",
+            "--with-lower", "--attack-rounds", "1", "--semantics", semantics, "--quiet", "--json", "--out", out.to_str().unwrap()]);
+        v["pixels"].as_array().unwrap().iter().map(|p| (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap())).collect::<Vec<_>>()
+    };
+    let (lower_real, lower_f32) = (with_lower("real"), with_lower("f32"));
+    for (&(_, lr), &(u, lf)) in lower_real.iter().zip(&lower_f32) {
+        assert!(lf <= u, "a float32 execution moves {lf}, above the f32 bound {u}");
+        assert!(lf != lr, "the f32 lower bound {lf} is the f64 value {lr}");
+    }
+    assert!(f32["semantics"].as_str().unwrap().contains("float32 execution"), "{}", f32["semantics"]);
     assert_eq!(real["run"]["semantics"], "real");
     assert_eq!(f32["run"]["semantics"], "f32");
     assert!(f32["semantics"].as_str().unwrap().contains("float32"), "{}", f32["semantics"]);

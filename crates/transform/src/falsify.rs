@@ -5,10 +5,12 @@
 //! pixel's own byte swept and greedy coordinate ascent with concrete evaluations. Every pair
 //! found is a witness: the true sensitivity is at least its value.
 
+use crate::float32::Semantics;
 use crate::sensitivity::{largest_change, probabilities, Region};
 use rayon::prelude::*;
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
+use zonocert_network::kernels::softmax;
 
 /// Search effort.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,54 @@ impl Witness {
         let inside = self.image.len() == PIXELS && self.image.iter().zip(&bx).all(|(&b, iv)| iv.contains(b as f64 / 255.0));
         inside.then(|| objective(exec, std::slice::from_ref(&self.image), self.pixel, bit)[0].0)
     }
+}
+
+/// How a pair found by the search is scored, for the semantics its certificate is about: the
+/// real-valued change (evaluated in f64), or, under `--semantics f32`, the change one float32
+/// execution of the graph makes (zonocert's own executor in `f32`: every operation correctly
+/// rounded, its own summation order, the overflow-safe softmax), which is what an `f32`
+/// certificate must cover.
+pub enum PairScore {
+    /// The f64 value the search found.
+    Real,
+    /// The change under the float32 executor.
+    Float32(Executor<f32>),
+}
+
+impl PairScore {
+    /// The score for certificates of `semantics` about `net`.
+    pub fn new(net: &zonocert_network::Network, semantics: Semantics) -> Self {
+        match semantics {
+            Semantics::Real => PairScore::Real,
+            Semantics::F32(_) => PairScore::Float32(Executor::new(net)),
+        }
+    }
+
+    /// The witness's pair, scored.
+    pub fn of(&self, w: &Witness, bit: u8) -> f64 {
+        match self {
+            PairScore::Real => w.value,
+            PairScore::Float32(exec) => float32_change(exec, &w.image, &[w.pixel], bit),
+        }
+    }
+}
+
+/// `max_c |p̂_c(x′) − p̂_c(x)|` where `x′` is `image` with `bit` flipped at every pixel of
+/// `pixels`, both run by the float32 executor from their bytes (`b/255` in float32) through
+/// its float32 softmax.
+pub fn float32_change(exec: &Executor<f32>, image: &[u8], pixels: &[usize], bit: u8) -> f64 {
+    let mut flipped = image.to_vec();
+    pixels.iter().for_each(|&i| flipped[i] ^= 1 << bit);
+    let unit = |b: &[u8]| -> Vec<f32> { b.iter().map(|&v| v as f32 / 255.0).collect() };
+    let mut input = unit(image);
+    input.extend(unit(&flipped));
+    let z = exec.forward(&input, 2);
+    let k = z.len() / 2;
+    let p = |z: &[f32]| -> Vec<f64> {
+        let q = if exec.network().ends_with_softmax() { z.to_vec() } else { softmax(z, k) };
+        q.into_iter().map(f64::from).collect()
+    };
+    largest_change(&p(&z[..k]), &p(&z[k..])).0
 }
 
 /// SplitMix64: small, seedable, and identical on every platform.

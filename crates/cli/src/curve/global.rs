@@ -18,10 +18,10 @@ use rayon::prelude::*;
 use std::time::Instant;
 use zonocert_domain::gamma;
 use zonocert_network::Executor;
-use zonocert_transform::falsify::{search, SearchSettings, Witness};
+use zonocert_transform::falsify::{float32_change, search, PairScore, SearchSettings, Witness};
 use zonocert_transform::sensitivity::{largest_change, probabilities, Region};
 
-const GLOBAL_SEMANTICS: &str = "by_bit.certified_max: max over the pixels of a certified upper bound on max_c |p_c(x') - p_c(x)| over every image x, x' = x with the bit flipped at the pixel; by_flips.certified_max: the same for x' = x with the bit flipped at any at most `flips` of the selected pixels (the sum of the `flips` largest per-pixel bounds, at most 1); lower_max: attained by a concrete image pair found by search (f64 evaluation)";
+const GLOBAL_SEMANTICS: &str = "by_bit.certified_max: max over the pixels of a certified upper bound on max_c |p_c(x') - p_c(x)| over every image x, x' = x with the bit flipped at the pixel; by_flips.certified_max: the same for x' = x with the bit flipped at any at most `flips` of the selected pixels (the sum of the `flips` largest per-pixel bounds, at most 1); lower_max: attained by a concrete image pair found by search (f64 evaluation; under --semantics f32, one float32 execution of the pair)";
 
 /// Runs `curve --region global`.
 pub(super) fn run(args: CurveArgs) -> Result<()> {
@@ -52,13 +52,22 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
     let extra = usize::from(!flips.is_empty() && !bits.contains(&args.bit));
     let bar = progress_bar(((bits.len() + extra) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
-    let sweep =
-        Sweep { net: &net, exec: &exec, pixels: &pixels, rounds: args.attack_rounds, screen: !args.no_screen, semantics, bar: &bar };
+    let score = PairScore::new(&net, semantics);
+    let sweep = Sweep {
+        net: &net,
+        exec: &exec,
+        pixels: &pixels,
+        rounds: args.attack_rounds,
+        screen: !args.no_screen,
+        semantics,
+        score: &score,
+        bar: &bar,
+    };
     let mut at_bit: Option<Vec<PixelRow>> = None;
     let mut by_bit: Vec<Point> = Vec::with_capacity(bits.len());
     for &b in &bits {
         let (mut rows, name, secs) = pixel_rows(&sweep, &Region::Global, b, args.ball_method)?;
-        strengthen(&exec, &mut rows, b);
+        strengthen(&exec, &score, &mut rows, b);
         by_bit.push(summarise(&rows, b, 0.0, name, secs));
         if b == args.bit {
             at_bit = Some(rows);
@@ -68,11 +77,11 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         Some(rows) => rows,
         None => {
             let mut rows = pixel_rows(&sweep, &Region::Global, args.bit, args.ball_method)?.0;
-            strengthen(&exec, &mut rows, args.bit);
+            strengthen(&exec, &score, &mut rows, args.bit);
             rows
         }
     };
-    let by_flips = flips_curve(&exec, &rows, args.bit, &flips);
+    let by_flips = flips_curve(&exec, &score, &rows, args.bit, &flips);
     bar.finish_and_clear();
 
     let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -153,7 +162,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
 /// pixels that matter most: the four with the largest certified bounds and the four with the
 /// largest changes found, keeping what is better. Over every image the light per-pixel search
 /// starts from one random image, which flatters the certified bounds.
-fn strengthen(exec: &Executor<f64>, rows: &mut [PixelRow], bit: u8) {
+fn strengthen(exec: &Executor<f64>, score: &PairScore, rows: &mut [PixelRow], bit: u8) {
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| rows[b].upper.total_cmp(&rows[a].upper));
     let mut chosen: Vec<usize> = order.iter().take(4).copied().collect();
@@ -163,15 +172,16 @@ fn strengthen(exec: &Executor<f64>, rows: &mut [PixelRow], bit: u8) {
     let found: Vec<(usize, Witness)> =
         chosen.par_iter().map(|&r| (r, search(exec, &Region::Global, rows[r].pixel, bit, settings))).collect();
     for (r, w) in found {
-        if w.value > rows[r].lower {
-            rows[r].lower = w.value;
+        let value = score.of(&w, bit);
+        if value > rows[r].lower {
+            rows[r].lower = value;
             rows[r].witness = Some(w.image);
         }
     }
 }
 
 /// The curve against the number of pixels flipped at once (see the module docs).
-fn flips_curve(exec: &Executor<f64>, rows: &[PixelRow], bit: u8, flips: &[usize]) -> Vec<FlipsPoint> {
+fn flips_curve(exec: &Executor<f64>, score: &PairScore, rows: &[PixelRow], bit: u8, flips: &[usize]) -> Vec<FlipsPoint> {
     // A bound that is not a number says nothing: count it as the trivial 1.
     let mut uppers: Vec<f64> = rows.iter().map(|r| if r.upper.is_nan() { 1.0 } else { r.upper }).collect();
     uppers.sort_by(|a, b| b.total_cmp(a));
@@ -183,7 +193,11 @@ fn flips_curve(exec: &Executor<f64>, rows: &[PixelRow], bit: u8, flips: &[usize]
         s.min(1.0)
     };
     let largest = flips.iter().copied().max().unwrap_or(0);
-    let grown = grow_pair(exec, rows, bit, largest);
+    let mut grown = grow_pair(exec, rows, bit, largest);
+    if let PairScore::Float32(exec32) = score {
+        // Under f32 each grown pair counts by what a float32 execution of it does.
+        grown.iter_mut().for_each(|g| g.0 = float32_change(exec32, &g.2, &g.1, bit));
+    }
     flips
         .iter()
         .map(|&k| {
