@@ -318,7 +318,7 @@ pub fn differential_keeping<'a>(
     // relaxation's input range, so the relaxations hold for `G + R`.
     let mut carried: Vec<Vec<f64>> = vec![vec![]; net.layers.len() + 1];
     carried[0] = vec![0.0; d_input.dim()];
-    let mut record = CarriedRounding::new(net, maps);
+    let mut record = f32.then(|| CarriedRounding::new(net, maps));
     let mut vals = ValueStore::new(net, d_input, false);
     let mut overflow = false;
     for (k, layer) in net.layers.iter().enumerate() {
@@ -387,19 +387,15 @@ pub fn differential_keeping<'a>(
                 (Zonotope::from_box(&vec![Interval::new(-1.0, 1.0); d.dim()], pool, false), LinearPart::Folded, vec![0.0; d.dim()])
             }
         };
-        if matches!(linear, LinearPart::Folded) {
+        if matches!(linear, LinearPart::Folded) && r_out.iter().any(|&r| r != 0.0) {
             // No linear part to carry the term through: it joins the zonotope here.
             add_errors(&mut out, &r_out);
             r_out.iter_mut().for_each(|r| *r = 0.0);
         }
-        let added = match rounding {
-            Some(e) => {
-                r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
-                e
-            }
-            None => vec![0.0; out.dim()],
-        };
-        record.push(linear, added);
+        if let (Some(record), Some(e)) = (record.as_mut(), rounding) {
+            r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
+            record.push(linear, e);
+        }
         // An overflow (±∞ or NaN) anywhere makes the output unknown; checked per layer, since
         // a NaN could later be dropped by a comparison and look like a small number.
         let out_bounds = widen(out.bounds(), &r_out);
@@ -409,7 +405,9 @@ pub fn differential_keeping<'a>(
         }
         if keep_ids.contains(&(k + 1)) {
             let mut with_carried = out.clone();
-            add_errors(&mut with_carried, &r_out);
+            if r_out.iter().any(|&r| r != 0.0) {
+                add_errors(&mut with_carried, &r_out);
+            }
             keep_value(keep_ids, &mut kept, k + 1, &with_carried);
         }
         carried[k + 1] = r_out;
@@ -419,9 +417,11 @@ pub fn differential_keeping<'a>(
     if overflow {
         poison(&mut output);
     }
-    record.finish(std::mem::take(&mut carried[net.output.0]));
+    if let Some(record) = record.as_mut() {
+        record.finish(std::mem::take(&mut carried[net.output.0]));
+    }
     let record_out = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
-    (output, f32.then_some(record), record_out)
+    (output, record, record_out)
 }
 
 /// `v` rounded up to the next float, except that 0 stays 0 (no carried term reaches there).
