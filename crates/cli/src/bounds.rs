@@ -11,6 +11,7 @@ use zonocert_network::exec::argmax;
 use zonocert_refine::window::Window;
 use zonocert_refine::{refine_logit_differences, WindowProblem};
 use zonocert_transform::analysis::{forward_keeping, Keep};
+use zonocert_transform::float32::below_top;
 use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::Region;
 use zonocert_transform::softmax::{logit_differences, probability_bounds};
@@ -106,10 +107,8 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let mut probs = probability_bounds(classes, &|j, c| diffs[j][c]);
     if let Semantics::F32(m) = semantics {
         // The float32 softmax: |p̂_c − p_c| ≤ θ_c·p_c + a.
-        let hi = |b: Interval| if b.hi.is_nan() { f64::INFINITY } else { b.hi };
-        let below_max: Vec<f64> = (0..classes).map(|c| (0..classes).map(|j| hi(diffs[j][c])).fold(0.0, f64::max)).collect();
         let p_hi: Vec<f64> = probs.iter().map(|p| p.hi).collect();
-        let (theta, a) = m.softmax_errors(&below_max, &p_hi);
+        let (theta, a) = m.softmax_errors(&below_top(&[&diffs]), &p_hi);
         for (p, theta) in probs.iter_mut().zip(theta) {
             let grow = |v: f64| (theta * v + a) * (1.0 + 1e-12);
             *p = Interval::new((p.lo - grow(p.hi)).max(0.0), (p.hi + grow(p.hi)).min(1.0));

@@ -142,17 +142,38 @@ fn checked_axes(args: &CurveArgs) -> Result<(Vec<u8>, Vec<f64>)> {
     Ok((bits, eps))
 }
 
+/// The model a curve runs on, with what its points need of it.
+struct Loaded {
+    net: Network,
+    /// The f64 executor the lower-bound search runs.
+    exec: Executor<f64>,
+    semantics: Semantics,
+    /// How a found pair is scored (a float32 execution's change under `--semantics f32`).
+    score: PairScore,
+}
+
+impl Loaded {
+    /// Loads `--model` (a classifier) for `--semantics`.
+    fn new(args: &CurveArgs) -> Result<Self> {
+        let net = args.model.load()?;
+        check_classifier(&net)?;
+        let semantics = args.semantics.semantics()?;
+        Ok(Loaded { exec: Executor::new(&net), score: PairScore::new(&net, semantics), semantics, net })
+    }
+
+    /// The sweep of `pixels` that `args` asks for.
+    fn sweep<'a>(&'a self, args: &CurveArgs, pixels: &'a [usize], bar: &'a ProgressBar) -> Sweep<'a> {
+        Sweep { model: self, pixels, rounds: args.attack_rounds, screen: !args.no_screen, bar }
+    }
+}
+
 /// What every point of the curves shares: the model, the pixels, the search effort, screening
 /// and the progress bar.
 struct Sweep<'a> {
-    net: &'a Network,
-    exec: &'a Executor<f64>,
+    model: &'a Loaded,
     pixels: &'a [usize],
     rounds: usize,
     screen: bool,
-    semantics: Semantics,
-    /// How a found pair is scored (a float32 execution's change under `--semantics f32`).
-    score: &'a PairScore,
     bar: &'a ProgressBar,
 }
 
@@ -168,7 +189,9 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep { net, exec, pixels, rounds, screen, semantics, score, bar } = *sweep;
+    let Sweep { model, pixels, rounds, screen, bar } = *sweep;
+    let Loaded { net, exec, semantics, score } = model;
+    let semantics = *semantics;
     let t0 = Instant::now();
     let method = method.engine().resolve(region, semantics);
     let screen = if screen { EngineSettings::default().screen } else { None };
@@ -232,25 +255,12 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let pixels = parse_pixels(&args.pixels)?;
     let img = args.image.load()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let net = args.model.load()?;
-    check_classifier(&net)?;
-    let exec = Executor::<f64>::new(&net);
+    let model = Loaded::new(&args)?;
 
     let bar = progress_bar(((bits.len() + eps.len()) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let point_region = Region::Point(img.pixels.clone());
-    let semantics = args.semantics.semantics()?;
-    let score = PairScore::new(&net, semantics);
-    let sweep = Sweep {
-        net: &net,
-        exec: &exec,
-        pixels: &pixels,
-        rounds: args.attack_rounds,
-        screen: !args.no_screen,
-        semantics,
-        score: &score,
-        bar: &bar,
-    };
+    let sweep = model.sweep(&args, &pixels, &bar);
     let point_method = args.point_method.unwrap_or(MethodArg::Precise);
     let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, point_method)).collect::<Result<_>>()?;
     let by_eps: Vec<Point> = eps
@@ -301,7 +311,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
         region: "image".to_string(),
         by_flips: vec![],
         time_s: t0.elapsed().as_secs_f64(),
-        execution: args.semantics.semantics()?.name().to_string(),
+        execution: model.semantics.name().to_string(),
         semantics: CURVE_SEMANTICS.to_string(),
     };
     const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";

@@ -183,26 +183,9 @@ impl<T: Real> Executor<T> {
                     accumulate(layer.inputs[1], g.clone());
                     accumulate(x_id, g);
                 }
-                (Op::GlobalAvgPool, _) => {
-                    let plane = in_shape[1] * in_shape[2];
-                    let denom = T::cast(plane as f64);
-                    accumulate(x_id, g.iter().flat_map(|&d| std::iter::repeat_n(d / denom, plane)).collect());
-                }
+                (Op::GlobalAvgPool, _) => accumulate(x_id, kernels::global_avg_pool_transpose(&g, in_shape[1] * in_shape[2])),
                 (Op::Reshape, _) => accumulate(x_id, g),
-                (Op::Pad(p), _) => {
-                    let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
-                    let (nh, nw) = (h + p[0] + p[2], w + p[1] + p[3]);
-                    let mut d = Vec::with_capacity(x.len());
-                    for s in 0..n {
-                        for ch in 0..c {
-                            for y in 0..h {
-                                let row = ((s * c + ch) * nh + y + p[0]) * nw + p[1];
-                                d.extend_from_slice(&g[row..row + w]);
-                            }
-                        }
-                    }
-                    accumulate(x_id, d);
-                }
+                (Op::Pad(p), _) => accumulate(x_id, kernels::pad_transpose(&g, in_shape[0], in_shape[1], in_shape[2], *p)),
                 (Op::Softmax, _) => {
                     let classes = in_shape[0];
                     let p = value(crate::ValueId(k + 1));

@@ -319,6 +319,29 @@ pub fn pad<T: Real>(x: &[T], channels: usize, h: usize, w: usize, pads: [usize; 
     out
 }
 
+/// The transpose of [`global_avg_pool`], for reverse mode: each channel's gradient spread
+/// evenly over its `plane`.
+pub fn global_avg_pool_transpose<T: Real>(g: &[T], plane: usize) -> Vec<T> {
+    let denom = T::cast(plane as f64);
+    g.iter().flat_map(|&d| std::iter::repeat_n(d / denom, plane)).collect()
+}
+
+/// The transpose of [`pad`], for reverse mode: the padded `[channels, h + …, w + …]`
+/// gradients of every sample cropped back to `[channels, h, w]`.
+pub fn pad_transpose<T: Real>(g: &[T], channels: usize, h: usize, w: usize, pads: [usize; 4]) -> Vec<T> {
+    let (nh, nw) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+    let mut out = Vec::with_capacity(g.len() / (nh * nw).max(1) * h * w);
+    for sample in g.chunks((channels * nh * nw).max(1)) {
+        for c in 0..channels {
+            for y in 0..h {
+                let row = (c * nh + y + pads[0]) * nw + pads[1];
+                out.extend_from_slice(&sample[row..row + w]);
+            }
+        }
+    }
+    out
+}
+
 /// The logistic function in `T`.
 pub fn sigmoid<T: Real>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())

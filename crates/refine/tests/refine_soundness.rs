@@ -14,6 +14,7 @@ use zonocert_network::kernels::softmax;
 use zonocert_refine::window::Window;
 use zonocert_refine::{refine_logit_differences, LpRefiner, LpSettings, LpStats, WindowProblem};
 use zonocert_transform::analysis::{forward_keeping, Keep};
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::maps::PreparedMaps;
 use zonocert_transform::sensitivity::{flip_size, Certifier, Method, Region, Settings};
 use zonocert_transform::softmax::logit_differences;
@@ -35,6 +36,12 @@ fn sample_box(b: &[zonocert_domain::Interval], rng: &mut Rng, corner: bool) -> V
 
 fn settings() -> LpSettings {
     LpSettings { window: None, timeout_s: 5.0, budget_s: 60.0, link_generators: 24, neurons: false, ..LpSettings::default() }
+}
+
+/// `diff-zonotope` with the small budgets these tests use (64 region, 32 difference
+/// generators), bit 0, no screening.
+fn small_budgets(semantics: Semantics) -> Settings {
+    Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None, semantics }
 }
 
 /// LPs cost 0.05–1 s each here: a few dozen random networks per test (1,000 proptest cases
@@ -109,14 +116,7 @@ fn refined_pixel_bounds_are_tighter_and_above_sampled_changes() {
         let eps = eps_255 as f64 / 255.0;
         let region = Region::Ball(img, eps);
         let window = Window::new(&net, WINDOWS[w]);
-        let settings = Settings {
-            method: Method::DiffZonotope,
-            region_budget: 64,
-            diff_budget: 32,
-            bit: 0,
-            screen: None,
-            semantics: Default::default(),
-        };
+        let settings = small_budgets(Semantics::Real);
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let bounds = &cert.region_analysis().bounds;
         let refiner = LpRefiner::new(&net, window, bounds, cert.kept().to_vec(), self::settings());
@@ -198,14 +198,7 @@ fn every_window_row_holds_at_concrete_states() {
         let mut rng = Rng(seed ^ 0x7075);
         let region = Region::Ball(image(&mut rng), eps_255 as f64 / 255.0);
         let window = Window::new(&net, WINDOWS[w]);
-        let settings = Settings {
-            method: Method::DiffZonotope,
-            region_budget: 64,
-            diff_budget: 32,
-            bit: 0,
-            screen: None,
-            semantics: Default::default(),
-        };
+        let settings = small_budgets(Semantics::Real);
         let cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
         let x_bounds = &cert.region_analysis().bounds;
         // With the 8-layer window, the region's neurons inside it are first tightened by LPs:
@@ -356,21 +349,13 @@ fn refined_global_bounds_contain_sampled_pairs() {
 #[test]
 fn refined_f32_bounds_cover_float32_pairs() {
     use support::exec32::{executions, f32_net, pair_change, MODEL};
-    use zonocert_transform::float32::Semantics;
     let (mut pairs, mut gained) = (0usize, 0usize);
     for k in 0..4u64 {
         let net = f32_net(k);
         let mut rng = Rng(0xF32F + k);
         let img = image(&mut rng);
         for (w, region) in [(None, Region::Global), (Some(8), Region::Ball(img.clone(), 2.0 / 255.0))] {
-            let settings = Settings {
-                method: Method::DiffZonotope,
-                region_budget: 64,
-                diff_budget: 32,
-                bit: 0,
-                screen: None,
-                semantics: Semantics::F32(MODEL),
-            };
+            let settings = small_budgets(Semantics::F32(MODEL));
             let window = Window::new(&net, w);
             let mut cert = Certifier::with_kept(&net, region.clone(), settings, &window.inputs);
             let kept = cert.take_kept();

@@ -10,7 +10,6 @@ use crate::sensitivity::{largest_change, probabilities, Region};
 use rayon::prelude::*;
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
-use zonocert_network::kernels::softmax;
 
 /// Search effort.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,10 +109,7 @@ pub fn float32_change(exec: &Executor<f32>, image: &[u8], pixels: &[usize], bit:
     input.extend(unit(&flipped));
     let z = exec.forward(&input, 2);
     let k = z.len() / 2;
-    let p = |z: &[f32]| -> Vec<f64> {
-        let q = if exec.network().ends_with_softmax() { z.to_vec() } else { softmax(z, k) };
-        q.into_iter().map(f64::from).collect()
-    };
+    let p = |z: &[f32]| -> Vec<f64> { probabilities(exec, z).into_iter().map(f64::from).collect() };
     largest_change(&p(&z[..k]), &p(&z[k..])).0
 }
 

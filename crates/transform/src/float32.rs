@@ -209,16 +209,9 @@ impl F32Model {
         }
     }
 
-    /// `(θ, a)` such that the `float32` softmax `p̂` of logits whose pairwise differences are at
-    /// most `spread` satisfies `|p̂_c − p_c| ≤ θ·p_c + a` for every class, for the overflow-safe
-    /// form `fl(exp(fl(z_c − max z)) / fl(Σ_j fl(exp(fl(z_j − max z)))))`.
-    pub fn softmax_error(&self, spread: f64, classes: usize) -> (f64, f64) {
-        let (theta, a) = self.softmax_errors(&vec![spread; classes], &vec![1.0; classes]);
-        (theta.into_iter().fold(0.0, f64::max), a)
-    }
-
-    /// Per class `θ_c`, and `a`, such that the `float32` softmax (the form of
-    /// [`F32Model::softmax_error`]) satisfies `|p̂_c − p_c| ≤ θ_c·p_c + a`, for logits with
+    /// Per class `θ_c`, and `a`, such that the `float32` softmax in its overflow-safe form
+    /// `fl(exp(fl(z_c − max z)) / fl(Σ_j fl(exp(fl(z_j − max z)))))` satisfies
+    /// `|p̂_c − p_c| ≤ θ_c·p_c + a`, for logits with
     /// `max z − z_c ≤ below_max[c]` and probabilities `p_c ≤ p_hi[c]`. A class near the top
     /// has a nearly exact `fl(z_c − max z)`, and the sum's error is the classes' errors weighted
     /// by their probabilities, so a confident prediction's `θ_c` is a few ulps, not the spread.
@@ -248,11 +241,20 @@ impl F32Model {
     }
 }
 
+/// Per class `c`, an upper bound on `max z − z_c` (rounded up, at least 0) from interval
+/// bounds on every `z_j − z_c` (`[j][c]`), taken over every matrix of `gaps`; a NaN end (an
+/// overflow) counts as unbounded, never as a small number.
+pub fn below_top(gaps: &[&[Vec<Interval>]]) -> Vec<f64> {
+    let classes = gaps.first().map_or(0, |g| g.len());
+    let hi = |b: &Interval| if b.hi.is_nan() { f64::INFINITY } else { b.hi };
+    (0..classes).map(|c| gaps.iter().flat_map(|g| g.iter().map(move |row| hi(&row[c]))).fold(0.0, f64::max).next_up()).collect()
+}
+
 /// A first-order **estimate, not a bound**, of how far a `float32` execution's probabilities
 /// can be from the exact ones at one input `x` ([0, 1] scale): per class `c`,
-/// `Σ_values Σ_j |∂p_c/∂v_j|·r_j + θ·p_c + a`, where `r_j` is the model's rounding bound of
+/// `Σ_values Σ_j |∂p_c/∂v_j|·r_j + θ_c·p_c + a`, where `r_j` is the model's rounding bound of
 /// value `j` at `x` ([`F32Model::layer_error`] on point inputs, [`F32Model::input_error`]) and
-/// `(θ, a)` the softmax's ([`F32Model::softmax_error`]); the gradients come from one reverse
+/// `(θ_c, a)` the softmax's ([`F32Model::softmax_errors`]); the gradients come from one reverse
 /// pass per class. It is the worst case of the model linearised at `x`: it neglects how the
 /// network's derivatives change over the rounding errors, so it certifies nothing. It measures
 /// whether a single-image `float32` enclosure could be tight (issue: `precise` under `f32`).
@@ -373,10 +375,15 @@ mod tests {
         assert_eq!(m.act_error(Act::Relu, Interval::new(-3.0, 5.0)), 0.0);
         let s = m.act_error(Act::Sigmoid, Interval::new(-100.0, 100.0));
         assert!(s >= 4.0 * ULP_OF_ONE && s < 4.0001 * ULP_OF_ONE);
-        // The softmax of logits spread by 10: θ ≈ 2·10·u + 2·K·2⁻²³ + γ.
-        let (theta, a) = m.softmax_error(10.0, 10);
+        // The softmax of logits spread by 10 (every class that far below the top, no bound on
+        // the probabilities): θ ≈ 2·10·u + 2·K·2⁻²³ + γ.
+        let (theta, a) = m.softmax_errors(&[10.0; 10], &[1.0; 10]);
+        let theta = theta.into_iter().fold(0.0, f64::max);
         assert!(theta > 20.0 * U32 + 8.0 * ULP_OF_ONE && theta < 40.0 * U32 + 9.0 * ULP_OF_ONE, "{theta:e}");
         assert!(a < 1e-40);
-        assert_eq!(m.softmax_error(f64::INFINITY, 10).0, f64::INFINITY);
+        assert_eq!(m.softmax_errors(&[f64::INFINITY; 10], &[1.0; 10]).0[0], f64::INFINITY);
+        // A NaN gap is unbounded, not small.
+        let nan = vec![vec![Interval { lo: f64::NAN, hi: f64::NAN }; 2]; 2];
+        assert_eq!(below_top(&[&nan]), vec![f64::INFINITY; 2]);
     }
 }

@@ -158,23 +158,8 @@ impl AffineMap {
                 let scale = if abs { c.scale.iter().map(|s| s.abs()).collect() } else { c.scale.clone() };
                 kernels::channel_affine(&ChannelAffine { scale, shift: vec![0.0], divide: c.divide }, a, ch, p, false)
             }
-            Kind::AvgPool => {
-                let plane = h * w;
-                a.iter().flat_map(|&g| std::iter::repeat_n(g / plane as f64, plane)).collect()
-            }
-            Kind::Pad(p) => {
-                let (c, nh, nw) = (self.in_shape[0], h + p[0] + p[2], w + p[1] + p[3]);
-                let mut out = Vec::with_capacity(n * c * h * w);
-                for sample in a.chunks(c * nh * nw) {
-                    for ch in 0..c {
-                        for y in 0..h {
-                            let row = (ch * nh + y + p[0]) * nw + p[1];
-                            out.extend_from_slice(&sample[row..row + w]);
-                        }
-                    }
-                }
-                out
-            }
+            Kind::AvgPool => kernels::global_avg_pool_transpose(a, h * w),
+            Kind::Pad(p) => kernels::pad_transpose(a, self.in_shape[0], h, w, *p),
             Kind::Reshape => a.to_vec(),
         }
     }

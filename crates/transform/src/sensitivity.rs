@@ -9,14 +9,14 @@
 
 use crate::analysis::{differential_keeping, forward, forward_keeping, DiffPass, DifferenceRecord, Domain, Forward, Keep};
 use crate::carried::difference_direction;
-use crate::float32::Semantics;
+use crate::float32::{below_top, Semantics};
 use crate::maps::PreparedMaps;
 use crate::softmax::{class_bounds, logit_differences, probability_bounds, ClassBound};
 
 use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
-use zonocert_network::kernels::softmax;
+use zonocert_network::kernels::{softmax, Real};
 use zonocert_network::Network;
 
 /// The set of images analysed.
@@ -414,13 +414,8 @@ impl<'a> Certifier<'a> {
             let k = self.classes;
             // How far below the top logit each class can be, at x and at x′ (where
             // z′_j − z′_c = (z_j − z_c) + Δ(z_j − z_c)).
-            let below_max: Vec<f64> = (0..k)
-                .map(|c| {
-                    // NaN (an overflow) must not be dropped by `max`: it means "unknown".
-                    let hi = |b: Interval| if b.hi.is_nan() { f64::INFINITY } else { b.hi };
-                    (0..k).map(|j| hi(self.dx[j][c]).max(hi(self.dx[j][c].add(&delta[j][c])))).fold(0.0, f64::max).next_up()
-                })
-                .collect();
+            let at_twin: Vec<Vec<Interval>> = (0..k).map(|j| (0..k).map(|c| self.dx[j][c].add(&delta[j][c])).collect()).collect();
+            let below_max = below_top(&[&self.dx, &at_twin]);
             let p_hi: Vec<f64> = per_class.iter().zip(&self.p_region).map(|(b, p)| (p.hi + b.bound).min(1.0)).collect();
             let (theta, abs) = m.softmax_errors(&below_max, &p_hi);
             for ((b, p), theta) in per_class.iter_mut().zip(&self.p_region).zip(theta) {
@@ -535,7 +530,7 @@ pub fn largest_change(p: &[f64], q: &[f64]) -> (f64, usize) {
 
 /// Class probabilities from a network output: softmax of the logits, or the output itself when
 /// the network already ends with a Softmax layer.
-pub fn probabilities(exec: &Executor<f64>, out: &[f64]) -> Vec<f64> {
+pub fn probabilities<T: Real>(exec: &Executor<T>, out: &[T]) -> Vec<T> {
     if exec.network().ends_with_softmax() {
         out.to_vec()
     } else {

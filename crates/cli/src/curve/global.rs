@@ -8,9 +8,9 @@
 //! beside it the largest change found by growing the best single-pixel pair one pixel at a time
 //! (each step adds the pixel whose flip moves a probability most, evaluated in f64).
 
-use super::{parse_list, pixel_rows, summarise, CurveArgs, PixelRow, Point, Sweep};
+use super::{parse_list, pixel_rows, summarise, CurveArgs, Loaded, PixelRow, Point};
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic};
+use crate::common::{parse_pixels, progress_bar, write_atomic};
 use crate::heatmap::{self, curve, Scale, Series};
 use crate::report::{CurveReport, FlipsPoint};
 use anyhow::{bail, Result};
@@ -44,30 +44,18 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         bail!("--flips values must lie in 1..={} (the selected pixels), got {k}", pixels.len());
     }
     std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("creating output directory {}: {e}", args.out.display()))?;
-    let net = args.model.load()?;
-    check_classifier(&net)?;
-    let exec = Executor::<f64>::new(&net);
-    let semantics = args.semantics.semantics()?;
+    let model = Loaded::new(&args)?;
+    let Loaded { exec, score, semantics, .. } = &model;
 
     let extra = usize::from(!flips.is_empty() && !bits.contains(&args.bit));
     let bar = progress_bar(((bits.len() + extra) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
-    let score = PairScore::new(&net, semantics);
-    let sweep = Sweep {
-        net: &net,
-        exec: &exec,
-        pixels: &pixels,
-        rounds: args.attack_rounds,
-        screen: !args.no_screen,
-        semantics,
-        score: &score,
-        bar: &bar,
-    };
+    let sweep = model.sweep(&args, &pixels, &bar);
     let mut at_bit: Option<Vec<PixelRow>> = None;
     let mut by_bit: Vec<Point> = Vec::with_capacity(bits.len());
     for &b in &bits {
         let (mut rows, name, secs) = pixel_rows(&sweep, &Region::Global, b, args.ball_method)?;
-        strengthen(&exec, &score, &mut rows, b);
+        strengthen(exec, score, &mut rows, b);
         by_bit.push(summarise(&rows, b, 0.0, name, secs));
         if b == args.bit {
             at_bit = Some(rows);
@@ -77,11 +65,11 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         Some(rows) => rows,
         None => {
             let mut rows = pixel_rows(&sweep, &Region::Global, args.bit, args.ball_method)?.0;
-            strengthen(&exec, &score, &mut rows, args.bit);
+            strengthen(exec, score, &mut rows, args.bit);
             rows
         }
     };
-    let by_flips = flips_curve(&exec, &score, &rows, args.bit, &flips);
+    let by_flips = flips_curve(exec, score, &rows, args.bit, &flips);
     bar.finish_and_clear();
 
     let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
