@@ -101,6 +101,9 @@ pub enum EngineRecord {
         region_budget: usize,
         /// Generator budget of each pixel's difference analysis.
         diff_budget: usize,
+        /// Whether the difference's boxed error terms were carried (`--carry-errors`).
+        #[serde(default)]
+        carry_errors: bool,
         /// The screening pass (`diff-zonotope` without LP refinement only).
         screen: Option<ScreenRecord>,
     },

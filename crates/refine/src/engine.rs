@@ -86,6 +86,8 @@ pub struct EngineSettings {
     pub lp: LpSettings,
     /// Real-valued or `float32` execution (abstract methods only).
     pub semantics: Semantics,
+    /// Abstract engines: carry the difference's boxed error terms (see [`Settings`]).
+    pub carry_errors: bool,
 }
 
 impl Default for EngineSettings {
@@ -99,6 +101,7 @@ impl Default for EngineSettings {
             arithmetic: Arithmetic::Fixed,
             lp: LpSettings::default(),
             semantics: s.semantics,
+            carry_errors: s.carry_errors,
         }
     }
 }
@@ -153,6 +156,7 @@ impl<'a> Engine<'a> {
             bit: s.bit,
             screen: s.screen,
             semantics: s.semantics,
+            carry_errors: s.carry_errors,
         };
         let method = method.resolve(region, s.semantics);
         if let Semantics::F32(m) = s.semantics {

@@ -41,7 +41,7 @@ fn settings() -> LpSettings {
 /// `diff-zonotope` with the small budgets these tests use (64 region, 32 difference
 /// generators), bit 0, no screening.
 fn small_budgets(semantics: Semantics) -> Settings {
-    Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None, semantics }
+    Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None, semantics, carry_errors: false }
 }
 
 /// LPs cost 0.05–1 s each here: a few dozen random networks per test (1,000 proptest cases
@@ -214,8 +214,12 @@ fn every_window_row_holds_at_concrete_states() {
         d_box[pixel] = Interval::new(-delta, delta);
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&d_box, &mut pool, true);
-        let (_, _, record) =
-            differential_keeping(DiffPass { net: &net, maps: &maps, x_bounds, budget: 32 }, d_in, &mut pool, Some(&window.inputs));
+        let (_, _, record) = differential_keeping(
+            DiffPass { net: &net, maps: &maps, x_bounds, budget: 32, carry_errors: false },
+            d_in,
+            &mut pool,
+            Some(&window.inputs),
+        );
         let record = record.expect("record kept");
         let (lp, x_vars, xp_vars) = refiner.twin_program(&record);
         let exec = Executor::<f64>::new(&net);
@@ -300,6 +304,8 @@ fn refined_global_bounds_contain_sampled_pairs() {
                 bit,
                 screen: None,
                 semantics: Default::default(),
+                // The LP must also hold with the boxed terms carried beside the zonotope.
+                carry_errors: bit == 3,
             };
             let cert = Certifier::with_kept(&net, Region::Global, settings, &window.inputs);
             let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept().to_vec(), self::settings());
@@ -398,6 +404,7 @@ fn refined_f32_bounds_cover_float32_pairs() {
         bit: 0,
         screen: None,
         semantics: Semantics::F32(MODEL),
+        carry_errors: false,
     };
     let window = Window::new(&net, Some(3));
     let mut cert = Certifier::with_kept(&net, Region::Point(img.clone()), settings, &window.inputs);

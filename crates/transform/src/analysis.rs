@@ -260,7 +260,7 @@ pub fn differential(
     pool: &mut SymbolPool,
     budget: usize,
 ) -> Zonotope {
-    let (mut out, carried, _) = differential_keeping(DiffPass { net, maps, x_bounds, budget }, d_input, pool, None);
+    let (mut out, carried, _) = differential_keeping(DiffPass { net, maps, x_bounds, budget, carry_errors: false }, d_input, pool, None);
     if let Some(c) = carried {
         // Each output neuron's share of the carried rounding (the unit directions).
         let n = out.dim();
@@ -282,6 +282,9 @@ pub struct DiffPass<'a> {
     pub x_bounds: &'a [Vec<Interval>],
     /// Generator budget of the difference zonotope.
     pub budget: usize,
+    /// Carry the difference zonotope's boxed error terms beside it, like the float32
+    /// rounding (see [`crate::carried`]), instead of boxing them through every later layer.
+    pub carry_errors: bool,
 }
 
 /// What [`differential_keeping`] records besides the output difference.
@@ -305,8 +308,9 @@ pub fn differential_keeping<'a>(
     pool: &mut SymbolPool,
     keep: Option<&[usize]>,
 ) -> (Zonotope, Option<CarriedRounding<'a>>, Option<DifferenceRecord>) {
-    let DiffPass { net, maps, x_bounds, budget } = pass;
+    let DiffPass { net, maps, x_bounds, budget, carry_errors } = pass;
     let f32 = matches!(maps.semantics, Semantics::F32(_));
+    let carry = f32 || carry_errors;
     let keep_ids = keep.unwrap_or(&[]);
     let mut kept: Vec<Option<Zonotope>> = vec![None; keep_ids.len()];
     let mut bounds: Vec<Vec<Interval>> = if keep.is_some() { vec![vec![]; net.layers.len() + 1] } else { vec![] };
@@ -318,7 +322,7 @@ pub fn differential_keeping<'a>(
     // relaxation's input range, so the relaxations hold for `G + R`.
     let mut carried: Vec<Vec<f64>> = vec![vec![]; net.layers.len() + 1];
     carried[0] = vec![0.0; d_input.dim()];
-    let mut record = f32.then(|| CarriedRounding::new(net, maps));
+    let mut record = carry.then(|| CarriedRounding::new(net, maps));
     let mut vals = ValueStore::new(net, d_input, false);
     let mut overflow = false;
     for (k, layer) in net.layers.iter().enumerate() {
@@ -366,8 +370,8 @@ pub fn differential_keeping<'a>(
                     s_bounds.iter().zip(&ds_b).flat_map(|(s, e)| std::iter::repeat(s.add(e)).take(plane)).collect();
                 let ds_full = if plane > 1 { ds.broadcast(plane) } else { ds.clone() };
                 let r_s: Vec<f64> = carried[s_id].iter().flat_map(|&r| std::iter::repeat_n(r, plane)).collect();
-                let t1 = d.mul_interval_widened(&s_prime, f32.then_some(&r_in[..]), pool, budget);
-                let t2 = ds_full.mul_interval_widened(xin, f32.then_some(&r_s[..]), pool, budget);
+                let t1 = d.mul_interval_widened(&s_prime, carry.then_some(&r_in[..]), pool, budget);
+                let t2 = ds_full.mul_interval_widened(xin, carry.then_some(&r_s[..]), pool, budget);
                 let mut sum = t1.add(&t2);
                 sum.reduce(pool, budget);
                 let on_x: Vec<f64> = s_prime.iter().map(|s| s.mid_rad().0).collect();
@@ -392,7 +396,16 @@ pub fn differential_keeping<'a>(
             add_errors(&mut out, &r_out);
             r_out.iter_mut().for_each(|r| *r = 0.0);
         }
-        if let (Some(record), Some(e)) = (record.as_mut(), rounding) {
+        if let Some(record) = record.as_mut() {
+            let mut e = rounding.unwrap_or_else(|| vec![0.0; out.dim()]);
+            if carry_errors && !matches!(linear, LinearPart::Folded) {
+                // The box leaves the zonotope here and reaches the output through the later
+                // layers' linear parts (reverse passes) instead of through |W| at every layer.
+                for (e, b) in e.iter_mut().zip(out.err.iter_mut()) {
+                    *e = up(*e + *b);
+                    *b = 0.0;
+                }
+            }
             r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
             record.push(linear, e);
         }

@@ -116,6 +116,10 @@ pub struct Settings {
     pub screen: Option<Screen>,
     /// Real-valued or `float32` execution.
     pub semantics: Semantics,
+    /// Difference analyses carry their boxed error terms beside the zonotope and bound them
+    /// along each logit difference by reverse passes, instead of growing them by `|W|` at
+    /// every later layer (tighter, and about 1.5× the time; always on under `float32`).
+    pub carry_errors: bool,
 }
 
 impl Default for Settings {
@@ -127,6 +131,7 @@ impl Default for Settings {
             bit: 0,
             screen: Some(Screen::default()),
             semantics: Semantics::Real,
+            carry_errors: false,
         }
     }
 }
@@ -475,8 +480,12 @@ impl<'a> Certifier<'a> {
         let k = self.classes;
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, true);
-        let (d, carried, record) =
-            differential_keeping(DiffPass { net: self.net, maps: &self.maps, x_bounds: &self.x.bounds, budget }, d_in, &mut pool, keep);
+        let (d, carried, record) = differential_keeping(
+            DiffPass { net: self.net, maps: &self.maps, x_bounds: &self.x.bounds, budget, carry_errors: self.settings.carry_errors },
+            d_in,
+            &mut pool,
+            keep,
+        );
         let mut dd: Vec<Vec<Interval>> =
             (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
         if let Some(carried) = carried {

@@ -102,7 +102,15 @@ fn certified_f32_bounds_cover_float32_pairs() {
             for (m, method) in [Method::Interval, Method::TwinZonotope, Method::DiffZonotope, Method::DiffInterval].into_iter().enumerate()
             {
                 let bit = [0u8, 3, 7][(k as usize + m) % 3];
-                let settings = Settings { method, region_budget: 64, diff_budget: 32, bit, screen: None, semantics: Semantics::F32(MODEL) };
+                let settings = Settings {
+                    method,
+                    region_budget: 64,
+                    diff_budget: 32,
+                    bit,
+                    screen: None,
+                    semantics: Semantics::F32(MODEL),
+                    carry_errors: false,
+                };
                 let cert = Certifier::new(&net, region.clone(), settings);
                 for pixel in [rng.below(784), 14 * 28 + 14] {
                     let bound = cert.pixel(pixel);
@@ -168,8 +176,15 @@ fn the_underflow_trick_is_seen_by_f32_and_not_by_real() {
         chain(vec![("tiny", Op::Linear(tiny), vec![2]), ("gain", Op::ChannelAffine(gain), vec![2]), ("head", Op::Linear(head), vec![10])]);
     // In float32 each product w·x (≤ 2^-140 · 1) is a subnormal with an absolute rounding
     // error up to 2^-150, amplified by 2^120 to ~2^-30 per term: real and f32 differ.
-    let settings =
-        |semantics| Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None, semantics };
+    let settings = |semantics| Settings {
+        method: Method::DiffZonotope,
+        region_budget: 64,
+        diff_budget: 32,
+        bit: 0,
+        screen: None,
+        semantics,
+        carry_errors: false,
+    };
     let real = Certifier::new(&net, Region::Global, settings(Semantics::Real));
     let f32c = Certifier::new(&net, Region::Global, settings(Semantics::F32(MODEL)));
     let mut rng = Rng(0x0F10);
@@ -255,8 +270,15 @@ fn onnx_runtime_pairs_are_inside_the_f32_bounds() {
     let images: Vec<Vec<u8>> =
         v["images"].as_array().expect("images").iter().map(|i| floats(i).into_iter().map(|b| b as u8).collect()).collect();
     let maps = PreparedMaps::new(&net).with_semantics(Semantics::F32(MODEL));
-    let settings =
-        |method, bit| Settings { method, region_budget: 128, diff_budget: 64, bit, screen: None, semantics: Semantics::F32(MODEL) };
+    let settings = |method, bit| Settings {
+        method,
+        region_budget: 128,
+        diff_budget: 64,
+        bit,
+        screen: None,
+        semantics: Semantics::F32(MODEL),
+        carry_errors: false,
+    };
     let mut global: std::collections::HashMap<(&str, u8), Certifier> = std::collections::HashMap::new();
     let (mut checked, mut worst) = (0usize, 0.0f64);
     for case in v["cases"].as_array().expect("cases") {
@@ -318,7 +340,15 @@ fn each_f32_error_term_is_needed() {
         );
         let mut tightest: f64 = 0.0;
         for method in methods {
-            let settings = Settings { method, region_budget: 16, diff_budget: 16, bit: 0, screen: None, semantics: Semantics::F32(MODEL) };
+            let settings = Settings {
+                method,
+                region_budget: 16,
+                diff_budget: 16,
+                bit: 0,
+                screen: None,
+                semantics: Semantics::F32(MODEL),
+                carry_errors: false,
+            };
             let cert = Certifier::new(&net, Region::Point(img.clone()), settings);
             for pixel in [0usize, 300] {
                 let bound = cert.pixel(pixel).upper;

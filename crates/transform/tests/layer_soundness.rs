@@ -621,7 +621,15 @@ fn certified_sensitivity_bounds_sampled_pairs() {
         let img = image(&mut rng);
         let eps = if nc.eps == 0.0 { 0.01 } else { nc.eps };
         let bit = [0u8, 0, 3, 7][rng.below(4)];
-        let settings = |method| Settings { method, region_budget: 512, diff_budget: 256, bit, screen: None, semantics: Default::default() };
+        let settings = |method| Settings {
+            method,
+            region_budget: 512,
+            diff_budget: 256,
+            bit,
+            screen: None,
+            semantics: Default::default(),
+            carry_errors: false,
+        };
         // Pixels: random, one inside the ink, one in the centre.
         let mut pixels = vec![rng.below(784), 14 * 28 + 14];
         if let Some(p) = (0..784).find(|&p| img[p] > 100) {
@@ -751,7 +759,15 @@ fn point_tightness_report() {
                 let cert = Certifier::new(
                     &net,
                     Region::Point(img.clone()),
-                    Settings { method, region_budget: 512, diff_budget: 256, bit, screen: None, semantics: Default::default() },
+                    Settings {
+                        method,
+                        region_budget: 512,
+                        diff_budget: 256,
+                        bit,
+                        screen: None,
+                        semantics: Default::default(),
+                        carry_errors: false,
+                    },
                 );
                 for i in [rng.below(784), 14 * 28 + 14, 200, 500] {
                     let upper = cert.pixel(i).upper;
