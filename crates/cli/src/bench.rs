@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// `certify --no-screen`).
     #[arg(long)]
     no_screen: bool,
+    /// Carry the difference's boxed error terms beside it (as `certify --carry-errors`).
+    #[arg(long)]
+    carry_errors: bool,
     /// Multiply every certified bound by this factor before the soundness check (tests use
     /// a factor below 1 to check that an unsound bound is caught).
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -186,6 +189,7 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
     let settings = EngineSettings {
         screen: if args.no_screen { None } else { EngineSettings::default().screen },
         semantics: args.semantics.semantics()?,
+        carry_errors: args.carry_errors,
         ..EngineSettings::default()
     };
     let engine = match Engine::new(net, region, method, &settings) {

@@ -66,6 +66,9 @@ pub struct CurveArgs {
     /// `diff-zonotope` without its screening pass (as `certify --no-screen`).
     #[arg(long)]
     no_screen: bool,
+    /// Carry the difference's boxed error terms beside it (as `certify --carry-errors`).
+    #[arg(long)]
+    carry_errors: bool,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -163,7 +166,7 @@ impl Loaded {
 
     /// The sweep of `pixels` that `args` asks for.
     fn sweep<'a>(&'a self, args: &CurveArgs, pixels: &'a [usize], bar: &'a ProgressBar) -> Sweep<'a> {
-        Sweep { model: self, pixels, rounds: args.attack_rounds, screen: !args.no_screen, bar }
+        Sweep { model: self, pixels, rounds: args.attack_rounds, screen: !args.no_screen, carry_errors: args.carry_errors, bar }
     }
 }
 
@@ -174,6 +177,7 @@ struct Sweep<'a> {
     pixels: &'a [usize],
     rounds: usize,
     screen: bool,
+    carry_errors: bool,
     bar: &'a ProgressBar,
 }
 
@@ -189,13 +193,13 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep { model, pixels, rounds, screen, bar } = *sweep;
+    let Sweep { model, pixels, rounds, screen, carry_errors, bar } = *sweep;
     let Loaded { net, exec, semantics, score } = model;
     let semantics = *semantics;
     let t0 = Instant::now();
     let method = method.engine().resolve(region, semantics);
     let screen = if screen { EngineSettings::default().screen } else { None };
-    let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, semantics, ..EngineSettings::default() })?;
+    let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, semantics, carry_errors, ..EngineSettings::default() })?;
     let search_settings = SearchSettings::per_pixel(rounds);
     // The precise method's enclosure has a certified lower end, the others get the search's.
     let rows = pixels
@@ -312,6 +316,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
         by_flips: vec![],
         time_s: t0.elapsed().as_secs_f64(),
         execution: model.semantics.name().to_string(),
+        carry_errors: args.carry_errors,
         semantics: CURVE_SEMANTICS.to_string(),
     };
     const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";

@@ -515,6 +515,9 @@ pub struct CurveReport {
     pub time_s: f64,
     /// `real` or `f32` (`--semantics`).
     pub execution: String,
+    /// Whether the difference's boxed error terms were carried (`--carry-errors`).
+    #[serde(default)]
+    pub carry_errors: bool,
     /// What the numbers mean.
     pub semantics: String,
 }

@@ -122,6 +122,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         by_flips: by_flips.clone(),
         time_s: t0.elapsed().as_secs_f64(),
         execution: semantics.name().to_string(),
+        carry_errors: args.carry_errors,
         semantics: GLOBAL_SEMANTICS.to_string(),
     };
     let text = serde_json::to_string_pretty(&report)?;
