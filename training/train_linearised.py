@@ -21,7 +21,7 @@ the standard architecture, leave only the swishes named in `--nonlinear` nonline
 * there (stem, expansions of stages 2-5) a small signal instead: the BatchNorm's scale and
   shift are reparametrised as `--alpha` times trained parameters, so swish(a v) ~ a v / 2 to
   within a relative a |v| / 2. BatchNorm trains with eps `--bn-eps` (the inputs there have
-  variance ~alpha^2); `finalise` converts every scale to torchvision's eps 1e-3 exactly.
+  variance ~alpha^2); `finalise` converts every scale to the architecture's eps (1e-5).
 
 Training: cross-entropy on shifted training images, Adam with linear warm-up and cosine decay,
 BatchNorm on batch statistics, re-estimated on clean training images at the end (training on
@@ -104,7 +104,8 @@ def structure(model, offset, alpha, nonlinear, eps):
             for q in m.fc1.parameters():
                 q.requires_grad_(False)  # feeds a zero weight: no gradient, no effect
         if isinstance(m, nn.BatchNorm2d):
-            m.eps = eps  # converted back to torchvision's 1e-3 by `finalise`
+            m.standard_eps = m.eps  # what `finalise` converts back to (torchvision's B0: 1e-5)
+            m.eps = eps
     for stage in net.features[1:8]:
         for block in stage:
             if block.use_res_connect:
@@ -135,17 +136,17 @@ def structure(model, offset, alpha, nonlinear, eps):
 
 def finalise(model):
     """Plain torchvision weights computing the same function: the reparametrisations folded in
-    and every BatchNorm's scale converted to torchvision's eps (1e-3), so the state_dict loads
-    into `train.build_model` and the export is the standard graph."""
+    and every BatchNorm's scale converted to the architecture's own eps, so the state_dict loads
+    into `train.build_model` and computes what the export computes."""
     for m in model.modules():
         if parametrize.is_parametrized(m):
             for name in list(m.parametrizations.keys()):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d) and m.eps != 1e-3:
-                m.weight.mul_(torch.sqrt(m.running_var + 1e-3) / torch.sqrt(m.running_var + m.eps))
-                m.eps = 1e-3
+            if isinstance(m, nn.BatchNorm2d) and hasattr(m, "standard_eps") and m.eps != m.standard_eps:
+                m.weight.mul_(torch.sqrt(m.running_var + m.standard_eps) / torch.sqrt(m.running_var + m.eps))
+                m.eps = m.standard_eps
 
 
 def skip_identities(model, on):

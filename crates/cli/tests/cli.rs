@@ -65,6 +65,7 @@ fn record_skip(reason: &str) {
 
 const TINY: &str = "tests/vectors/tiny_effnet_tv.onnx";
 const SHIPPED: &str = "models/efficientnet_b0_mnist.onnx";
+const LINEAR_TRUNK: &str = "models/efficientnet_b0_mnist_linear_trunk.onnx";
 
 /// A digit drawn by the test itself (a vertical bar with a foot: a "1"), as PNG.
 fn drawn_digit(dir: &Path) -> PathBuf {
@@ -211,6 +212,36 @@ fn curve_against_bit_and_eps() {
 /// `curve --region global`: certified ≥ found at every point; the curve against the number of
 /// flipped pixels is the running sum of the largest per-pixel bounds (bounds.csv), starts at
 /// the bit curve's value, and each lower bound is a real pair (re-evaluated here).
+/// The shipped linear-trunk B0 has a non-vacuous global certificate: over every image, each of
+/// a few pixels' certified bound is below 0.5 and above the change of a real pair the search
+/// found (all 784 pixels: `models/LINEAR_TRUNK_CARD.md`).
+#[test]
+fn linear_trunk_b0_has_a_non_vacuous_global_certificate() {
+    let out = tmp("linear_trunk").join("c");
+    let v = ok_json(&[
+        "certify",
+        "--model",
+        LINEAR_TRUNK,
+        "--region",
+        "global",
+        "--pixels",
+        "300,407",
+        "--region-budget",
+        "1024",
+        "--carry-errors",
+        "--with-lower",
+        "--quiet",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    for p in v["pixels"].as_array().unwrap() {
+        let (upper, lower) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap());
+        assert!(upper < 0.5, "vacuous: {p}");
+        assert!(lower > 0.0 && upper >= lower, "{p}");
+    }
+}
+
 /// `--carry-errors` over the global region: recorded in the report, every pixel's bound stays
 /// above the pair the search found, and the bounds are tighter than boxing (measured on this
 /// net: largest bound 1.17e-3 carried against 1.82e-3 boxed, every 4th pixel).

@@ -154,7 +154,8 @@ impl Enclose for Act {
         // g′ = f′ − λ lies in the derivative hull shifted by λ: a Lipschitz constant of g.
         let lip = (slopes.0 - lam).abs().max((slopes.1 - lam).abs());
         let around = |a: f64, b: f64| {
-            let reach = lip * (b - a) * (1.0 + 1e-12) + 1e-15;
+            // The factor covers the product's and the difference's rounding.
+            let reach = lip * (b - a) * (1.0 + 1e-12) + ABS;
             let ga = g(a);
             Interval::new(ga.lo - reach, ga.hi + reach)
         };
@@ -188,9 +189,11 @@ impl Enclose for Act {
             let (a, b) = (k.lo.clamp(l, u), k.hi.clamp(l, u));
             out = out.hull(&if a == b { g(a) } else { around(a, b) });
         }
-        // A root whose sign test was decided by rounding lies within ~1e-16 of a cut point,
-        // where g is flat to second order: a small margin covers it.
-        out.widen(1e-14, 1e-15)
+        // A root whose sign test was decided by rounding (f′ is enclosed within about
+        // 1.2e-14, `deriv_enclosure`) moves g by at most that much times the range's width:
+        // the margin is 8× that, and never more than the 1e-15 an O(1) range needs, so a range
+        // of tiny values keeps a margin of its own scale.
+        out.widen(1e-14, (1e-13 * (u - l)).min(1e-15) + ABS)
     }
 
     fn relax(self, x: Interval) -> (f64, f64, f64) {
@@ -228,8 +231,9 @@ pub fn relaxation(f: Act, bounds: &[Interval], interval_only: bool) -> Relaxatio
     let mut offset = Vec::with_capacity(bounds.len());
     let mut radius = Vec::with_capacity(bounds.len());
     for b in bounds {
-        // For rounding-sized widths the interval image is as tight and far cheaper.
-        let tiny = b.hi - b.lo <= 1e-9 * (1.0 + b.lo.abs().max(b.hi.abs()));
+        // For rounding-sized widths the interval image is as tight and far cheaper. Relative to
+        // the values only: a narrow range of tiny values (a small-signal swish) is not rounding.
+        let tiny = b.hi - b.lo <= 1e-9 * b.lo.abs().max(b.hi.abs());
         let (l, m, r) = if interval_only || tiny {
             let (m, r) = f.image(*b).mid_rad();
             (0.0, m, r)

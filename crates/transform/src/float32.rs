@@ -228,6 +228,12 @@ impl F32Model {
         let weighted: f64 = exps.iter().zip(p_hi).map(|(t, p)| t * p.clamp(0.0, 1.0)).sum();
         let alpha = (weighted.min(exps.iter().fold(0.0, |m: f64, &t| m.max(t))) * (1.0 + 1e-9)).next_up();
         let g = gamma32(classes);
+        if !(alpha < 1.0 && g < 1.0) {
+            // The sum's relative error may reach 100 % (logits so far apart that fl(z_c − max z)
+            // errs by more than 1): nothing is known about the quotient. Without this the
+            // formula below turns negative and would shrink a bound.
+            return (vec![f64::INFINITY; classes], f64::INFINITY);
+        }
         let theta = exps
             .iter()
             .map(|&t| {
@@ -382,6 +388,17 @@ mod tests {
         assert!(theta > 20.0 * U32 + 8.0 * ULP_OF_ONE && theta < 40.0 * U32 + 9.0 * ULP_OF_ONE, "{theta:e}");
         assert!(a < 1e-40);
         assert_eq!(m.softmax_errors(&[f64::INFINITY; 10], &[1.0; 10]).0[0], f64::INFINITY);
+        // Logits 10⁹ apart (a global region's ranges can be that wide): fl(z_c − max z) may err
+        // by more than 1, so nothing is known; the formula must not turn negative (it did: a
+        // negative θ shrank certified bounds to 0). θ never falls as the gap grows.
+        let mut last = 0.0;
+        for k in 0..=48 {
+            let gap = 10f64.powf(f64::from(k) / 4.0);
+            let (theta, a) = m.softmax_errors(&[gap; 10], &[1.0; 10]);
+            assert!(theta[0] >= last && a >= 0.0, "gap {gap:e}: θ = {:e} after {last:e}, a = {a:e}", theta[0]);
+            last = theta[0];
+        }
+        assert_eq!(last, f64::INFINITY);
         // A NaN gap is unbounded, not small.
         let nan = vec![vec![Interval { lo: f64::NAN, hi: f64::NAN }; 2]; 2];
         assert_eq!(below_top(&[&nan]), vec![f64::INFINITY; 2]);

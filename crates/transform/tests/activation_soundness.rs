@@ -194,8 +194,12 @@ fn act_interval() -> impl Strategy<Value = Interval> {
         1 => -60.0f64..60.0,
         1 => -1000.0f64..1000.0,
     ];
-    let width = prop::sample::select(vec![0.0, 1e-15, 1e-10, 1e-6, 1e-3, 0.1, 1.0, 2.5, 4.8, 20.0, 100.0, 2000.0]);
-    (centre, width, 0.0f64..=1.0).prop_map(|(c, w, skew)| {
+    let width = prop::sample::select(vec![0.0f64, 1e-15, 1e-10, 1e-6, 1e-3, 0.1, 1.0, 2.5, 4.8, 20.0, 100.0, 2000.0]);
+    // Also whole intervals shrunk towards 0 (small-signal swishes: values of 1e-12 and less,
+    // where margins must shrink with the values and still hold).
+    let scale = prop::sample::select(vec![1.0f64, 1.0, 1.0, 1e-5, 1e-12, 1e-30]);
+    (centre, width, 0.0f64..=1.0, scale).prop_map(|(c, w, skew, k)| {
+        let (c, w) = if k == 1.0 { (c, w) } else { ((c / 1000.0) * k, (w / 2000.0).min(1.0) * k) };
         let l = c - w * skew;
         Interval::new(l, (l + w).max(l))
     })
