@@ -89,6 +89,39 @@ def evaluate(model, images, labels, device, batch=1000):
     return correct / len(images), float(torch.cat(maxp).median()), nll / len(images)
 
 
+def append_log(path, run_id, rec):
+    """Prints one JSON-lines record of run `run_id` and appends it to the log at `path`."""
+    rec = {"run": run_id, **rec}
+    print(json.dumps(rec), flush=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def save_checkpoint(path, model, opt, step, elapsed, run_id, args):
+    """Writes a resumable checkpoint atomically (a temporary file, then a rename)."""
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed, "run": run_id, "args": vars(args)}, tmp)
+    os.replace(tmp, path)
+
+
+def scheduled_lr(step, base, warmup, steps):
+    """Linear warm-up over `warmup` steps, then cosine to zero at `steps`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def training_batch(train_x, train_y, step, batch, seed, device):
+    """The batch of `step`: a pure function of seed and step (so a resumed run sees the same
+    data), shifted by up to 2 pixels."""
+    epoch, k = divmod(step, len(train_x) // batch)
+    order = np.random.default_rng(seed * 1000 + epoch).permutation(len(train_x))
+    idx = order[k * batch : (k + 1) * batch]
+    aug = torch.Generator().manual_seed(seed * 100003 + step)
+    x = shift_batch(torch.from_numpy(train_x[idx]).float().div(255).unsqueeze(1), aug).to(device)
+    return x, torch.from_numpy(train_y[idx].astype(np.int64)).to(device)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mnist", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
@@ -148,10 +181,7 @@ def main():
     run_id = args.tag or time.strftime("%Y%m%dT%H%M%S")
 
     def log(rec):
-        rec = {"run": run_id, **rec}
-        print(json.dumps(rec), flush=True)
-        with open(args.log, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_log(args.log, run_id, rec)
 
     if args.resume and os.path.exists(args.ckpt):
         ck = torch.load(args.ckpt, map_location=device, weights_only=False)
@@ -164,9 +194,7 @@ def main():
         log({"event": "start", "config": vars(args), "torch": torch.__version__, "torchvision": torchvision.__version__, "device": str(device)})
 
     def save():
-        tmp = args.ckpt + ".tmp"
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed, "run": run_id, "args": vars(args)}, tmp)
-        os.replace(tmp, args.ckpt)
+        save_checkpoint(args.ckpt, model, opt, step, elapsed, run_id, args)
 
     def freeze_step():
         return args.warmup_steps if args.bn_bound == "running" else int(args.freeze_frac * args.steps)
@@ -177,7 +205,6 @@ def main():
     pixel_gen = torch.Generator().manual_seed(args.seed + 1)
     for _ in range(step):
         torch.randint(0, 784, (args.pixels_per_step,), generator=pixel_gen)
-    steps_per_epoch = len(train_x) // args.batch
     frozen = step > freeze_step()
     if frozen:
         freeze_bn_statistics(model)
@@ -200,18 +227,10 @@ def main():
                 frozen = True
                 batch_stats.clear()
                 log({"event": "bn_frozen", "step": step})
-            if step < args.lr_warmup:
-                lr = args.lr * (step + 1) / args.lr_warmup
-            else:
-                lr = args.lr * 0.5 * (1 + math.cos(math.pi * (step - args.lr_warmup) / max(1, args.steps - args.lr_warmup)))
+            lr = scheduled_lr(step, args.lr, args.lr_warmup, args.steps)
             for g in opt.param_groups:
                 g["lr"] = lr
-            epoch, k = divmod(step, steps_per_epoch)
-            order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train_x))
-            idx = order[k * args.batch : (k + 1) * args.batch]
-            aug = torch.Generator().manual_seed(args.seed * 100003 + step)
-            x = shift_batch(torch.from_numpy(train_x[idx]).float().div(255).unsqueeze(1), aug).to(device)
-            y = torch.from_numpy(train_y[idx].astype(np.int64)).to(device)
+            x, y = training_batch(train_x, train_y, step, args.batch, args.seed, device)
             ce = F.cross_entropy(model(x), y)
             pixels = torch.randint(0, 784, (args.pixels_per_step,), generator=pixel_gen).tolist()
             lam = 0.0 if step < args.warmup_steps else args.lam * min(1.0, (step - args.warmup_steps + 1) / max(args.ramp_steps, 1))

@@ -34,25 +34,21 @@ run appends its configuration, evaluations and end to `--log` (JSON lines).
 """
 import argparse
 import hashlib
-import json
-import math
 import os
 import sys
 import time
 import types
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.utils.parametrize as parametrize
 import torchvision
-from torchvision.models.efficientnet import MBConv
 from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import build_model, export_onnx, load_mnist, recalibrate_bn, shift_batch  # noqa: E402
-from train_certified import evaluate, freeze_bn_statistics  # noqa: E402
+from train import build_model, export_onnx, load_mnist, recalibrate_bn  # noqa: E402
+from train_certified import append_log, evaluate, freeze_bn_statistics, save_checkpoint, scheduled_lr, training_batch  # noqa: E402
 
 
 def swish_sites(model):
@@ -194,6 +190,11 @@ def main():
     device = torch.device(args.device)
     train_x, train_y = load_mnist(args.mnist, "train")
     test_x, test_y = load_mnist(args.mnist, "test")
+    if args.resume and os.path.exists(args.ckpt):
+        # The weights' structure is the checkpoint's, whatever this command line says.
+        saved = torch.load(args.ckpt, map_location="cpu", weights_only=False)["args"]
+        for key in ("offset", "alpha", "bn_eps", "nonlinear", "steps"):
+            setattr(args, key, saved[key])
     model = build_model(0.0, 0.0)
     nonlinear = [s for s in args.nonlinear.split(",") if s]
     modes = structure(model, args.offset, args.alpha, nonlinear, args.bn_eps)
@@ -204,10 +205,7 @@ def main():
     run_id = args.tag or time.strftime("%Y%m%dT%H%M%S")
 
     def log(rec):
-        rec = {"run": run_id, **rec}
-        print(json.dumps(rec), flush=True)
-        with open(args.log, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_log(args.log, run_id, rec)
 
     if args.resume and os.path.exists(args.ckpt):
         ck = torch.load(args.ckpt, map_location=device, weights_only=False)
@@ -220,12 +218,9 @@ def main():
              "device": str(device), "swishes": modes, "trainable_parameters": sum(q.numel() for q in params)})
 
     def save():
-        tmp = args.ckpt + ".tmp"
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed, "run": run_id, "args": vars(args)}, tmp)
-        os.replace(tmp, args.ckpt)
+        save_checkpoint(args.ckpt, model, opt, step, elapsed, run_id, args)
 
     freeze_at = int(args.freeze_frac * args.steps) if args.freeze_frac < 1 else args.steps + 1
-    steps_per_epoch = len(train_x) // args.batch
     skip_identities(model, True)
     model.train()
     frozen = step > freeze_at
@@ -240,16 +235,10 @@ def main():
                 freeze_bn_statistics(model)
                 frozen = True
                 log({"event": "bn_frozen", "step": step})
-            lr = args.lr * (step + 1) / args.lr_warmup if step < args.lr_warmup else \
-                args.lr * 0.5 * (1 + math.cos(math.pi * (step - args.lr_warmup) / max(1, args.steps - args.lr_warmup)))
+            lr = scheduled_lr(step, args.lr, args.lr_warmup, args.steps)
             for g in opt.param_groups:
                 g["lr"] = lr
-            epoch, k = divmod(step, steps_per_epoch)
-            order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train_x))
-            idx = order[k * args.batch : (k + 1) * args.batch]
-            aug = torch.Generator().manual_seed(args.seed * 100003 + step)
-            x = shift_batch(torch.from_numpy(train_x[idx]).float().div(255).unsqueeze(1), aug).to(device)
-            y = torch.from_numpy(train_y[idx].astype(np.int64)).to(device)
+            x, y = training_batch(train_x, train_y, step, args.batch, args.seed, device)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

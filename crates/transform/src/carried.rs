@@ -1,4 +1,5 @@
-//! The `float32` rounding of the differential analysis, carried beside `D` instead of inside it.
+//! The `float32` rounding of the differential analysis, carried beside `D` instead of inside it
+//! (and, with `DiffPass::carry_errors`, the zonotope's boxed error terms, the same way).
 //!
 //! Every transformer of the differential analysis is an affine relaxation: on the range of its
 //! input it maps `D` to `Λ·D + ν + β·η` with a linear part `Λ` (the map of an affine layer, a

@@ -118,7 +118,8 @@ pub struct Settings {
     pub semantics: Semantics,
     /// Difference analyses carry their boxed error terms beside the zonotope and bound them
     /// along each logit difference by reverse passes, instead of growing them by `|W|` at
-    /// every later layer (tighter, and about 1.5× the time; always on under `float32`).
+    /// every later layer (tighter, and about 1.5× the time). Under `float32` the rounding is
+    /// carried either way; this adds the boxed terms to it.
     pub carry_errors: bool,
 }
 
@@ -489,7 +490,8 @@ impl<'a> Certifier<'a> {
         let mut dd: Vec<Vec<Interval>> =
             (0..k).map(|c| (0..k).map(|j| if c == j { Interval::point(0.0) } else { d.difference_bounds(c, j) }).collect()).collect();
         if let Some(carried) = carried {
-            // The float32 rounding, along every difference of two logits.
+            // The carried term (float32 rounding, boxed error terms), along every difference of
+            // two logits.
             let pairs: Vec<(usize, usize)> = (0..k).flat_map(|c| (c + 1..k).map(move |j| (c, j))).collect();
             let directions: Vec<Vec<f64>> = pairs.iter().map(|&(c, j)| difference_direction(k, c, j)).collect();
             for (&(c, j), r) in pairs.iter().zip(carried.along(&directions)) {
