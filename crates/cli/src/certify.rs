@@ -8,7 +8,7 @@ use crate::heatmap;
 use crate::refine::RefineArgs;
 use crate::report::{
     BlocksRecord, EngineRecord, HeatmapRecord, LowerSearchRecord, PartialReport, PixelEntry, RegionRecord, Report, RunRecord, ScreenRecord,
-    ShardRecord, ShardTotal, Summary,
+    ShardRecord, ShardTotal, Summary, TemperatureFree,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -117,6 +117,10 @@ pub struct CertifyArgs {
     /// 8-bit grid; `precise` already gives a certified one) and report the ratio.
     #[arg(long)]
     with_lower: bool,
+    /// MNIST directory: also report the largest certified `|Δ(z_c − z_j)|` divided by the
+    /// median logit margin of the model on the test images (a temperature-free measure).
+    #[arg(long)]
+    test_margins: Option<PathBuf>,
     /// Ascent rounds per pixel of the lower-bound search.
     #[arg(long, default_value_t = 4)]
     attack_rounds: usize,
@@ -201,6 +205,7 @@ fn entry(c: Certified) -> PixelEntry {
         exact: None,
         screened: c.screened,
         mean_value_bound: c.mean_value_bound,
+        logit_delta_bound: c.logit_delta_bound,
         overflow: c.overflow,
     }
 }
@@ -309,6 +314,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             "--refine lp refines the differential analysis: use it with --method diff-zonotope (or auto on a ball or the global region)"
         ),
     };
+    // Before the long part, so that a bad test-set directory fails at once.
+    let test_stats = match &args.test_margins {
+        Some(dir) => Some((dir, crate::run::test_statistics(&net, dir, None)?)),
+        None => None,
+    };
     let t0 = Instant::now();
     let engine = build_engine(&args, &net, &region, method, lp)?;
     let region_secs = t0.elapsed().as_secs_f64();
@@ -356,6 +366,12 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         median_ratio_upper_over_lower: summary.median_ratio_upper_over_lower,
         screened_pixels: summary.screened_pixels,
         overflow_pixels: summary.overflow_pixels,
+        max_logit_delta_bound: summary.max_logit_delta_bound,
+        temperature_free: match (test_stats, summary.max_logit_delta_bound) {
+            (Some((dir, stats)), Some(bound)) => Some(temperature_free(dir, &stats, bound)),
+            (Some(_), None) => bail!("--test-margins: some pixel has no finite logit-difference bound (an overflow, or method precise)"),
+            (None, _) => None,
+        },
         merged_from: vec![],
     };
     job.finish(&report, &origin, secs)
@@ -629,6 +645,11 @@ pub fn summarise(entries: &[PixelEntry]) -> Summary {
         median_ratio_upper_over_lower: median_ratio(entries),
         screened_pixels: entries.iter().filter(|r| r.screened).count(),
         overflow_pixels: entries.iter().filter(|r| r.overflow).count(),
+        max_logit_delta_bound: entries
+            .iter()
+            .map(|r| r.logit_delta_bound)
+            .try_fold(0.0, |m: f64, d| d.map(|d| m.max(d)))
+            .filter(|_| !entries.is_empty()),
     }
 }
 
@@ -643,4 +664,23 @@ pub fn print_summary(report: &Report, origin: &str, secs: f64) {
         pixel / SIDE,
         pixel % SIDE,
     );
+    if let Some(t) = &report.temperature_free {
+        println!(
+            "max certified |Δ(z_c − z_j)| = {:.4e}; median test logit margin {:.4} ({} images, accuracy {:.4}): ratio {:.4e}",
+            t.max_logit_delta_bound, t.median_test_logit_margin, t.test_images, t.test_accuracy, t.ratio
+        );
+    }
+}
+
+/// The report's temperature-free measure: `bound` against the model's median test logit margin.
+fn temperature_free(dir: &std::path::Path, stats: &crate::run::TestStatistics, bound: f64) -> TemperatureFree {
+    TemperatureFree {
+        test_set: dir.display().to_string(),
+        test_images: stats.images,
+        median_test_logit_margin: stats.median_logit_margin,
+        median_test_max_probability: stats.median_max_probability,
+        test_accuracy: stats.accuracy,
+        max_logit_delta_bound: bound,
+        ratio: bound / stats.median_logit_margin,
+    }
 }

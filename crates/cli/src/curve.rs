@@ -69,6 +69,12 @@ pub struct CurveArgs {
     /// Carry the difference's boxed error terms beside it (as `certify --carry-errors`).
     #[arg(long)]
     carry_errors: bool,
+    /// Generator budget of the region zonotope (as `certify --region-budget`).
+    #[arg(long, default_value_t = EngineSettings::default().region_budget)]
+    region_budget: usize,
+    /// Generator budget of the difference zonotope (as `certify --diff-budget`).
+    #[arg(long, default_value_t = EngineSettings::default().diff_budget)]
+    diff_budget: usize,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -166,7 +172,15 @@ impl Loaded {
 
     /// The sweep of `pixels` that `args` asks for.
     fn sweep<'a>(&'a self, args: &CurveArgs, pixels: &'a [usize], bar: &'a ProgressBar) -> Sweep<'a> {
-        Sweep { model: self, pixels, rounds: args.attack_rounds, screen: !args.no_screen, carry_errors: args.carry_errors, bar }
+        Sweep {
+            model: self,
+            pixels,
+            rounds: args.attack_rounds,
+            screen: !args.no_screen,
+            carry_errors: args.carry_errors,
+            budgets: (args.region_budget, args.diff_budget),
+            bar,
+        }
     }
 }
 
@@ -178,6 +192,8 @@ struct Sweep<'a> {
     rounds: usize,
     screen: bool,
     carry_errors: bool,
+    /// Generator budgets of the region and of the difference zonotopes.
+    budgets: (usize, usize),
     bar: &'a ProgressBar,
 }
 
@@ -193,13 +209,18 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep { model, pixels, rounds, screen, carry_errors, bar } = *sweep;
+    let Sweep { model, pixels, rounds, screen, carry_errors, budgets: (region_budget, diff_budget), bar } = *sweep;
     let Loaded { net, exec, semantics, score } = model;
     let semantics = *semantics;
     let t0 = Instant::now();
     let method = method.engine().resolve(region, semantics);
     let screen = if screen { EngineSettings::default().screen } else { None };
-    let engine = Engine::new(net, region, method, &EngineSettings { bit, screen, semantics, carry_errors, ..EngineSettings::default() })?;
+    let engine = Engine::new(
+        net,
+        region,
+        method,
+        &EngineSettings { bit, screen, semantics, carry_errors, region_budget, diff_budget, ..EngineSettings::default() },
+    )?;
     let search_settings = SearchSettings::per_pixel(rounds);
     // The precise method's enclosure has a certified lower end, the others get the search's.
     let rows = pixels
@@ -317,6 +338,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
         time_s: t0.elapsed().as_secs_f64(),
         execution: model.semantics.name().to_string(),
         carry_errors: args.carry_errors,
+        region_budget: Some(args.region_budget),
+        diff_budget: Some(args.diff_budget),
         semantics: CURVE_SEMANTICS.to_string(),
     };
     const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";

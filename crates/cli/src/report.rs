@@ -50,6 +50,10 @@ pub struct PixelEntry {
     /// and 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_value_bound: Option<f64>,
+    /// Abstract methods: the certified `max_{c,j} |Δ(z_c − z_j)|` (the logits' movement,
+    /// free of any temperature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_delta_bound: Option<f64>,
     /// An abstract value overflowed: `upper` is the trivial bound.
     #[serde(default, skip_serializing_if = "is_false")]
     pub overflow: bool,
@@ -298,6 +302,30 @@ pub struct Summary {
     pub screened_pixels: usize,
     /// Pixels whose analysis overflowed.
     pub overflow_pixels: usize,
+    /// The largest certified `max_{c,j} |Δ(z_c − z_j)|`, when every pixel has one.
+    pub max_logit_delta_bound: Option<f64>,
+}
+
+/// The certified logit movement against the model's typical logit margin on test images: a
+/// measure of the bound that no temperature (rescaling of the logits) can improve.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TemperatureFree {
+    /// Where the test images came from (the `--test-margins` directory).
+    pub test_set: String,
+    /// How many test images the statistics cover.
+    pub test_images: usize,
+    /// Median over those images of the gap between the largest and second-largest logit
+    /// (float32 executor).
+    pub median_test_logit_margin: f64,
+    /// Median over those images of the largest class probability.
+    pub median_test_max_probability: f64,
+    /// Test accuracy over those images.
+    pub test_accuracy: f64,
+    /// The report's largest certified `max_{c,j} |Δ(z_c − z_j)|`.
+    pub max_logit_delta_bound: f64,
+    /// `max_logit_delta_bound / median_test_logit_margin`.
+    pub ratio: f64,
 }
 
 /// One shard a merged report was made from.
@@ -374,6 +402,12 @@ pub struct Report {
     pub screened_pixels: usize,
     /// See [`Summary`].
     pub overflow_pixels: usize,
+    /// See [`Summary`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_logit_delta_bound: Option<f64>,
+    /// `--test-margins`: the certified logit movement against the test logit margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_free: Option<TemperatureFree>,
     /// `merge`: the shards it combined.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<MergedShard>,
@@ -388,6 +422,11 @@ impl Report {
         self.median_ratio_upper_over_lower = s.median_ratio_upper_over_lower;
         self.screened_pixels = s.screened_pixels;
         self.overflow_pixels = s.overflow_pixels;
+        self.max_logit_delta_bound = s.max_logit_delta_bound;
+        if let (Some(t), Some(m)) = (self.temperature_free.as_mut(), s.max_logit_delta_bound) {
+            t.max_logit_delta_bound = m;
+            t.ratio = m / t.median_test_logit_margin;
+        }
     }
 }
 
@@ -518,6 +557,12 @@ pub struct CurveReport {
     /// Whether the difference's boxed error terms were carried (`--carry-errors`).
     #[serde(default)]
     pub carry_errors: bool,
+    /// Generator budget of the region zonotope (`--region-budget`); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_budget: Option<usize>,
+    /// Generator budget of the difference zonotope (`--diff-budget`); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_budget: Option<usize>,
     /// What the numbers mean.
     pub semantics: String,
 }

@@ -1,15 +1,15 @@
 //! `zonocert eval` and `zonocert predict`: the concrete executor from the terminal.
 
-use crate::common::{check_classifier, load_mnist, ImageArg, ModelArg};
-use anyhow::Result;
+use crate::common::{check_classifier, load_mnist, median, ImageArg, ModelArg};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use zonocert_network::data::{to_unit, PIXELS};
 use zonocert_network::exec::argmax;
 use zonocert_network::kernels::{softmax, Real};
-use zonocert_network::Executor;
+use zonocert_network::{Executor, Network};
 
 /// Arithmetic used by the concrete executor.
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,6 +66,53 @@ fn logits_batched<T: Real>(exec: &Executor<T>, bytes: &[u8], batch: usize) -> Ve
     bytes.chunks(batch * PIXELS).flat_map(|c| logits(exec, c, c.len() / PIXELS)).collect()
 }
 
+/// What a model does on the MNIST test images, beyond accuracy: how confident it is.
+pub struct TestStatistics {
+    /// Images evaluated.
+    pub images: usize,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Median gap between the largest and the second-largest logit.
+    pub median_logit_margin: f64,
+    /// Median largest class probability.
+    pub median_max_probability: f64,
+}
+
+impl TestStatistics {
+    /// The statistics of `logits` (`classes` per image) against `labels`.
+    pub fn of(logits: &[f64], classes: usize, labels: &[u8]) -> TestStatistics {
+        let (mut margins, mut maxp) = (Vec::new(), Vec::new());
+        let mut correct = 0;
+        for (l, &y) in logits.chunks(classes).zip(labels) {
+            let top = argmax(l);
+            correct += usize::from(top == usize::from(y));
+            let second = l.iter().enumerate().filter(|&(j, _)| j != top).map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max);
+            margins.push(l[top] - second);
+            maxp.push(softmax(l, classes).into_iter().fold(0.0, f64::max));
+        }
+        let images = margins.len();
+        TestStatistics {
+            images,
+            accuracy: if images > 0 { correct as f64 / images as f64 } else { 0.0 },
+            median_logit_margin: median(&mut margins),
+            median_max_probability: median(&mut maxp),
+        }
+    }
+}
+
+/// [`TestStatistics`] of `net` (float32 executor, as the model runs) on the first `limit` (by
+/// default all) MNIST test images in `dir`.
+pub fn test_statistics(net: &Network, dir: &Path, limit: Option<usize>) -> Result<TestStatistics> {
+    let classes = check_classifier(net)?;
+    let set = load_mnist(dir)?;
+    let n = limit.unwrap_or(set.len()).min(set.len());
+    if n == 0 {
+        bail!("{}: no test images", dir.display());
+    }
+    let logits = logits_batched(&Executor::<f32>::new(net), &set.images[..n * PIXELS], n);
+    Ok(TestStatistics::of(&logits, classes, &set.labels[..n]))
+}
+
 /// Runs `eval`.
 pub fn eval(args: EvalArgs) -> Result<()> {
     let net = args.model.load()?;
@@ -87,15 +134,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let correct = out.chunks(classes).zip(&set.labels[..n]).filter(|(l, &y)| argmax(l) == y as usize).count();
     let secs = t0.elapsed().as_secs_f64();
     let accuracy = if n > 0 { correct as f64 / n as f64 } else { 0.0 };
+    let stats = TestStatistics::of(&out, classes, &set.labels[..n]);
     if args.json {
         let batches = n.div_ceil(batch).max(1);
         println!(
             "{}",
             json!({"accuracy": accuracy, "n": n, "correct": correct, "time_s": secs, "batch": batch,
-                   "images_per_s": n as f64 / secs, "latency_ms_per_batch": 1e3 * secs / batches as f64})
+                   "images_per_s": n as f64 / secs, "latency_ms_per_batch": 1e3 * secs / batches as f64,
+                   "median_logit_margin": stats.median_logit_margin, "median_max_probability": stats.median_max_probability})
         );
     } else {
-        println!("accuracy {accuracy:.4} ({correct}/{n}) in {secs:.1} s");
+        println!(
+            "accuracy {accuracy:.4} ({correct}/{n}) in {secs:.1} s; median logit margin {:.3}, median max-probability {:.4}",
+            stats.median_logit_margin, stats.median_max_probability
+        );
     }
     Ok(())
 }

@@ -267,6 +267,71 @@ fn carried_error_terms_over_the_global_region() {
     assert!(max(&carried) < 0.9 * max(&boxed), "carried {} against boxed {}", max(&carried), max(&boxed));
 }
 
+/// `certify --test-margins` puts the certified logit movement beside the model's median test
+/// logit margin: the statistics agree with `eval`'s, the report's maximum is the pixels'
+/// maximum, each pixel's probability bound follows from its logit bound, and a missing test
+/// set fails before any certification.
+#[test]
+fn temperature_free_ratio() {
+    let Some(dir) = mnist() else { return };
+    let d = tmp("temperature_free");
+    let out = d.join("r");
+    let v = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--region",
+        "global",
+        "--pixels",
+        "300,405,406",
+        "--test-margins",
+        &dir,
+        "--quiet",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = &v["temperature_free"];
+    let e = ok_json(&["eval", "--model", TINY, "--mnist", &dir, "--json"]);
+    assert_eq!(t["test_images"].as_u64(), Some(10_000), "{t}");
+    assert_eq!(t["test_accuracy"], e["accuracy"], "{t} against eval {e}");
+    assert_eq!(t["median_test_logit_margin"], e["median_logit_margin"], "{t} against eval {e}");
+    assert_eq!(t["median_test_max_probability"], e["median_max_probability"], "{t} against eval {e}");
+    let margin = t["median_test_logit_margin"].as_f64().unwrap();
+    assert!(margin > 0.0, "{t}");
+    let pixels = v["pixels"].as_array().unwrap();
+    let deltas: Vec<f64> = pixels.iter().map(|p| p["logit_delta_bound"].as_f64().expect("every pixel has its logit bound")).collect();
+    let max = deltas.iter().copied().fold(0.0, f64::max);
+    assert_eq!(v["max_logit_delta_bound"].as_f64(), Some(max));
+    assert_eq!(t["max_logit_delta_bound"].as_f64(), Some(max));
+    let ratio = t["ratio"].as_f64().unwrap();
+    assert!((ratio - max / margin).abs() <= 1e-12 * ratio, "{t}");
+    for (p, delta) in pixels.iter().zip(&deltas) {
+        // |Δp_c| ≤ p_c(1 − p_c)·max_j |Δ(z_c − z_j)| ≤ ¼ of the logit bound.
+        let mv = p["mean_value_bound"].as_f64().unwrap();
+        assert!(mv <= 0.25 * delta * (1.0 + 1e-12) && mv > 0.0, "pixel {}: mean-value {mv:e}, logit bound {delta:e}", p["pixel"]);
+    }
+    let missing = d.join("no-such-mnist");
+    let bad = d.join("bad");
+    fails_with(
+        &[
+            "certify",
+            "--model",
+            TINY,
+            "--region",
+            "global",
+            "--pixels",
+            "405",
+            "--test-margins",
+            missing.to_str().unwrap(),
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+        "no-such-mnist",
+    );
+    assert!(!bad.join("report.json").exists(), "no report after a failed run");
+}
+
 #[test]
 fn global_curve_against_bit_and_flips() {
     use zonocert_network::{kernels::softmax, onnx, Executor};
@@ -286,12 +351,16 @@ fn global_curve_against_bit_and_flips() {
         "0-783:97",
         "--attack-rounds",
         "1",
+        "--diff-budget",
+        "96",
         "--quiet",
         "--json",
         "--out",
         o,
     ]);
     assert_eq!(v["region"], "global");
+    assert_eq!(v["diff_budget"].as_u64(), Some(96), "curve.json records --diff-budget");
+    assert_eq!(v["region_budget"].as_u64(), Some(512), "curve.json records the default region budget");
     let by_bit = v["by_bit"].as_array().unwrap();
     assert_eq!(by_bit.len(), 2);
     for p in by_bit {

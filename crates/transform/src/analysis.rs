@@ -325,7 +325,9 @@ pub fn differential_keeping<'a>(
     let mut record = carry.then(|| CarriedRounding::new(net, maps));
     let mut vals = ValueStore::new(net, d_input, false);
     let mut overflow = false;
+    let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
     for (k, layer) in net.layers.iter().enumerate() {
+        let t0 = std::time::Instant::now();
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
         let xin = &x_bounds[layer.inputs[0].0];
         let r_in = &carried[layer.inputs[0].0];
@@ -368,11 +370,30 @@ pub fn differential_keeping<'a>(
                 // s′ = s + d_s, bounded by intervals and broadcast over each plane.
                 let s_prime: Vec<Interval> =
                     s_bounds.iter().zip(&ds_b).flat_map(|(s, e)| std::iter::repeat(s.add(e)).take(plane)).collect();
-                let ds_full = if plane > 1 { ds.broadcast(plane) } else { ds.clone() };
                 let r_s: Vec<f64> = carried[s_id].iter().flat_map(|&r| std::iter::repeat_n(r, plane)).collect();
                 let t1 = d.mul_interval_widened(&s_prime, carry.then_some(&r_in[..]), pool, budget);
-                let t2 = ds_full.mul_interval_widened(xin, carry.then_some(&r_s[..]), pool, budget);
-                let mut sum = t1.add(&t2);
+                // A gate whose difference has no generators and no centre (a constant or
+                // out-of-reach squeeze-excite: only rounding slack in its error box) gives
+                // x·d_s within ±(|mid x|·e_s + rad x·(e_s + r_s)), the same enclosure
+                // `mul_interval_widened` builds, as a box: no dense product and merge of every
+                // generator row.
+                let mut sum = if ds.centre.iter().chain(&ds.gens).all(|&v| v == 0.0) {
+                    let mut t1 = t1;
+                    let e: Vec<f64> = xin
+                        .iter()
+                        .enumerate()
+                        .map(|(j, x)| {
+                            let (m, r) = x.mid_rad();
+                            let es = ds.err[j / plane];
+                            ((m.abs() * es + r * (es + r_s[j])) * (1.0 + 4.0 * U)).next_up()
+                        })
+                        .collect();
+                    add_errors(&mut t1, &e);
+                    t1
+                } else {
+                    let ds_full = if plane > 1 { ds.broadcast(plane) } else { ds.clone() };
+                    t1.add(&ds_full.mul_interval_widened(xin, carry.then_some(&r_s[..]), pool, budget))
+                };
                 sum.reduce(pool, budget);
                 let on_x: Vec<f64> = s_prime.iter().map(|s| s.mid_rad().0).collect();
                 let on_s: Vec<f64> = xin.iter().map(|x| x.mid_rad().0).collect();
@@ -422,6 +443,17 @@ pub fn differential_keeping<'a>(
                 add_errors(&mut with_carried, &r_out);
             }
             keep_value(keep_ids, &mut kept, k + 1, &with_carried);
+        }
+        if trace {
+            let mr = out.radius().iter().copied().fold(0.0, f64::max);
+            let mc = r_out.iter().copied().fold(0.0, f64::max);
+            eprintln!(
+                "diff  {k:3} {:14} gens {:5} dim {:6} max rad {mr:10.3e} carried {mc:10.3e} {:8.1} ms",
+                layer.op.kind(),
+                out.n_gens(),
+                out.dim(),
+                t0.elapsed().as_secs_f64() * 1e3
+            );
         }
         carried[k + 1] = r_out;
         vals.finish_layer(k, out);

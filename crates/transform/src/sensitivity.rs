@@ -185,6 +185,11 @@ impl PixelBound {
         self.per_class.iter().map(|b| b.from_mean_value).fold(0.0, f64::max)
     }
 
+    /// The certified `max_{c,j} |Δ(z_c − z_j)|`: how far the flip moves any logit difference.
+    pub fn logit_delta_bound(&self) -> f64 {
+        self.per_class.iter().map(|b| b.max_logit_delta).fold(0.0, f64::max)
+    }
+
     /// True when the analysis overflowed (a bound became ±∞ or NaN) and knows nothing about how
     /// the flip moves the logits: `upper` is then the trivial bound.
     pub fn overflowed(&self) -> bool {
@@ -208,6 +213,9 @@ pub struct Certified {
     /// Abstract engines: the softmax mean-value bound before the minimum with the probability
     /// ranges and 1 (see [`PixelBound::mean_value_bound`]), when finite.
     pub mean_value_bound: Option<f64>,
+    /// Abstract engines: the certified `max_{c,j} |Δ(z_c − z_j)|` (see
+    /// [`PixelBound::logit_delta_bound`]), when finite.
+    pub logit_delta_bound: Option<f64>,
     /// The analysis overflowed: `upper` is the trivial bound.
     pub overflow: bool,
 }
@@ -229,6 +237,7 @@ impl From<PixelBound> for Certified {
             class: b.class,
             screened: b.screened,
             mean_value_bound: Some(mean_value).filter(|m| m.is_finite()),
+            logit_delta_bound: Some(b.logit_delta_bound()).filter(|m| m.is_finite()),
             overflow,
         }
     }

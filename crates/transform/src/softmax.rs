@@ -59,6 +59,9 @@ pub struct ClassBound {
     pub from_ranges: f64,
     /// Bound from the softmax mean-value form `p_c(1 − p_c)·max_j |Δ(z_c − z_j)|`.
     pub from_mean_value: f64,
+    /// The certified `max_j |Δ(z_c − z_j)|` itself (+∞ when unknown): the logits' movement,
+    /// which no rescaling of the logits (temperature) can shrink relative to their margins.
+    pub max_logit_delta: f64,
 }
 
 /// Certified bound on `|p_c(x′) − p_c(x)|` for every class.
@@ -84,12 +87,13 @@ pub fn class_bounds(
         .map(|c| {
             let from_ranges = unknown_as_infinite(((pp[c].hi - p[c].lo).max(p[c].hi - pp[c].lo).max(0.0) * (1.0 + 2.0 * U)).next_up());
             let max_delta = (0..classes).filter(|&j| j != c).map(|j| delta(c, j).mag()).fold(0.0, nan_max);
+            let max_logit_delta = if max_delta.is_nan() { f64::INFINITY } else { max_delta };
             let from_mean_value = if max_delta.is_finite() {
                 unknown_as_infinite(((max_bernoulli_variance(ph[c]) * max_delta) * (1.0 + 2.0 * U)).next_up())
             } else {
                 f64::INFINITY
             };
-            ClassBound { bound: from_ranges.min(from_mean_value).min(1.0), from_ranges, from_mean_value }
+            ClassBound { bound: from_ranges.min(from_mean_value).min(1.0), from_ranges, from_mean_value, max_logit_delta }
         })
         .collect()
 }

@@ -192,6 +192,16 @@ fn check_net(k: u64, tally: &mut Tally) {
                                 delta,
                                 b
                             );
+                            // The per-pixel summary reported as `logit_delta_bound`.
+                            let reported = bounds[var].logit_delta_bound();
+                            assert!(
+                                delta.abs() <= reported,
+                                "{} {}: sampled |Δ(z_{c} − z_{j})| = {:e} above the reported logit_delta_bound {:e}",
+                                VARIANTS[var],
+                                ctx(bit, pixel),
+                                delta.abs(),
+                                reported
+                            );
                             if b.is_finite() {
                                 tally.max_logit_ratio[var] = tally.max_logit_ratio[var].max(delta.abs() / b.mag());
                             } else if s == 0 {

@@ -180,6 +180,7 @@ impl CertifyPixel for PreciseCertifier<'_> {
             class: r.class,
             screened: false,
             mean_value_bound: None,
+            logit_delta_bound: None,
             overflow: false,
         }
     }
