@@ -8,7 +8,7 @@ use crate::activation::{prefer_interval_image, relaxation, Act, Enclose};
 use crate::carried::{CarriedRounding, LinearPart};
 use crate::float32::{add_errors, Semantics};
 use crate::maps::PreparedMaps;
-use zonocert_domain::{gamma, Interval, LinearMap, Relaxation, SymbolPool, Zonotope, U};
+use zonocert_domain::{gamma, Interval, LinearMap, Relaxation, SymbolPool, Zonotope, ETA, U};
 use zonocert_network::ir::{numel, Network, Op, ValueId};
 use zonocert_network::ValueStore;
 
@@ -385,7 +385,8 @@ pub fn differential_keeping<'a>(
                         .map(|(j, x)| {
                             let (m, r) = x.mid_rad();
                             let es = ds.err[j / plane];
-                            ((m.abs() * es + r * (es + r_s[j])) * (1.0 + 4.0 * U)).next_up()
+                            // ETA: the two products may underflow.
+                            ((m.abs() * es + r * (es + r_s[j])) * (1.0 + 4.0 * U) + 2.0 * ETA).next_up()
                         })
                         .collect();
                     add_errors(&mut t1, &e);
