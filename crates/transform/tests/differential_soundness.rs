@@ -14,7 +14,8 @@
 //! own error bound, 1e-28 relative (as in `activation_soundness.rs`).
 //!
 //! Fragment property. A squeeze-excite block with a residual (`conv → swish → pool → conv →
-//! sigmoid → Mul → Add`), the region's bounds from `forward`, and a random difference zonotope
+//! sigmoid → Mul → Add`; in a quarter of the cases the gate's conv has weights 0, a constant
+//! gate), the region's bounds from `forward`, and a random difference zonotope
 //! on a dyadic grid (so `x′ = x + d` is exact in `f64`): the exact difference at every value,
 //! enclosed by rigorous 256-bit ball arithmetic on both images (`PreciseNetwork`) and
 //! subtracted at 512 bits, must meet the certified difference bounds of that value, with no
@@ -142,7 +143,7 @@ fn value_box(dim: usize) -> impl Strategy<Value = Vec<Interval>> {
 }
 
 fn binary_case(mul: bool) -> impl Strategy<Value = BinaryCase> {
-    (Just(mul), 1usize..=3, prop::sample::select(vec![1usize, 2, 4]), 0u8..3, 0usize..=10, any::<u64>()).prop_flat_map(
+    (Just(mul), 1usize..=3, prop::sample::select(vec![1usize, 2, 4]), 0u8..4, 0usize..=10, any::<u64>()).prop_flat_map(
         |(mul, c, plane, matrices, budget, seed)| {
             let x_dim = c * plane;
             let s_dim = if mul { c } else { c * plane };
@@ -162,7 +163,9 @@ fn binary_case(mul: bool) -> impl Strategy<Value = BinaryCase> {
     )
 }
 
-/// The branch matrices: `A` of `x_dim × n`, `B` of `s_dim × n`.
+/// The branch matrices: `A` of `x_dim × n`, `B` of `s_dim × n`. Kind 3 has `B = 0`: the
+/// second branch reads nothing, as a constant squeeze-excite gate, whose difference then has
+/// no generators and no centre (the product bounds it as a box).
 fn matrices(case: &BinaryCase, rng: &mut Rng) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let n = case.d.dim();
     let x_dim = case.c * case.plane;
@@ -170,6 +173,7 @@ fn matrices(case: &BinaryCase, rng: &mut Rng) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) 
     let row = |rng: &mut Rng, k: usize| -> Vec<f64> {
         match case.matrices {
             0 => (0..n).map(|i| if i == k { 1.0 } else { 0.0 }).collect(),
+            3 if k >= x_dim => vec![0.0; n],
             1 => {
                 // A signed pick of any input: branches may read the same coordinates (shared
                 // symbols then meet in the Add, possibly cancelling).
@@ -314,7 +318,7 @@ fn differential_add_is_sound() {
 // ---------------------------------------------------------------------------------------------
 
 /// `conv1x1 → swish → pool → conv1x1 → sigmoid → Mul(swish, gate) → Add(·, conv) → flatten`.
-fn se_fragment(rng: &mut Rng, c: usize, h: usize) -> Network {
+fn se_fragment(rng: &mut Rng, c: usize, h: usize, constant_gate: bool) -> Network {
     let shape = vec![c, h, h];
     let mut layers = Vec::new();
     let mut push = |name: &str, op: Op, inputs: &[usize], shape: Shape| {
@@ -324,7 +328,13 @@ fn se_fragment(rng: &mut Rng, c: usize, h: usize) -> Network {
     let v1 = push("expand", Op::Conv(conv(rng, c, c, 1, 1, 0, 1)), &[0], shape.clone());
     let v2 = push("act", Op::Act(Act::Swish), &[v1], shape.clone());
     let v3 = push("se_pool", Op::GlobalAvgPool, &[v2], vec![c, 1, 1]);
-    let v4 = push("se_conv", Op::Conv(conv(rng, c, c, 1, 1, 0, 1)), &[v3], vec![c, 1, 1]);
+    let mut gate = conv(rng, c, c, 1, 1, 0, 1);
+    if constant_gate {
+        // A constant gate (weights 0), as in a B0 whose squeeze-excite blocks are switched off:
+        // its difference has no generators, and the product bounds it as a box.
+        gate.weight.iter_mut().for_each(|w| *w = 0.0);
+    }
+    let v4 = push("se_conv", Op::Conv(gate), &[v3], vec![c, 1, 1]);
     let v5 = push("se_gate", Op::Act(Act::Sigmoid), &[v4], vec![c, 1, 1]);
     let v6 = push("se_mul", Op::Mul, &[v2, v5], shape.clone());
     let v7 = push("residual", Op::Add, &[v6, v1], shape.clone());
@@ -378,7 +388,8 @@ fn fragment_case() -> impl Strategy<Value = FragmentCase> {
 
 fn prop_fragment(fc: FragmentCase) -> Result<(), TestCaseError> {
     let mut rng = Rng(fc.seed);
-    let net = se_fragment(&mut rng, fc.c, fc.h);
+    // A quarter of the cases (not the regression case's seed) switch the gate off.
+    let net = se_fragment(&mut rng, fc.c, fc.h, fc.seed % 4 == 1);
     let n = fc.c * fc.h * fc.h;
     let reference = PreciseNetwork::new(&net, REF_BITS);
     let maps = PreparedMaps::new(&net);
