@@ -498,6 +498,15 @@ pub struct BenchReport {
     pub execution: String,
     /// The machine.
     pub machine: Machine,
+    /// Whether the difference's boxed error terms were carried (`--carry-errors`).
+    #[serde(default)]
+    pub carry_errors: bool,
+    /// Generator budget of the region zonotope (`--region-budget`); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_budget: Option<usize>,
+    /// Generator budget of the difference zonotope (`--diff-budget`); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_budget: Option<usize>,
     /// One row per (region, method).
     pub rows: Vec<BenchRow>,
     /// Certified bounds below a lower bound (must be empty).

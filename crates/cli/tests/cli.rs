@@ -827,12 +827,15 @@ fn bench_runs_and_catches_an_injected_unsound_bound() {
         methods,
         "--attack-rounds",
         "1",
+        "--diff-budget",
+        "128",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 4 * (2 + 2 + 1));
+    assert_eq!((v["diff_budget"].as_u64(), v["region_budget"].as_u64(), v["carry_errors"].as_bool()), (Some(128), Some(512), Some(false)));
     // LP refinement is never looser than the analysis it refines, row by row.
     let rows = v["rows"].as_array().unwrap();
     for lp in rows.iter().filter(|r| r["method"] == "diff-zonotope+lp") {
