@@ -3,7 +3,9 @@
 //! Writes `bench.json`, `bench.csv` and `bench.md`; exits non-zero when any certified bound
 //! falls below a lower bound (a soundness failure).
 
-use crate::common::{check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, ModelArg, SemanticsArgs};
+use crate::common::{
+    check_classifier, load_mnist, machine, median, parse_pixels, peak_rss_mib, write_atomic, BudgetArgs, ModelArg, SemanticsArgs,
+};
 use crate::report::{BenchReport, BenchRow};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -52,12 +54,8 @@ pub struct BenchArgs {
     /// Carry the difference's boxed error terms beside it (as `certify --carry-errors`).
     #[arg(long)]
     carry_errors: bool,
-    /// Generator budget of the region zonotope (as `certify --region-budget`).
-    #[arg(long, default_value_t = EngineSettings::default().region_budget)]
-    region_budget: usize,
-    /// Generator budget of the difference zonotope (as `certify --diff-budget`).
-    #[arg(long, default_value_t = EngineSettings::default().diff_budget)]
-    diff_budget: usize,
+    #[command(flatten)]
+    budgets: BudgetArgs,
     /// Multiply every certified bound by this factor before the soundness check (tests use
     /// a factor below 1 to check that an unsound bound is caught).
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -139,8 +137,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         execution: args.semantics.semantics()?.name().to_string(),
         machine: machine(),
         carry_errors: args.carry_errors,
-        region_budget: Some(args.region_budget),
-        diff_budget: Some(args.diff_budget),
+        region_budget: Some(args.budgets.region_budget),
+        diff_budget: Some(args.budgets.diff_budget),
         rows,
         soundness_failures: failures,
     };
@@ -199,8 +197,8 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
         screen: if args.no_screen { None } else { EngineSettings::default().screen },
         semantics: args.semantics.semantics()?,
         carry_errors: args.carry_errors,
-        region_budget: args.region_budget,
-        diff_budget: args.diff_budget,
+        region_budget: args.budgets.region_budget,
+        diff_budget: args.budgets.diff_budget,
         ..EngineSettings::default()
     };
     let engine = match Engine::new(net, region, method, &settings) {

@@ -5,7 +5,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use zonocert_network::data::PIXELS;
 use zonocert_network::{data, onnx, Network};
-use zonocert_transform::sensitivity::Region;
+use zonocert_transform::sensitivity::{Region, Settings};
 
 /// The model shipped with zonocert, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/efficientnet_b0_mnist.onnx";
@@ -149,6 +149,17 @@ pub enum SemanticsArg {
     Real,
     /// Any float32 execution of the graph (README, § What is certified).
     F32,
+}
+
+/// The abstract analyses' generator budgets (`certify`, `bench`, `curve`).
+#[derive(Args, Clone, Copy, Debug)]
+pub struct BudgetArgs {
+    /// Generator budget of the region zonotope.
+    #[arg(long, default_value_t = Settings::default().region_budget)]
+    pub region_budget: usize,
+    /// Generator budget of the difference zonotope.
+    #[arg(long, default_value_t = Settings::default().diff_budget)]
+    pub diff_budget: usize,
 }
 
 /// `--semantics` and the parameters of the float32 model.

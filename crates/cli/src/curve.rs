@@ -7,7 +7,7 @@
 //! chosen bit as `heatmap.png` and `bounds.csv`.
 
 use crate::certify::MethodArg;
-use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, ImageArg, ModelArg, SemanticsArgs};
+use crate::common::{check_classifier, parse_pixels, progress_bar, write_atomic, BudgetArgs, ImageArg, ModelArg, SemanticsArgs};
 use crate::heatmap::{curve, Series};
 use crate::report::{CurvePoint, CurveReport};
 use anyhow::{bail, Context, Result};
@@ -69,12 +69,8 @@ pub struct CurveArgs {
     /// Carry the difference's boxed error terms beside it (as `certify --carry-errors`).
     #[arg(long)]
     carry_errors: bool,
-    /// Generator budget of the region zonotope (as `certify --region-budget`).
-    #[arg(long, default_value_t = EngineSettings::default().region_budget)]
-    region_budget: usize,
-    /// Generator budget of the difference zonotope (as `certify --diff-budget`).
-    #[arg(long, default_value_t = EngineSettings::default().diff_budget)]
-    diff_budget: usize,
+    #[command(flatten)]
+    budgets: BudgetArgs,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -178,7 +174,7 @@ impl Loaded {
             rounds: args.attack_rounds,
             screen: !args.no_screen,
             carry_errors: args.carry_errors,
-            budgets: (args.region_budget, args.diff_budget),
+            budgets: args.budgets,
             bar,
         }
     }
@@ -192,8 +188,7 @@ struct Sweep<'a> {
     rounds: usize,
     screen: bool,
     carry_errors: bool,
-    /// Generator budgets of the region and of the difference zonotopes.
-    budgets: (usize, usize),
+    budgets: BudgetArgs,
     bar: &'a ProgressBar,
 }
 
@@ -209,7 +204,7 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep { model, pixels, rounds, screen, carry_errors, budgets: (region_budget, diff_budget), bar } = *sweep;
+    let Sweep { model, pixels, rounds, screen, carry_errors, budgets: BudgetArgs { region_budget, diff_budget }, bar } = *sweep;
     let Loaded { net, exec, semantics, score } = model;
     let semantics = *semantics;
     let t0 = Instant::now();
@@ -338,8 +333,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
         time_s: t0.elapsed().as_secs_f64(),
         execution: model.semantics.name().to_string(),
         carry_errors: args.carry_errors,
-        region_budget: Some(args.region_budget),
-        diff_budget: Some(args.diff_budget),
+        region_budget: Some(args.budgets.region_budget),
+        diff_budget: Some(args.budgets.diff_budget),
         semantics: CURVE_SEMANTICS.to_string(),
     };
     const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";

@@ -322,9 +322,7 @@ pub struct TemperatureFree {
     pub median_test_max_probability: f64,
     /// Test accuracy over those images.
     pub test_accuracy: f64,
-    /// The report's largest certified `max_{c,j} |Δ(z_c − z_j)|`.
-    pub max_logit_delta_bound: f64,
-    /// `max_logit_delta_bound / median_test_logit_margin`.
+    /// The report's `max_logit_delta_bound / median_test_logit_margin`.
     pub ratio: f64,
 }
 
@@ -424,7 +422,6 @@ impl Report {
         self.overflow_pixels = s.overflow_pixels;
         self.max_logit_delta_bound = s.max_logit_delta_bound;
         if let (Some(t), Some(m)) = (self.temperature_free.as_mut(), s.max_logit_delta_bound) {
-            t.max_logit_delta_bound = m;
             t.ratio = m / t.median_test_logit_margin;
         }
     }

@@ -70,6 +70,8 @@ fn logits_batched<T: Real>(exec: &Executor<T>, bytes: &[u8], batch: usize) -> Ve
 pub struct TestStatistics {
     /// Images evaluated.
     pub images: usize,
+    /// Images classified correctly.
+    pub correct: usize,
     /// Fraction classified correctly.
     pub accuracy: f64,
     /// Median gap between the largest and the second-largest logit.
@@ -93,6 +95,7 @@ impl TestStatistics {
         let images = margins.len();
         TestStatistics {
             images,
+            correct,
             accuracy: if images > 0 { correct as f64 / images as f64 } else { 0.0 },
             median_logit_margin: median(&mut margins),
             median_max_probability: median(&mut maxp),
@@ -100,17 +103,16 @@ impl TestStatistics {
     }
 }
 
-/// [`TestStatistics`] of `net` (float32 executor, as the model runs) on the first `limit` (by
-/// default all) MNIST test images in `dir`.
-pub fn test_statistics(net: &Network, dir: &Path, limit: Option<usize>) -> Result<TestStatistics> {
+/// [`TestStatistics`] of `net` (float32 executor, as the model runs) on every MNIST test image
+/// in `dir`.
+pub fn test_statistics(net: &Network, dir: &Path) -> Result<TestStatistics> {
     let classes = check_classifier(net)?;
     let set = load_mnist(dir)?;
-    let n = limit.unwrap_or(set.len()).min(set.len());
-    if n == 0 {
+    if set.is_empty() {
         bail!("{}: no test images", dir.display());
     }
-    let logits = logits_batched(&Executor::<f32>::new(net), &set.images[..n * PIXELS], n);
-    Ok(TestStatistics::of(&logits, classes, &set.labels[..n]))
+    let logits = logits(&Executor::<f32>::new(net), &set.images, set.len());
+    Ok(TestStatistics::of(&logits, classes, &set.labels))
 }
 
 /// Runs `eval`.
@@ -131,10 +133,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         (_, Some(e)) => logits_batched(e, bytes, batch),
         _ => unreachable!("one executor is built"),
     };
-    let correct = out.chunks(classes).zip(&set.labels[..n]).filter(|(l, &y)| argmax(l) == y as usize).count();
     let secs = t0.elapsed().as_secs_f64();
-    let accuracy = if n > 0 { correct as f64 / n as f64 } else { 0.0 };
     let stats = TestStatistics::of(&out, classes, &set.labels[..n]);
+    let (accuracy, correct) = (stats.accuracy, stats.correct);
     if args.json {
         let batches = n.div_ceil(batch).max(1);
         println!(

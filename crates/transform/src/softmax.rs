@@ -87,13 +87,17 @@ pub fn class_bounds(
         .map(|c| {
             let from_ranges = unknown_as_infinite(((pp[c].hi - p[c].lo).max(p[c].hi - pp[c].lo).max(0.0) * (1.0 + 2.0 * U)).next_up());
             let max_delta = (0..classes).filter(|&j| j != c).map(|j| delta(c, j).mag()).fold(0.0, nan_max);
-            let max_logit_delta = if max_delta.is_nan() { f64::INFINITY } else { max_delta };
             let from_mean_value = if max_delta.is_finite() {
                 unknown_as_infinite(((max_bernoulli_variance(ph[c]) * max_delta) * (1.0 + 2.0 * U)).next_up())
             } else {
                 f64::INFINITY
             };
-            ClassBound { bound: from_ranges.min(from_mean_value).min(1.0), from_ranges, from_mean_value, max_logit_delta }
+            ClassBound {
+                bound: from_ranges.min(from_mean_value).min(1.0),
+                from_ranges,
+                from_mean_value,
+                max_logit_delta: unknown_as_infinite(max_delta),
+            }
         })
         .collect()
 }
