@@ -45,7 +45,8 @@ pub struct AttackArgs {
 pub fn run(args: AttackArgs) -> Result<()> {
     let q = args.question.resolve()?;
     let (region, pixels) = (q.region, q.pixels);
-    let net = args.model.load()?;
+    // The search scores pairs over the reals (f64), where a zero branch contributes exactly 0.
+    let net = args.model.load_for(zonocert_transform::float32::Semantics::Real)?;
     check_classifier(&net)?;
     let settings = SearchSettings {
         restarts: args.restarts,

@@ -69,7 +69,7 @@ const REFERENCE_SLACK: f64 = 1e-12;
 
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let net = args.model.load()?;
+    let net = args.model.load_for(args.semantics.semantics()?)?;
     check_classifier(&net)?;
     if let zonocert_transform::float32::Semantics::F32(m) = args.semantics.semantics()? {
         m.check(&net).map_err(|why| anyhow::anyhow!("--semantics f32: {why}"))?;

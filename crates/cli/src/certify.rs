@@ -298,7 +298,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     };
     let method = checked_method(&args, &region)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let net = args.model.load()?;
+    let net = args.model.load_for(args.semantics.semantics()?)?;
     let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
     let lp = args.refine.settings(&net)?;

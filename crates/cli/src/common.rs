@@ -42,6 +42,18 @@ impl ModelArg {
         Ok(net)
     }
 
+    /// [`ModelArg::load`] for an analysis under `semantics`: over the reals, residual branches
+    /// that end in an all-zero convolution are removed first (`passes::drop_zero_branches`:
+    /// they contribute exactly 0, and are most of an identity-block B0's analysis time); a
+    /// float32 execution keeps them (`0·∞` is a NaN there).
+    pub fn load_for(&self, semantics: zonocert_transform::float32::Semantics) -> Result<Network> {
+        let net = self.load()?;
+        Ok(match semantics {
+            zonocert_transform::float32::Semantics::Real => zonocert_network::passes::drop_zero_branches(net).0,
+            zonocert_transform::float32::Semantics::F32(_) => net,
+        })
+    }
+
     /// The SHA-256 of the model file (what a report is bound to).
     pub fn sha256(&self) -> Result<String> {
         Ok(sha256_hex(&self.bytes()?))

@@ -160,7 +160,7 @@ struct Loaded {
 impl Loaded {
     /// Loads `--model` (a classifier) for `--semantics`.
     fn new(args: &CurveArgs) -> Result<Self> {
-        let net = args.model.load()?;
+        let net = args.model.load_for(args.semantics.semantics()?)?;
         check_classifier(&net)?;
         let semantics = args.semantics.semantics()?;
         Ok(Loaded { exec: Executor::new(&net), score: PairScore::new(&net, semantics), semantics, net })

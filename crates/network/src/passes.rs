@@ -1,5 +1,5 @@
-//! Rewrites on the IR: Swish fusion, BatchNorm folding, dead-layer removal, and recognition of
-//! squeeze-excite blocks.
+//! Rewrites on the IR: Swish fusion, BatchNorm folding, dead-layer removal, zero-branch removal
+//! (for real-valued analyses), and recognition of squeeze-excite blocks.
 
 use crate::act::Act;
 use crate::ir::{Layer, Network, Op, SqueezeExcite, ValueId};
@@ -121,6 +121,44 @@ pub fn eliminate_dead(net: Network) -> Network {
         new_id[k + 1] = ValueId(layers.len());
     }
     Network { output: new_id[net.output.0], layers, ..net }
+}
+
+/// Replaces `Add(a, b)` by `a` where `b` is computed by a convolution or linear layer whose
+/// weights and biases are all exactly zero, then drops the layers that only fed it. Returns the
+/// network and how many additions were removed.
+///
+/// Exact over the reals: such a layer outputs 0 for every finite input, and every value of the
+/// network is finite. Not so for a float32 execution, where an input that overflowed to ±∞
+/// makes `0·∞` a NaN, so analyses of `--semantics f32` must not use it. Residual blocks whose
+/// last BatchNorm has scale and shift 0 (an identity block) are the case this serves: their
+/// branch is most of a B0's cost and contributes nothing.
+pub fn drop_zero_branches(mut net: Network) -> (Network, usize) {
+    let is_zero = |layer: &Layer| match &layer.op {
+        Op::Conv(c) => c.weight.iter().chain(&c.bias).all(|&w| w == 0.0),
+        Op::Linear(l) => l.weight.iter().chain(&l.bias).all(|&w| w == 0.0),
+        _ => false,
+    };
+    let mut dropped = 0;
+    for k in 0..net.layers.len() {
+        if net.layers[k].op != Op::Add {
+            continue;
+        }
+        let (a, b) = (net.layers[k].inputs[0], net.layers[k].inputs[1]);
+        let zero = |v: ValueId| v.0 > 0 && is_zero(&net.layers[v.0 - 1]);
+        let kept = if zero(b) {
+            a
+        } else if zero(a) {
+            b
+        } else {
+            continue;
+        };
+        net.layers[k].op = Op::Reshape;
+        net.layers[k].inputs = vec![kept];
+        dropped += 1;
+    }
+    let mut net = eliminate_dead(remove_identity_reshapes(net));
+    net.squeeze_excite = find_squeeze_excite(&net);
+    (net, dropped)
 }
 
 /// Finds `Mul(x, Sigmoid(Conv(Swish|Relu(Conv(GlobalAvgPool(x))))))` blocks.
