@@ -31,11 +31,11 @@ import os
 import sys
 
 import torch
-import torch.nn as nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import build_model, export_onnx, load_mnist  # noqa: E402
+from train_certified import append_log  # noqa: E402
 from train_linearised import finalise, structure, swish_sites  # noqa: E402
 
 
@@ -52,6 +52,8 @@ def consumer_of(model, bn):
 
 
 def load_linearised(ckpt_path):
+    """The trained model of a `train_linearised.py` checkpoint, finalised (plain torchvision
+    weights), with how each swish site was linearised, the run's arguments and its name."""
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     args = ck["args"]
     args = argparse.Namespace(**args) if isinstance(args, dict) else args
@@ -61,10 +63,11 @@ def load_linearised(ckpt_path):
     model.load_state_dict(ck["model"])
     finalise(model)
     model.eval()
-    return model, modes, args
+    return model, modes, args, ck.get("run", "unknown")
 
 
 def conv_outputs(model, conv, images):
+    """What `conv` computes when `model` runs on `images`."""
     out = []
     hook = conv.register_forward_hook(lambda m, i, o: out.append(o.detach().clone()))
     with torch.no_grad():
@@ -113,10 +116,12 @@ def main():
     p.add_argument("--check-images", type=int, default=1000, help="test images on which both forms are compared (float64)")
     p.add_argument("--weights", default="", help="also save the rewritten state_dict (float32) here")
     p.add_argument("--out", required=True, help="ONNX export")
+    p.add_argument("--log", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_linearised_log.jsonl"),
+                   help="appends one record (run '<the checkpoint's run>-small') here; '' skips it")
     args = p.parse_args()
 
     torch.set_num_threads(2)
-    model, modes, train_args = load_linearised(args.ckpt)
+    model, modes, train_args, run = load_linearised(args.ckpt)
     test_x, test_y = load_mnist(args.mnist, "test")
     train_x, _ = load_mnist(args.mnist, "train")
     test_x = torch.from_numpy(test_x.copy()).double().div(255).unsqueeze(1)
@@ -144,7 +149,12 @@ def main():
     tmp = args.out + ".tmp"
     export_onnx(new, tmp)
     os.replace(tmp, args.out)
-    print(f"wrote {args.out} sha256 {hashlib.sha256(open(args.out, 'rb').read()).hexdigest()}")
+    sha = hashlib.sha256(open(args.out, "rb").read()).hexdigest()
+    print(f"wrote {args.out} sha256 {sha}")
+    if args.log:
+        append_log(args.log, f"{run}-small", {"event": "relinearised", "ckpt": args.ckpt, "alpha": args.alpha, "sites": report,
+                                               "check_images": args.check_images, "largest_relative_logit_difference": rel,
+                                               "prediction_agreement": agree, "check_accuracy": acc, "exported": args.out, "sha256": sha})
 
 
 if __name__ == "__main__":
