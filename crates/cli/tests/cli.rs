@@ -216,26 +216,7 @@ fn curve_against_bit_and_eps() {
 /// `models/LINEAR_TRUNK_CARD.md`).
 #[test]
 fn linear_trunk_b0_has_a_non_vacuous_global_certificate() {
-    let out = tmp("linear_trunk").join("c");
-    let v = ok_json(&[
-        "certify",
-        "--model",
-        LINEAR_TRUNK,
-        "--region",
-        "global",
-        "--pixels",
-        "300,407",
-        "--region-budget",
-        "1024",
-        "--diff-budget",
-        "1024",
-        "--carry-errors",
-        "--with-lower",
-        "--quiet",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let v = certify_constructed(LINEAR_TRUNK, "300,407", "1024", "linear_trunk");
     for p in v["pixels"].as_array().unwrap() {
         let (upper, lower) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap());
         assert!(upper < 0.1, "above the headline's 0.0794: {p}");
@@ -243,31 +224,37 @@ fn linear_trunk_b0_has_a_non_vacuous_global_certificate() {
     }
 }
 
-/// The stage-2 B0 (models/STAGE2_CARD.md) is at the challenge's 99 % and certifies a
-/// non-vacuous global bound at its worst pixel found so far (0.838 at pixel 266), above a real
-/// pair there.
-#[test]
-fn stage2_b0_reaches_99_percent_with_a_non_vacuous_global_bound() {
-    let out = tmp("stage2").join("c");
-    let v = ok_json(&[
+/// `certify --region global` at a model card's settings (region budget 1,024, `--carry-errors`,
+/// with the lower-bound search), as JSON.
+fn certify_constructed(model: &str, pixels: &str, diff_budget: &str, name: &str) -> Value {
+    let out = tmp(name).join("c");
+    ok_json(&[
         "certify",
         "--model",
-        STAGE2,
+        model,
         "--region",
         "global",
         "--pixels",
-        "266",
+        pixels,
         "--region-budget",
         "1024",
         "--diff-budget",
-        "8192",
+        diff_budget,
         "--carry-errors",
         "--with-lower",
         "--quiet",
         "--json",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ])
+}
+
+/// The stage-2 B0 (models/STAGE2_CARD.md) is at the challenge's 99 % and certifies a
+/// non-vacuous global bound at its worst pixel found so far (0.838 at pixel 266), above a real
+/// pair there.
+#[test]
+fn stage2_b0_reaches_99_percent_with_a_non_vacuous_global_bound() {
+    let v = certify_constructed(STAGE2, "266", "8192", "stage2");
     let p = &v["pixels"][0];
     let (upper, lower) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap());
     assert!(upper < 0.85, "above the card's 0.838: {p}");
