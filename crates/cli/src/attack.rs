@@ -10,6 +10,7 @@ use std::time::Instant;
 use zonocert_network::data::{write_png, SIDE};
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{search_pixels, SearchSettings};
+use zonocert_transform::float32::Semantics;
 
 /// Arguments of `zonocert attack`.
 #[derive(Args)]
@@ -46,7 +47,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
     let q = args.question.resolve()?;
     let (region, pixels) = (q.region, q.pixels);
     // The search scores pairs over the reals (f64), where a zero branch contributes exactly 0.
-    let net = args.model.load_for(zonocert_transform::float32::Semantics::Real)?;
+    let net = args.model.load_for(Semantics::Real)?;
     check_classifier(&net)?;
     let settings = SearchSettings {
         restarts: args.restarts,

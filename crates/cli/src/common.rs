@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use zonocert_network::data::PIXELS;
-use zonocert_network::{data, onnx, Network};
+use zonocert_network::{data, onnx, passes, Network};
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::{Region, Settings};
 
 /// The model shipped with zonocert, relative to the repository root.
@@ -46,11 +47,11 @@ impl ModelArg {
     /// that end in an all-zero convolution are removed first (`passes::drop_zero_branches`:
     /// they contribute exactly 0, and are most of an identity-block B0's analysis time); a
     /// float32 execution keeps them (`0·∞` is a NaN there).
-    pub fn load_for(&self, semantics: zonocert_transform::float32::Semantics) -> Result<Network> {
+    pub fn load_for(&self, semantics: Semantics) -> Result<Network> {
         let net = self.load()?;
         Ok(match semantics {
-            zonocert_transform::float32::Semantics::Real => zonocert_network::passes::drop_zero_branches(net).0,
-            zonocert_transform::float32::Semantics::F32(_) => net,
+            Semantics::Real => passes::drop_zero_branches(net).0,
+            Semantics::F32(_) => net,
         })
     }
 
@@ -206,8 +207,8 @@ pub enum SubnormalsArg {
 
 impl SemanticsArgs {
     /// The library's semantics.
-    pub fn semantics(&self) -> Result<zonocert_transform::float32::Semantics> {
-        use zonocert_transform::float32::{F32Model, Semantics};
+    pub fn semantics(&self) -> Result<Semantics> {
+        use zonocert_transform::float32::F32Model;
         // The values themselves are checked with the network (`F32Model::check`).
         let f32_options = self.ulp != F32Model::default().ulp || self.f32_same_order || self.subnormals != SubnormalsArg::Keep;
         if self.semantics == SemanticsArg::Real && f32_options {
