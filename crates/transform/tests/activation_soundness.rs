@@ -611,7 +611,10 @@ fn softmax_bounds_are_sound() {
                 let delta = pp[c].sub(p[c]).abs().sub(Dd::f(tol(1.0)));
                 let b = &cb[c];
                 prop_assert!(
-                    delta.le(Dd::f(b.bound)) && delta.le(Dd::f(b.from_ranges)) && delta.le(Dd::f(b.from_mean_value)),
+                    delta.le(Dd::f(b.bound))
+                        && delta.le(Dd::f(b.from_ranges))
+                        && delta.le(Dd::f(b.from_mean_value))
+                        && delta.le(Dd::f(b.from_logit_shift)),
                     "class {}: |Δp| = {:e} exceeds {:?}",
                     c,
                     delta.to_f64(),
