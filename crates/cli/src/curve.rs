@@ -198,6 +198,8 @@ struct PixelRow {
     pixel: usize,
     upper: f64,
     lower: f64,
+    /// The certified `max_{c,j} |Δ(z_c − z_j)|` (abstract methods, when finite).
+    logit_delta: Option<f64>,
     witness: Option<Vec<u8>>,
 }
 
@@ -223,10 +225,16 @@ fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Res
         .map(|&i| {
             let r = engine.certify(i);
             let row = match r.lower {
-                Some(lower) => PixelRow { pixel: i, upper: r.upper, lower, witness: None },
+                Some(lower) => PixelRow { pixel: i, upper: r.upper, lower, logit_delta: r.logit_delta_bound, witness: None },
                 None => {
                     let w = search(exec, region, i, bit, search_settings);
-                    PixelRow { pixel: i, upper: r.upper, lower: score.of(&w, bit), witness: Some(w.image) }
+                    PixelRow {
+                        pixel: i,
+                        upper: r.upper,
+                        lower: score.of(&w, bit),
+                        logit_delta: r.logit_delta_bound,
+                        witness: Some(w.image),
+                    }
                 }
             };
             bar.inc(1);

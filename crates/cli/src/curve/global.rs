@@ -2,9 +2,12 @@
 //!
 //! Against the flipped bit: each bit's largest per-pixel global bound over the selected pixels,
 //! with the largest change a search found. Against the number `k` of pixels flipped at once
-//! (the chosen bit, any set of at most `k` of the selected pixels): the sum of the `k` largest
-//! per-pixel global bounds, which is sound because flipping the pixels one at a time passes
-//! through `k` single-pixel flips, each at some image, each bounded by its pixel's global bound;
+//! (the chosen bit, any set of at most `k` of the selected pixels): flipping the pixels one at a
+//! time passes through `k` single-pixel flips, each at some image, each within its pixel's
+//! global bounds. So a probability moves by at most the sum of the `k` largest per-pixel
+//! bounds, and (real semantics) every logit difference by at most the sum `m` of the `k` largest
+//! per-pixel logit bounds, which moves a probability by at most `tanh(m/4)`; the curve takes the
+//! smaller;
 //! beside it the largest change found by growing the best single-pixel pair one pixel at a time
 //! (each step adds the pixel whose flip moves a probability most, evaluated in f64).
 
@@ -19,9 +22,11 @@ use std::time::Instant;
 use zonocert_domain::gamma;
 use zonocert_network::Executor;
 use zonocert_transform::falsify::{float32_change, search, PairScore, SearchSettings, Witness};
+use zonocert_transform::float32::Semantics;
 use zonocert_transform::sensitivity::{largest_change, probabilities, Region};
+use zonocert_transform::softmax::logit_shift_bound;
 
-const GLOBAL_SEMANTICS: &str = "by_bit.certified_max: max over the pixels of a certified upper bound on max_c |p_c(x') - p_c(x)| over every image x, x' = x with the bit flipped at the pixel; by_flips.certified_max: the same for x' = x with the bit flipped at any at most `flips` of the selected pixels (the sum of the `flips` largest per-pixel bounds, at most 1); lower_max: attained by a concrete image pair found by search (f64 evaluation; under --semantics f32, one float32 execution of the pair)";
+const GLOBAL_SEMANTICS: &str = "by_bit.certified_max: max over the pixels of a certified upper bound on max_c |p_c(x') - p_c(x)| over every image x, x' = x with the bit flipped at the pixel; by_flips.certified_max: the same for x' = x with the bit flipped at any at most `flips` of the selected pixels (the least of 1, the sum of the `flips` largest per-pixel bounds and, under real semantics, tanh(m/4) with m the sum of the `flips` largest per-pixel logit bounds); lower_max: attained by a concrete image pair found by search (f64 evaluation; under --semantics f32, one float32 execution of the pair)";
 
 /// Runs `curve --region global`.
 pub(super) fn run(args: CurveArgs) -> Result<()> {
@@ -69,7 +74,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
             rows
         }
     };
-    let by_flips = flips_curve(exec, score, &rows, args.bit, &flips);
+    let by_flips = flips_curve(exec, score, &rows, args.bit, &flips, matches!(semantics, Semantics::Real));
     bar.finish_and_clear();
 
     let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -102,10 +107,11 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         )?;
     }
     let mut grid: Vec<Option<f64>> = vec![None; 784];
-    let mut csv = String::from("pixel,row,col,upper,lower\n");
+    let mut csv = String::from("pixel,row,col,upper,lower,logit_delta_bound\n");
     for r in &rows {
         grid[r.pixel] = Some(r.upper);
-        csv.push_str(&format!("{},{},{},{:e},{:e}\n", r.pixel, r.pixel / 28, r.pixel % 28, r.upper, r.lower));
+        let logit = r.logit_delta.map(|m| format!("{m:e}")).unwrap_or_default();
+        csv.push_str(&format!("{},{},{},{:e},{:e},{logit}\n", r.pixel, r.pixel / 28, r.pixel % 28, r.upper, r.lower));
     }
     let title = format!("{model_name} | every image | bit {} | certified max_c |dp_c| per pixel", args.bit);
     heatmap::write(&args.out.join("heatmap.png"), &grid, None, Scale::Auto, &title)?;
@@ -171,17 +177,28 @@ fn strengthen(exec: &Executor<f64>, score: &PairScore, rows: &mut [PixelRow], bi
     }
 }
 
-/// The curve against the number of pixels flipped at once (see the module docs).
-fn flips_curve(exec: &Executor<f64>, score: &PairScore, rows: &[PixelRow], bit: u8, flips: &[usize]) -> Vec<FlipsPoint> {
+/// The curve against the number of pixels flipped at once (see the module docs). `real`: the
+/// logit bounds hold for the real-valued logits, so the logit route applies.
+fn flips_curve(exec: &Executor<f64>, score: &PairScore, rows: &[PixelRow], bit: u8, flips: &[usize], real: bool) -> Vec<FlipsPoint> {
     // A bound that is not a number says nothing: count it as the trivial 1.
     let mut uppers: Vec<f64> = rows.iter().map(|r| if r.upper.is_nan() { 1.0 } else { r.upper }).collect();
     uppers.sort_by(|a, b| b.total_cmp(a));
-    let certified = |k: usize| -> f64 {
-        let top = &uppers[..k.min(uppers.len())];
+    // A pixel without a finite logit bound makes the logit route say nothing.
+    let mut logit: Vec<f64> = rows.iter().map(|r| r.logit_delta.filter(|m| m.is_finite()).unwrap_or(f64::INFINITY)).collect();
+    logit.sort_by(|a, b| b.total_cmp(a));
+    // The f64 sum of more than one bound is rounded: a relative margin covers it.
+    let sum_up = |top: &[f64]| -> f64 {
         let s: f64 = top.iter().sum();
-        // The f64 sum of more than one bound is rounded: a relative margin covers it.
-        let s = if top.len() > 1 { (s * (1.0 + gamma(k + 1))).next_up() } else { s };
-        s.min(1.0)
+        if top.len() > 1 {
+            (s * (1.0 + gamma(top.len() + 1))).next_up()
+        } else {
+            s
+        }
+    };
+    let certified = |k: usize| -> f64 {
+        let by_probability = sum_up(&uppers[..k.min(uppers.len())]);
+        let by_logits = if real { logit_shift_bound(sum_up(&logit[..k.min(logit.len())]), 0.0, f64::INFINITY) } else { f64::INFINITY };
+        by_probability.min(by_logits).min(1.0)
     };
     let largest = flips.iter().copied().max().unwrap_or(0);
     let mut grown = grow_pair(exec, rows, bit, largest);
