@@ -267,6 +267,36 @@ fn stage2_b0_reaches_99_percent_with_a_non_vacuous_global_bound() {
     assert!(e["accuracy"].as_f64().unwrap() >= 0.99, "{e}");
 }
 
+/// The committed 784-pixel certificate behind the README headline and the stage-2 card
+/// (`benchmarks/figures/stage2_global/`) is of the shipped stage-2 file, complete, made with the
+/// card's settings, and its summary is its pixels' maximum: retraining the model without
+/// re-certifying it fails here.
+#[test]
+fn committed_stage2_certificate_is_of_the_shipped_model() {
+    use sha2::{Digest, Sha256};
+    let text = std::fs::read_to_string(root().join("benchmarks/figures/stage2_global/report.json")).unwrap();
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let sha = format!("{:x}", Sha256::digest(std::fs::read(root().join(STAGE2)).unwrap()));
+    let run = &report["run"];
+    assert_eq!(run["model_sha256"].as_str(), Some(sha.as_str()), "the report certifies another file");
+    assert_eq!((run["region_kind"].as_str(), run["semantics"].as_str(), run["bit"].as_u64()), (Some("global"), Some("real"), Some(0)));
+    assert_eq!(run["settings"]["region_budget"].as_u64(), Some(1024));
+    assert_eq!(run["settings"]["diff_budget"].as_u64(), Some(4096));
+    assert_eq!(report["complete"], true);
+    let pixels = report["pixels"].as_array().unwrap();
+    let mut seen: Vec<u64> = pixels.iter().map(|p| p["pixel"].as_u64().unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..784).collect::<Vec<u64>>());
+    let max = pixels.iter().map(|p| p["upper"].as_f64().unwrap()).fold(0.0, f64::max);
+    assert_eq!(report["max_upper"].as_f64(), Some(max));
+    assert!(max < 0.815, "the README headline says 0.814: {max}");
+    for p in pixels {
+        let (upper, m) = (p["upper"].as_f64().unwrap(), p["logit_delta_bound"].as_f64().unwrap());
+        assert!(upper > 0.0 && upper <= (m / 4.0).tanh() * (1.0 + 1e-9), "{p}");
+    }
+}
+
 /// `--carry-errors` over the global region: recorded in the report, every pixel's bound stays
 /// above the pair the search found, and the bounds are tighter than boxing (measured on this
 /// net: largest bound 1.17e-3 carried against 1.82e-3 boxed, every 4th pixel).
