@@ -34,9 +34,13 @@ fn exp_sum_bounds(classes: usize, diff: &dyn Fn(usize, usize) -> Interval) -> Ve
 /// Bounds on `p_c = 1 / (1 + Σ_{j≠c} exp(z_j − z_c))` given bounds on every `z_j − z_c`
 /// (`diff(j, c)`).
 pub fn probability_bounds(classes: usize, diff: &dyn Fn(usize, usize) -> Interval) -> Vec<Interval> {
-    exp_sum_bounds(classes, diff)
-        .into_iter()
-        .map(|(s_lo, s_hi)| {
+    probabilities_from_sums(&exp_sum_bounds(classes, diff))
+}
+
+/// `p_c = 1 / (1 + S_c)` over bounds on every `S_c` ([`exp_sum_bounds`]), rounded outward.
+fn probabilities_from_sums(sums: &[(f64, f64)]) -> Vec<Interval> {
+    sums.iter()
+        .map(|&(s_lo, s_hi)| {
             let lo = (1.0 / (1.0 + s_hi)) * (1.0 - 4.0 * U);
             let hi = ((1.0 / (1.0 + s_lo)) * (1.0 + 4.0 * U)).min(1.0);
             Interval::new(lo.max(0.0), hi)
@@ -135,8 +139,8 @@ pub fn class_bounds(
     let p = probability_bounds(classes, diff_x);
     let pp = probability_bounds(classes, diff_xp);
     let hull = |j: usize, c: usize| diff_x(j, c).hull(&diff_xp(j, c));
-    let ph = probability_bounds(classes, &hull);
     let sh = exp_sum_bounds(classes, &hull);
+    let ph = probabilities_from_sums(&sh);
     (0..classes)
         .map(|c| {
             let from_ranges = unknown_as_infinite(((pp[c].hi - p[c].lo).max(p[c].hi - pp[c].lo).max(0.0) * (1.0 + 2.0 * U)).next_up());
