@@ -1,8 +1,8 @@
 //! `zonocert certify`: certified per-pixel bit-flip sensitivity, with JSON, CSV and heatmap.
 
 use crate::common::{
-    budgets_within, check_classifier, hex, machine, median, peak_rss_mib, progress_bar, sha256_hex, write_atomic, BudgetArgs, ModelArg,
-    QuestionArgs, SemanticsArgs,
+    budgets_within, check_classifier, hex, machine, median, npy_f64, peak_rss_mib, progress_bar, sha256_hex, write_atomic, BudgetArgs,
+    ModelArg, QuestionArgs, SemanticsArgs,
 };
 use crate::heatmap;
 use crate::refine::RefineArgs;
@@ -132,6 +132,14 @@ pub struct CertifyArgs {
     out: PathBuf,
     #[command(flatten)]
     refine: RefineArgs,
+    /// Also write, per pixel, the difference zonotope at the input of the logit layer as
+    /// `DIR/logit_input_<pixel>.npy` (float64, rows: centre, one per generator, then the error
+    /// box with the carried terms; columns: the layer's inputs). A training aid: every
+    /// certified `Δ(z_c − z_j)` is this zonotope through the final dense layer, so a
+    /// classifier can be refitted against the bound (`training/refit_classifier.py`).
+    /// Costs a second differential pass per pixel; methods diff-zonotope and diff-interval.
+    #[arg(long, value_name = "DIR")]
+    export_logit_input: Option<PathBuf>,
     /// Print the report to stdout as JSON.
     #[arg(long)]
     json: bool,
@@ -301,6 +309,9 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let net = args.model.load_for(args.semantics.semantics()?)?;
     let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
+    if args.export_logit_input.is_some() && !matches!(method, EngineMethod::Abstract(Method::DiffZonotope | Method::DiffInterval)) {
+        bail!("--export-logit-input needs --method diff-zonotope or diff-interval (and no --refine)");
+    }
     let lp = args.refine.settings(&net)?;
     let method = match (method, lp) {
         (m, None) => m,
@@ -326,6 +337,9 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let score = PairScore::new(&net, args.semantics.semantics()?);
     let lower = lower_exec.as_ref().map(|exec| (exec, search_settings, &score));
     let results = job.certify_pixels(&pixels, &engine, lower)?;
+    if let Some(dir) = &args.export_logit_input {
+        export_logit_inputs(dir, &engine, &results)?;
+    }
     let entries = with_exact(results, &net, &region, args.with_exact.then_some(args.question.bit));
     let secs = t0.elapsed().as_secs_f64();
     let (pictured, heatmap) = job.pictures(&entries, &origin)?;
@@ -371,6 +385,23 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         merged_from: vec![],
     };
     job.finish(&report, &origin, secs)
+}
+
+/// `--export-logit-input`: each certified pixel's difference zonotope at the logit layer's
+/// input, as `.npy` (see the option).
+fn export_logit_inputs(dir: &std::path::Path, engine: &Engine, results: &[PixelEntry]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let certifier = engine.certifier().context("--export-logit-input: no differential analysis in this run")?;
+    results.par_iter().try_for_each(|r| {
+        let z = certifier.logit_input_difference(r.pixel).with_context(|| {
+            format!("--export-logit-input: pixel {}: the logits do not come from a dense layer, or the region overflowed", r.pixel)
+        })?;
+        let dim = z.dim();
+        let mut data = z.centre.clone();
+        data.extend_from_slice(&z.gens);
+        data.extend_from_slice(&z.err);
+        write_atomic(&dir.join(format!("logit_input_{}.npy", r.pixel)), &npy_f64(data.len() / dim, dim, &data))
+    })
 }
 
 /// The report's pixel entries; with `exact_bit`, on a single image, each with the exact value

@@ -297,6 +297,69 @@ fn committed_stage2_certificate_is_of_the_shipped_model() {
     }
 }
 
+/// `certify --export-logit-input`: one NumPy file per certified pixel holding the difference
+/// zonotope at the classifier's input (centre, generators, error box), readable by NumPy's
+/// format 1.0 rules; refused for a method without a
+/// differential analysis. (Its soundness: `transform/tests/logit_input_export.rs`.)
+#[test]
+fn certify_exports_the_logit_input_difference() {
+    let d = tmp("export_logit_input");
+    let dump = d.join("li");
+    let out = d.join("c");
+    let v = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--region",
+        "global",
+        "--pixels",
+        "5,400",
+        "--carry-errors",
+        "--quiet",
+        "--json",
+        "--export-logit-input",
+        dump.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["pixels"].as_array().unwrap().len(), 2);
+    for pixel in [5, 400] {
+        let bytes = std::fs::read(dump.join(format!("logit_input_{pixel}.npy"))).expect("one file per pixel");
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + len) % 64, 0, "header padded to 64 bytes");
+        let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+        assert!(header.starts_with("{'descr': '<f8', 'fortran_order': False, 'shape': (") && header.ends_with('\n'), "{header}");
+        let shape: Vec<usize> =
+            header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap().split(',').map(|x| x.trim().parse().unwrap()).collect();
+        let (rows, cols) = (shape[0], shape[1]);
+        assert!(rows >= 3, "centre, at least one generator, error box: {rows} rows");
+        let data: Vec<f64> = bytes[10 + len..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(data.len(), rows * cols);
+        assert!(data.iter().all(|x| x.is_finite()));
+        assert!(data[(rows - 1) * cols..].iter().all(|&e| e >= 0.0), "the error box is a radius");
+        assert!(data[cols..(rows - 1) * cols].iter().any(|&g| g != 0.0), "a flip moves the classifier's input");
+    }
+    fails_with(
+        &[
+            "certify",
+            "--model",
+            TINY,
+            "--region",
+            "global",
+            "--pixels",
+            "5",
+            "--method",
+            "interval",
+            "--export-logit-input",
+            dump.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "--export-logit-input needs --method diff-zonotope",
+    );
+}
+
 /// `--carry-errors` over the global region: recorded in the report, every pixel's bound stays
 /// above the pair the search found, and the bounds are tighter than boxing (measured on this
 /// net: largest bound 1.17e-3 carried against 1.82e-3 boxed, every 4th pixel).

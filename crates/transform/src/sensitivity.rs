@@ -17,7 +17,7 @@ use zonocert_domain::{Interval, SymbolPool, Zonotope};
 use zonocert_network::data::PIXELS;
 use zonocert_network::exec::Executor;
 use zonocert_network::kernels::{softmax, Real};
-use zonocert_network::Network;
+use zonocert_network::{Network, Op};
 
 /// The set of images analysed.
 #[derive(Debug, Clone, PartialEq)]
@@ -455,6 +455,28 @@ impl<'a> Certifier<'a> {
             return self.differences(i, budget, None).0;
         }
         self.twin(i, budget).1
+    }
+
+    /// The difference zonotope `D` of pixel `i` at the input of the layer that produces the
+    /// logits, carried terms boxed into its error, at the settings' difference budget: every
+    /// certified `Δ(z_c − z_j)` is this zonotope mapped through that last dense layer. For
+    /// training aids that reweight the classifier against the certified bound
+    /// (`certify --export-logit-input`). `None` unless the method is differential and the
+    /// logits come from a dense layer.
+    pub fn logit_input_difference(&self, i: usize) -> Option<Zonotope> {
+        if !matches!(self.settings.method, Method::DiffZonotope | Method::DiffInterval) || self.x.overflow.is_some() {
+            return None;
+        }
+        let mut k = self.net.output.0.checked_sub(1)?;
+        if matches!(self.net.layers[k].op, Op::Softmax) {
+            k = self.net.layers[k].inputs[0].0.checked_sub(1)?;
+        }
+        if !matches!(self.net.layers[k].op, Op::Linear(_)) {
+            return None;
+        }
+        let input = self.net.layers[k].inputs[0].0;
+        let (_, record) = self.differences(i, self.settings.diff_budget, Some(&[input]));
+        record?.kept.into_iter().next()
     }
 
     /// The twin analysis of pixel `i` (methods `interval` and `twin-zonotope`): bounds on every
