@@ -22,7 +22,7 @@ Nothing here certifies anything: the refitted model must be certified by zonocer
 pixels; pixels that were not exported may become the worst).
 
     python training/refit_classifier.py --model models/efficientnet_b0_mnist_stage2.onnx \\
-        --dumps out/refit/li_stage2 --lam 0.02 --steps 1000 --out models/efficientnet_b0_mnist_stage3.onnx
+        --dumps out/refit/li_stage2 --lam 0.02 --steps 600 --tag C1 --out models/efficientnet_b0_mnist_certified.onnx
 
 Seeded (the validation split, the optimiser's start is the given model's classifier);
 deterministic on CPU. Appends its record to `training/refit_classifier_log.jsonl`.
@@ -213,7 +213,7 @@ if __name__ == "__main__":
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
     ap.add_argument("--lam", type=float, default=0.02, help="weight of the smooth maximum of B")
     ap.add_argument("--tau", type=float, default=0.05, help="temperature of the smooth maximum")
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=0, help="images per cross-entropy step (0: every fitted image)")
     ap.add_argument("--val", type=int, default=5000, help="training images held out to choose λ")

@@ -310,7 +310,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
     if args.export_logit_input.is_some() && !matches!(method, EngineMethod::Abstract(Method::DiffZonotope | Method::DiffInterval)) {
-        bail!("--export-logit-input needs --method diff-zonotope or diff-interval (and no --refine)");
+        bail!("--export-logit-input needs --method diff-zonotope or diff-interval");
     }
     let lp = args.refine.settings(&net)?;
     let method = match (method, lp) {
