@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
+use zonocert_domain::Zonotope;
 use zonocert_network::data::{PIXELS, SIDE};
 use zonocert_network::{Executor, Network};
 use zonocert_refine::engine::{Engine, EngineMethod, EngineSettings};
@@ -137,7 +138,9 @@ pub struct CertifyArgs {
     /// box with the carried terms; columns: the layer's inputs). A training aid: every
     /// certified `Δ(z_c − z_j)` is this zonotope through the final dense layer, so a
     /// classifier can be refitted against the bound (`training/refit_classifier.py`).
-    /// Costs a second differential pass per pixel; methods diff-zonotope and diff-interval.
+    /// Written by the certifying pass itself (no extra cost; every pixel gets the full-budget
+    /// pass, screening is off), except with `--refine lp`, where a second, plain pass per
+    /// pixel writes it. Methods diff-zonotope and diff-interval.
     #[arg(long, value_name = "DIR")]
     export_logit_input: Option<PathBuf>,
     /// Print the report to stdout as JSON.
@@ -309,8 +312,11 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let net = args.model.load_for(args.semantics.semantics()?)?;
     let model_sha256 = args.model.sha256()?;
     check_classifier(&net)?;
-    if args.export_logit_input.is_some() && !matches!(method, EngineMethod::Abstract(Method::DiffZonotope | Method::DiffInterval)) {
-        bail!("--export-logit-input needs --method diff-zonotope or diff-interval");
+    if let Some(dir) = &args.export_logit_input {
+        if !matches!(method, EngineMethod::Abstract(Method::DiffZonotope | Method::DiffInterval)) {
+            bail!("--export-logit-input needs --method diff-zonotope or diff-interval");
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let lp = args.refine.settings(&net)?;
     let method = match (method, lp) {
@@ -337,7 +343,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let score = PairScore::new(&net, args.semantics.semantics()?);
     let lower = lower_exec.as_ref().map(|exec| (exec, search_settings, &score));
     let results = job.certify_pixels(&pixels, &engine, lower)?;
-    if let Some(dir) = &args.export_logit_input {
+    if let (Some(dir), Engine::Refined(..)) = (&args.export_logit_input, &engine) {
+        // A refined engine's pass is not the plain one: the export runs its own.
         export_logit_inputs(dir, &engine, &results)?;
     }
     let entries = with_exact(results, &net, &region, args.with_exact.then_some(args.question.bit));
@@ -387,21 +394,24 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     job.finish(&report, &origin, secs)
 }
 
-/// `--export-logit-input`: each certified pixel's difference zonotope at the logit layer's
-/// input, as `.npy` (see the option).
+/// `--export-logit-input` after a refined run: each certified pixel's difference zonotope at
+/// the logit layer's input, from a second (plain) differential pass.
 fn export_logit_inputs(dir: &std::path::Path, engine: &Engine, results: &[PixelEntry]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let certifier = engine.certifier().context("--export-logit-input: no differential analysis in this run")?;
-    results.par_iter().try_for_each(|r| {
-        let z = certifier.logit_input_difference(r.pixel).with_context(|| {
-            format!("--export-logit-input: pixel {}: the logits do not come from a dense layer, or the region overflowed", r.pixel)
-        })?;
-        let dim = z.dim();
-        let mut data = z.centre.clone();
-        data.extend_from_slice(&z.gens);
-        data.extend_from_slice(&z.err);
-        write_atomic(&dir.join(format!("logit_input_{}.npy", r.pixel)), &npy_f64(data.len() / dim, dim, &data))
-    })
+    results.par_iter().try_for_each(|r| write_logit_input(dir, r.pixel, certifier.logit_input_difference(r.pixel)))
+}
+
+/// Writes pixel `pixel`'s exported difference as `DIR/logit_input_<pixel>.npy` (see the
+/// option); `None` (nothing to export) is an error naming the pixel.
+fn write_logit_input(dir: &std::path::Path, pixel: usize, z: Option<Zonotope>) -> Result<()> {
+    let z = z.with_context(|| {
+        format!("--export-logit-input: pixel {pixel}: the logits do not come from a dense layer, or the region overflowed")
+    })?;
+    let dim = z.dim();
+    let mut data = z.centre;
+    data.extend_from_slice(&z.gens);
+    data.extend_from_slice(&z.err);
+    write_atomic(&dir.join(format!("logit_input_{pixel}.npy")), &npy_f64(data.len() / dim, dim, &data))
 }
 
 /// The report's pixel entries; with `exact_bit`, on a single image, each with the exact value
@@ -546,16 +556,25 @@ impl Job<'_> {
             }
             let part: Vec<PixelEntry> = chunk
                 .par_iter()
-                .map(|&i| {
-                    let mut d = entry(engine.certify(i));
+                .map(|&i| -> Result<PixelEntry> {
+                    let certified = match (&args.export_logit_input, engine) {
+                        // One pass both certifies and yields the exported difference.
+                        (Some(dir), Engine::Abstract(c)) => {
+                            let (bound, z) = c.pixel_with_logit_input(i);
+                            write_logit_input(dir, i, z)?;
+                            bound.into()
+                        }
+                        _ => engine.certify(i),
+                    };
+                    let mut d = entry(certified);
                     if let (None, Some((exec, settings, score))) = (d.lower, lower) {
                         let bit = args.question.bit;
                         d.lower = Some(score.of(&search(exec, self.region, i, bit, settings), bit));
                     }
                     bar.inc(1);
-                    d
+                    Ok(d)
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             results.extend(part);
             let partial = PartialReport {
                 complete: false,

@@ -405,6 +405,26 @@ fn certify_exports_the_logit_input_difference() {
         assert!(data[(rows - 1) * cols..].iter().all(|&e| e >= 0.0), "the error box is a radius");
         assert!(data[cols..(rows - 1) * cols].iter().any(|&g| g != 0.0), "a flip moves the classifier's input");
     }
+    // The export rides on the certifying pass: the same bounds as a run without it (or tighter,
+    // where that run's screening settled a pixel at the trivial bound).
+    let plain = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--region",
+        "global",
+        "--pixels",
+        "5,400",
+        "--carry-errors",
+        "--quiet",
+        "--json",
+        "--out",
+        d.join("plain").to_str().unwrap(),
+    ]);
+    for (a, b) in v["pixels"].as_array().unwrap().iter().zip(plain["pixels"].as_array().unwrap()) {
+        let (with, without) = (a["upper"].as_f64().unwrap(), b["upper"].as_f64().unwrap());
+        assert!(with == without || (b["screened"].as_bool() == Some(true) && with <= without), "{with} vs {without}");
+    }
     fails_with(
         &[
             "certify",

@@ -133,11 +133,12 @@ impl<T: Real> ConvKernel<T> {
                 }
             });
         } else {
+            let taps = (!pointwise && c.is_depthwise()).then(|| DepthwisePlan::new(c, h, w, oh, ow));
             out.par_chunks_mut(out_len.max(1)).zip(x.par_chunks(in_len.max(1))).for_each(|(o, xi)| {
                 if pointwise {
                     matmul(&self.weight, xi, c.out_channels, c.in_channels, h * w, o);
-                } else if c.is_depthwise() {
-                    depthwise(c, &self.weight, xi, h, w, oh, ow, o);
+                } else if let Some(plan) = &taps {
+                    depthwise(c, plan, &self.weight, xi, h * w, oh * ow, o);
                 } else {
                     im2col_conv(c, &self.weight, xi, h, w, oh, ow, o);
                 }
@@ -165,46 +166,106 @@ fn transpose<T: Copy>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
     t
 }
 
-/// Depthwise convolution, tap by tap: for each kernel tap, the output rows it reaches are
-/// updated over the column range whose inputs lie inside the image, so the inner loop has no
-/// bounds tests (and vectorises at stride 1). Each output is the sum of its in-image taps in
-/// kernel order (the same terms as a direct loop).
-#[allow(clippy::too_many_arguments)]
-fn depthwise<T: Real>(c: &Conv, weight: &[T], x: &[T], h: usize, w: usize, oh: usize, ow: usize, out: &mut [T]) {
-    let [kh, kw] = c.kernel;
-    let [sy, sx] = c.stride;
-    let [dy, dx] = c.dilation;
-    let (py, px) = (c.pads[0] as isize, c.pads[1] as isize);
-    // The output index range [lo, hi) whose input index o·s + k·d − p falls in [0, len).
-    let valid = |k: usize, s: usize, d: usize, p: isize, len: usize, olen: usize| -> (usize, usize) {
-        let off = (k * d) as isize - p;
-        let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
-        let last = len as isize - 1 - off;
-        let hi = if last < 0 { 0 } else { (last as usize / s + 1).min(olen) };
-        (lo.min(hi), hi)
-    };
-    for ch in 0..c.out_channels {
-        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
-        let xin = &x[ch * h * w..(ch + 1) * h * w];
-        let o = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
-        o.iter_mut().for_each(|v| *v = T::zero());
+/// Where a depthwise conv's in-image taps land on one `h×w` plane: computed once per call, then
+/// used for every channel of every sample (the index arithmetic was most of the cost on the
+/// 1×1 and 2×2 planes of a 28×28 EfficientNet).
+enum DepthwisePlan {
+    /// Small output planes: every (output, input, tap) triple, grouped by output and in kernel
+    /// order within each output.
+    Terms(Vec<[u32; 3]>),
+    /// Larger planes: per in-image tap, the output rows and columns it reaches.
+    Rows { taps: Vec<TapRows>, w: usize, ow: usize, sx: usize },
+}
+
+/// One kernel tap's reach: outputs `[oy0, oy1) × [ox0, ox1)`, whose input row is `oy·sy + iy_off`
+/// and first input column `ix0`.
+struct TapRows {
+    tap: usize,
+    oy0: usize,
+    oy1: usize,
+    ox0: usize,
+    ox1: usize,
+    sy: usize,
+    iy_off: isize,
+    ix0: usize,
+}
+
+/// Output planes up to this many pixels use [`DepthwisePlan::Terms`].
+const SMALL_PLANE: usize = 16;
+
+impl DepthwisePlan {
+    fn new(c: &Conv, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+        let [kh, kw] = c.kernel;
+        let [sy, sx] = c.stride;
+        let [dy, dx] = c.dilation;
+        let (py, px) = (c.pads[0] as isize, c.pads[1] as isize);
+        // The output index range [lo, hi) whose input index o·s + k·d − p falls in [0, len).
+        let valid = |k: usize, s: usize, d: usize, p: isize, len: usize, olen: usize| -> (usize, usize) {
+            let off = (k * d) as isize - p;
+            let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
+            let last = len as isize - 1 - off;
+            let hi = if last < 0 { 0 } else { (last as usize / s + 1).min(olen) };
+            (lo.min(hi), hi)
+        };
+        let mut taps = Vec::new();
         for ky in 0..kh {
             let (oy0, oy1) = valid(ky, sy, dy, py, h, oh);
             for kx in 0..kw {
                 let (ox0, ox1) = valid(kx, sx, dx, px, w, ow);
-                if ox0 >= ox1 {
+                if ox0 >= ox1 || oy0 >= oy1 {
                     continue;
                 }
-                let wt = wk[ky * kw + kx];
-                for oy in oy0..oy1 {
-                    let iy = (oy * sy + ky * dy) as isize - py;
-                    let row = &xin[iy as usize * w..(iy as usize + 1) * w];
-                    let orow = &mut o[oy * ow + ox0..oy * ow + ox1];
-                    let ix0 = ((ox0 * sx + kx * dx) as isize - px) as usize;
-                    if sx == 1 {
-                        orow.iter_mut().zip(&row[ix0..ix0 + (ox1 - ox0)]).for_each(|(v, &xv)| *v += wt * xv);
-                    } else {
-                        orow.iter_mut().zip(row[ix0..].iter().step_by(sx)).for_each(|(v, &xv)| *v += wt * xv);
+                let ix0 = ((ox0 * sx + kx * dx) as isize - px) as usize;
+                taps.push(TapRows { tap: ky * kw + kx, oy0, oy1, ox0, ox1, sy, iy_off: (ky * dy) as isize - py, ix0 });
+            }
+        }
+        if oh * ow > SMALL_PLANE {
+            return DepthwisePlan::Rows { taps, w, ow, sx };
+        }
+        let mut terms = Vec::new();
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for t in taps.iter().filter(|t| (t.oy0..t.oy1).contains(&oy) && (t.ox0..t.ox1).contains(&ox)) {
+                    let iy = (oy * t.sy) as isize + t.iy_off;
+                    let ix = t.ix0 + (ox - t.ox0) * sx;
+                    terms.push([(oy * ow + ox) as u32, (iy as usize * w + ix) as u32, t.tap as u32]);
+                }
+            }
+        }
+        DepthwisePlan::Terms(terms)
+    }
+}
+
+/// Depthwise convolution of one sample. Each output is the sum of its in-image taps in kernel
+/// order (the same terms, in the same order, as a direct loop); on larger planes each tap
+/// updates whole output rows, so the inner loop has no bounds tests (and vectorises at stride 1).
+fn depthwise<T: Real>(c: &Conv, plan: &DepthwisePlan, weight: &[T], x: &[T], plane: usize, oplane: usize, out: &mut [T]) {
+    let kk = c.kernel[0] * c.kernel[1];
+    for ch in 0..c.out_channels {
+        let wk = &weight[ch * kk..(ch + 1) * kk];
+        let xin = &x[ch * plane..(ch + 1) * plane];
+        let o = &mut out[ch * oplane..(ch + 1) * oplane];
+        o.iter_mut().for_each(|v| *v = T::zero());
+        match plan {
+            DepthwisePlan::Terms(terms) => {
+                for &[p, q, t] in terms {
+                    o[p as usize] += wk[t as usize] * xin[q as usize];
+                }
+            }
+            DepthwisePlan::Rows { taps, w, ow, sx } => {
+                let (w, ow, sx) = (*w, *ow, *sx);
+                for t in taps {
+                    let wt = wk[t.tap];
+                    let len = t.ox1 - t.ox0;
+                    for oy in t.oy0..t.oy1 {
+                        let iy = ((oy * t.sy) as isize + t.iy_off) as usize;
+                        let row = &xin[iy * w..(iy + 1) * w];
+                        let orow = &mut o[oy * ow + t.ox0..oy * ow + t.ox1];
+                        if sx == 1 {
+                            orow.iter_mut().zip(&row[t.ix0..t.ix0 + len]).for_each(|(v, &xv)| *v += wt * xv);
+                        } else {
+                            orow.iter_mut().zip(row[t.ix0..].iter().step_by(sx)).for_each(|(v, &xv)| *v += wt * xv);
+                        }
                     }
                 }
             }
@@ -433,4 +494,76 @@ pub fn linear_transpose<T: Real>(kern: &LinearKernel<T>, g: &[T], n: usize) -> V
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The depthwise conv written as the definition: per output, its in-image taps in kernel order.
+    fn direct_depthwise(c: &Conv, x: &[f64], h: usize, w: usize) -> Vec<f64> {
+        let (oh, ow) = c.output_hw(h, w).expect("valid shape");
+        let [kh, kw] = c.kernel;
+        let mut out = vec![0.0; c.out_channels * oh * ow];
+        for ch in 0..c.out_channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0.0;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                            let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                acc += c.weight[(ch * kh + ky) * kw + kx] * x[(ch * h + iy as usize) * w + ix as usize];
+                            }
+                        }
+                    }
+                    out[(ch * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Both plans (small and large output planes) give exactly the direct loop's floats.
+        #[test]
+        fn depthwise_plans_match_the_direct_loop(
+            channels in 1usize..5,
+            k in prop_oneof![Just(1usize), Just(3), Just(5)],
+            stride in 1usize..3,
+            dilation in 1usize..3,
+            pad in 0usize..3,
+            h in 1usize..9,
+            w in 1usize..9,
+            n in 1usize..3,
+            seed in 0u64..1000,
+        ) {
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            };
+            let c = Conv {
+                weight: (0..channels * k * k).map(|_| next()).collect(),
+                bias: vec![0.0; channels],
+                in_channels: channels,
+                out_channels: channels,
+                kernel: [k, k],
+                stride: [stride, stride],
+                pads: [pad, pad, pad, pad],
+                dilation: [dilation, dilation],
+                groups: channels,
+            };
+            prop_assume!(channels > 1 && c.output_hw(h, w).is_some());
+            let x: Vec<f64> = (0..n * channels * h * w).map(|_| next()).collect();
+            let got = ConvKernel::<f64>::new(&c).forward(&x, n, h, w, false);
+            let want: Vec<f64> = x.chunks(channels * h * w).flat_map(|s| direct_depthwise(&c, s, h, w)).collect();
+            prop_assert_eq!(got.len(), want.len());
+            for (g, e) in got.iter().zip(&want) {
+                prop_assert_eq!(g.to_bits(), e.to_bits());
+            }
+        }
+    }
 }

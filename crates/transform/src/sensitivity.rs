@@ -464,6 +464,26 @@ impl<'a> Certifier<'a> {
     /// (`certify --export-logit-input`). `None` unless the method is differential and the
     /// logits come from a dense layer.
     pub fn logit_input_difference(&self, i: usize) -> Option<Zonotope> {
+        let input = self.logit_input_value()?;
+        let (_, record) = self.differences(i, self.settings.diff_budget, Some(&[input]));
+        record?.kept.into_iter().next()
+    }
+
+    /// [`Certifier::pixel`] and [`Certifier::logit_input_difference`] from one differential
+    /// pass (the export costs nothing beyond certification). The full-budget pass always runs
+    /// here, so a pixel the screening pass would have settled at the trivial bound gets the
+    /// full pass's (sound, never weaker in practice) bound instead. Without a difference to
+    /// export, the same as [`Certifier::pixel`] and `None`.
+    pub fn pixel_with_logit_input(&self, i: usize) -> (PixelBound, Option<Zonotope>) {
+        let Some(input) = self.logit_input_value() else { return (self.pixel(i), None) };
+        let (dd, record) = self.differences(i, self.settings.diff_budget, Some(&[input]));
+        let z = record.and_then(|r| r.kept.into_iter().next());
+        (self.finish_rounded(i, delta_bounds(&self.dx, &dd), &dd, false), z)
+    }
+
+    /// The value feeding the dense layer that produces the logits, when the method is
+    /// differential, the region's analysis finite, and the logits come from a dense layer.
+    fn logit_input_value(&self) -> Option<usize> {
         if !matches!(self.settings.method, Method::DiffZonotope | Method::DiffInterval) || self.x.overflow.is_some() {
             return None;
         }
@@ -474,9 +494,7 @@ impl<'a> Certifier<'a> {
         if !matches!(self.net.layers[k].op, Op::Linear(_)) {
             return None;
         }
-        let input = self.net.layers[k].inputs[0].0;
-        let (_, record) = self.differences(i, self.settings.diff_budget, Some(&[input]));
-        record?.kept.into_iter().next()
+        Some(self.net.layers[k].inputs[0].0)
     }
 
     /// The twin analysis of pixel `i` (methods `interval` and `twin-zonotope`): bounds on every

@@ -118,3 +118,39 @@ fn no_export_without_a_differential_method() {
     };
     assert!(Certifier::new(&net, Region::Global, settings).logit_input_difference(0).is_none());
 }
+
+/// `pixel_with_logit_input` (the one pass `certify --export-logit-input` runs) gives exactly
+/// what the two separate calls give: the same certified bounds as `pixel` (no screening) and
+/// the same exported zonotope as `logit_input_difference`.
+#[test]
+fn one_pass_export_equals_the_separate_certificate_and_export() {
+    for k in 0..2u64 {
+        let (stem, gate) = act_variant(k);
+        let net = tiny_net_with(0x5EED_0100 + k, 2, 1, stem, gate);
+        for screen in [None, Some(Default::default())] {
+            let settings = Settings {
+                method: if k == 0 { Method::DiffZonotope } else { Method::DiffInterval },
+                region_budget: 128,
+                diff_budget: 32,
+                bit: 0,
+                screen,
+                semantics: Default::default(),
+                carry_errors: true,
+            };
+            let cert = Certifier::new(&net, Region::Global, settings);
+            for pixel in [3usize, 14 * 28 + 13] {
+                let (bound, z) = cert.pixel_with_logit_input(pixel);
+                let z = z.expect("a differential method over a dense classifier");
+                assert_eq!(Some(&z), cert.logit_input_difference(pixel).as_ref(), "net {k} pixel {pixel}: exported zonotope");
+                let alone = cert.pixel(pixel);
+                if !alone.screened {
+                    assert_eq!(bound, alone, "net {k} pixel {pixel}: certified bound");
+                } else {
+                    // The screening pass settled at the trivial bound: the full pass can only say more.
+                    assert!(bound.upper <= alone.upper, "net {k} pixel {pixel}: {} above the screened {}", bound.upper, alone.upper);
+                }
+                assert!(!bound.screened);
+            }
+        }
+    }
+}
