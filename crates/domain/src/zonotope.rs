@@ -249,6 +249,15 @@ impl Zonotope {
 
     /// The image under an affine map, with the map's rounding added to the error term.
     pub fn affine(&self, map: &dyn LinearMap) -> Zonotope {
+        if map.exact() {
+            return self.affine_with_sums(map, &[]);
+        }
+        self.affine_with_sums(map, &self.abs_sums())
+    }
+
+    /// [`Zonotope::affine`] given this zonotope's [`Zonotope::abs_sums`] `s` (callers that keep
+    /// them skip a pass over the generators; unused, and may be empty, for an exact map).
+    pub fn affine_with_sums(&self, map: &dyn LinearMap, s: &[f64]) -> Zonotope {
         assert_eq!(map.in_dim(), self.dim(), "linear map input dimension");
         let (n_in, n_out, m) = (self.dim(), map.out_dim(), self.n_gens());
         let mut centre = map.apply(&self.centre, 1);
@@ -262,7 +271,7 @@ impl Zonotope {
             return Zonotope { centre, syms: self.syms.clone(), gens, err };
         }
         let g = gamma(map.fan_in() + 1);
-        let s = abs_sum_rows(&self.gens, n_in);
+        assert_eq!(s.len(), n_in, "abs sums length");
         let v: Vec<f64> = (0..n_in)
             .map(|i| ((self.err[i] + g * ((self.centre[i].abs() + s[i]) * (1.0 + gamma(m + 1)))) * (1.0 + 3.0 * U)).next_up())
             .collect();

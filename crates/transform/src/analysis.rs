@@ -324,11 +324,22 @@ pub fn differential_keeping<'a>(
     carried[0] = vec![0.0; d_input.dim()];
     let mut record = carry.then(|| CarriedRounding::new(net, maps));
     let mut vals = ValueStore::new(net, d_input, false);
+    // Each live value's column sums Σₖ|gₖ|, computed once for its bounds and reused by the
+    // layers that read it (a pass over up to 4,096 × 18,816 generator entries each time).
+    let mut sums_of: Vec<Option<Vec<f64>>> = vec![None; net.layers.len() + 1];
     let mut overflow = false;
     let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
     for (k, layer) in net.layers.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
+        let computed;
+        let d_sums: &[f64] = match &sums_of[layer.inputs[0].0] {
+            Some(s) => s,
+            None => {
+                computed = d.abs_sums();
+                &computed
+            }
+        };
         let xin = &x_bounds[layer.inputs[0].0];
         let r_in = &carried[layer.inputs[0].0];
         let full = |v: usize| -> Vec<Interval> { widen(vals.get(ValueId(v)).expect("value computed before use").bounds(), &carried[v]) };
@@ -350,16 +361,15 @@ pub fn differential_keeping<'a>(
                 (d.with_lifted_errors(pool).affine(&maps.get(k, false)), LinearPart::Affine, affine_carry(r_in))
             }
             Op::Conv(_) | Op::Linear(_) | Op::ChannelAffine(_) | Op::GlobalAvgPool | Op::Reshape | Op::Pad(_) => {
-                (d.affine(&maps.get(k, false)), LinearPart::Affine, affine_carry(r_in))
+                (d.affine_with_sums(&maps.get(k, false), d_sums), LinearPart::Affine, affine_carry(r_in))
             }
             Op::Act(f) => {
                 let f = *f;
-                let sums = d.abs_sums();
                 let rad: Vec<f64> =
-                    d.radius_from(&sums).iter().zip(r_in).map(|(a, r)| if *r > 0.0 { (a + r).next_up() } else { *a }).collect();
+                    d.radius_from(d_sums).iter().zip(r_in).map(|(a, r)| if *r > 0.0 { (a + r).next_up() } else { *a }).collect();
                 let rel = differential_relaxation_with(f, xin, d, &rad);
                 let r_out = rel.slope.iter().zip(r_in).map(|(l, r)| up(l.abs() * r * (1.0 + 2.0 * U))).collect();
-                (d.apply_relaxation_with(&rel, &sums, pool, budget), LinearPart::Diag(rel.slope), r_out)
+                (d.apply_relaxation_with(&rel, d_sums, pool, budget), LinearPart::Diag(rel.slope), r_out)
             }
             Op::Mul => {
                 let s_id = layer.inputs[1].0;
@@ -433,7 +443,8 @@ pub fn differential_keeping<'a>(
         }
         // An overflow (±∞ or NaN) anywhere makes the output unknown; checked per layer, since
         // a NaN could later be dropped by a comparison and look like a small number.
-        let out_bounds = widen(out.bounds(), &r_out);
+        let out_sums = out.abs_sums();
+        let out_bounds = widen(out.bounds_from(&out.radius_from(&out_sums)), &r_out);
         overflow |= !out_bounds.iter().all(Interval::is_finite) || !r_out.iter().all(|r| r.is_finite());
         if keep.is_some() {
             bounds[k + 1] = out_bounds;
@@ -457,7 +468,10 @@ pub fn differential_keeping<'a>(
             );
         }
         carried[k + 1] = r_out;
-        vals.finish_layer(k, out);
+        sums_of[k + 1] = Some(out_sums);
+        for v in vals.finish_layer(k, out) {
+            sums_of[v] = None;
+        }
     }
     let mut output = vals.take_output().expect("output computed");
     if overflow {
