@@ -527,7 +527,20 @@ impl Zonotope {
     /// neuron (a term carried outside it): the relaxation `mid(s)·z + rad(s)·|z|` is built on
     /// the widened range, so the same slope `mid(s)` applies to the carried term.
     pub fn mul_interval_widened(&self, s: &[Interval], extra: Option<&[f64]>, pool: &mut SymbolPool, budget: usize) -> Zonotope {
-        let rad = self.radius();
+        self.mul_interval_widened_with(s, extra, &self.abs_sums(), pool, budget)
+    }
+
+    /// [`Zonotope::mul_interval_widened`] given this zonotope's [`Zonotope::abs_sums`] `sums`
+    /// (one pass over the generators serves both the radius and the relaxation).
+    pub fn mul_interval_widened_with(
+        &self,
+        s: &[Interval],
+        extra: Option<&[f64]>,
+        sums: &[f64],
+        pool: &mut SymbolPool,
+        budget: usize,
+    ) -> Zonotope {
+        let rad = self.radius_from(sums);
         let mut slope = Vec::with_capacity(self.dim());
         let mut radius = Vec::with_capacity(self.dim());
         for j in 0..self.dim() {
@@ -537,7 +550,7 @@ impl Zonotope {
             radius.push(((r * (self.centre[j].abs() + widened)) * (1.0 + 3.0 * U)).next_up());
         }
         let rel = Relaxation { slope, offset: vec![0.0; self.dim()], radius };
-        self.apply_relaxation(&rel, pool, budget)
+        self.apply_relaxation_with(&rel, sums, pool, budget)
     }
 
     /// Repeats each coordinate `plane` times: `[C] → [C × plane]` (a broadcast, exact).

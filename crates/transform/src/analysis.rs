@@ -381,7 +381,7 @@ pub fn differential_keeping<'a>(
                 let s_prime: Vec<Interval> =
                     s_bounds.iter().zip(&ds_b).flat_map(|(s, e)| std::iter::repeat(s.add(e)).take(plane)).collect();
                 let r_s: Vec<f64> = carried[s_id].iter().flat_map(|&r| std::iter::repeat_n(r, plane)).collect();
-                let t1 = d.mul_interval_widened(&s_prime, carry.then_some(&r_in[..]), pool, budget);
+                let t1 = d.mul_interval_widened_with(&s_prime, carry.then_some(&r_in[..]), d_sums, pool, budget);
                 // A gate whose difference has no generators and no centre (a constant or
                 // out-of-reach squeeze-excite: only rounding slack in its error box) gives
                 // x·d_s within ±(|mid x|·e_s + rad x·(e_s + r_s)), the same enclosure
