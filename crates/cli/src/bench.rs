@@ -137,6 +137,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         execution: args.semantics.semantics()?.name().to_string(),
         machine: machine(),
         carry_errors: args.carry_errors,
+        region_backsub: args.budgets.region_backsub,
         region_budget: Some(args.budgets.region_budget),
         diff_budget: Some(args.budgets.diff_budget),
         rows,
@@ -197,6 +198,7 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
         screen: if args.no_screen { None } else { EngineSettings::default().screen },
         semantics: args.semantics.semantics()?,
         carry_errors: args.carry_errors,
+        region_backsub: args.budgets.region_backsub,
         region_budget: args.budgets.region_budget,
         diff_budget: args.budgets.diff_budget,
         ..EngineSettings::default()

@@ -44,6 +44,10 @@ pub struct BoundsArgs {
     /// Generator budget per tensor (zonotope only).
     #[arg(long, default_value_t = 1024)]
     budget: usize,
+    /// Bound the error terms of each activation's and product's input by reverse passes
+    /// (zonotope only; as `certify --region-backsub`).
+    #[arg(long)]
+    region_backsub: bool,
     #[command(flatten)]
     refine: RefineArgs,
     /// Print JSON.
@@ -64,7 +68,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let mut pool = SymbolPool::new();
     let (domain, symbols) = match args.method {
         BoundsMethod::Interval => (Domain::Interval, false),
-        BoundsMethod::Zonotope => (Domain::Zonotope { budget: args.budget }, true),
+        BoundsMethod::Zonotope => (Domain::Zonotope { budget: args.budget, backsub: args.region_backsub }, true),
     };
     let lp = args.refine.settings(&net)?;
     if lp.is_some() && !symbols {
@@ -118,6 +122,7 @@ pub fn run(args: BoundsArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let method = match args.method {
         BoundsMethod::Interval => "interval",
+        BoundsMethod::Zonotope if args.region_backsub => "zonotope+backsub",
         BoundsMethod::Zonotope => "zonotope",
     };
     let finite = |v: f64| Some(v).filter(|v| v.is_finite());

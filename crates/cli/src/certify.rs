@@ -473,6 +473,7 @@ fn build_engine<'a>(
         lp: lp.unwrap_or_default(),
         semantics: args.semantics.semantics()?,
         carry_errors: args.carry_errors,
+        region_backsub: args.budgets.region_backsub,
     };
     Ok(Engine::new(net, region, method, &settings)?)
 }
@@ -503,6 +504,7 @@ fn engine_settings(engine: &Engine) -> EngineRecord {
                 region_budget: s.region_budget,
                 diff_budget: s.diff_budget,
                 carry_errors: s.carry_errors,
+                region_backsub: s.region_backsub,
                 screen: s
                     .screen
                     .filter(|_| engine.method() == EngineMethod::Abstract(Method::DiffZonotope))

@@ -181,7 +181,8 @@ pub enum SemanticsArg {
     F32,
 }
 
-/// The abstract analyses' generator budgets (`certify`, `bench`, `curve`).
+/// The abstract analyses' generator budgets and the region analysis's reverse passes
+/// (`certify`, `bench`, `curve`).
 #[derive(Args, Clone, Copy, Debug)]
 pub struct BudgetArgs {
     /// Generator budget of the region zonotope.
@@ -190,6 +191,13 @@ pub struct BudgetArgs {
     /// Generator budget of the difference zonotope.
     #[arg(long, default_value_t = Settings::default().diff_budget)]
     pub diff_budget: usize,
+    /// The region's forward analysis bounds the error terms of each activation's and
+    /// product's input by reverse passes through the linear parts of the layers before it
+    /// (back-substitution), instead of growing them by |W| at every layer: much tighter value
+    /// ranges over large regions (the global one above all), once per region, at the cost of
+    /// one reverse pass per such neuron.
+    #[arg(long)]
+    pub region_backsub: bool,
 }
 
 /// `--semantics` and the parameters of the float32 model.

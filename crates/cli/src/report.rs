@@ -108,6 +108,10 @@ pub enum EngineRecord {
         /// Whether the difference's boxed error terms were carried (`--carry-errors`).
         #[serde(default)]
         carry_errors: bool,
+        /// Whether the region analysis bounded its error terms by reverse passes
+        /// (`--region-backsub`).
+        #[serde(default)]
+        region_backsub: bool,
         /// The screening pass (`diff-zonotope` without LP refinement only).
         screen: Option<ScreenRecord>,
     },
@@ -498,6 +502,9 @@ pub struct BenchReport {
     /// Whether the difference's boxed error terms were carried (`--carry-errors`).
     #[serde(default)]
     pub carry_errors: bool,
+    /// Whether region analyses bounded their error terms by reverse passes (`--region-backsub`).
+    #[serde(default)]
+    pub region_backsub: bool,
     /// Generator budget of the region zonotope (`--region-budget`); absent in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_budget: Option<usize>,
@@ -563,6 +570,9 @@ pub struct CurveReport {
     /// Whether the difference's boxed error terms were carried (`--carry-errors`).
     #[serde(default)]
     pub carry_errors: bool,
+    /// Whether region analyses bounded their error terms by reverse passes (`--region-backsub`).
+    #[serde(default)]
+    pub region_backsub: bool,
     /// Generator budget of the region zonotope (`--region-budget`); absent in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_budget: Option<usize>,

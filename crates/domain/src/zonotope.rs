@@ -218,12 +218,17 @@ impl Zonotope {
     /// `rad` is the zonotope's [`Zonotope::radius`] (callers usually have it already); it only
     /// decides which neurons are replaced, so soundness does not depend on it.
     pub fn clamp_to(&mut self, bounds: &[Interval], rad: &[f64], ratio: f64) -> usize {
+        self.clamp_to_listed(bounds, rad, ratio).len()
+    }
+
+    /// [`Zonotope::clamp_to`], returning the replaced neurons.
+    pub fn clamp_to_listed(&mut self, bounds: &[Interval], rad: &[f64], ratio: f64) -> Vec<usize> {
         let n = self.dim();
         assert_eq!(bounds.len(), n, "clamp bounds length");
         assert_eq!(rad.len(), n, "clamp radius length");
         let replace: Vec<usize> = (0..n).filter(|&j| bounds[j].mid_rad().1 < ratio * rad[j]).collect();
         if replace.is_empty() {
-            return 0;
+            return replace;
         }
         for &j in &replace {
             let (c, r) = bounds[j].mid_rad();
@@ -231,7 +236,7 @@ impl Zonotope {
             self.err[j] = r;
         }
         self.gens.par_chunks_mut(n.max(1)).for_each(|row| replace.iter().for_each(|&j| row[j] = 0.0));
-        replace.len()
+        replace
     }
 
     /// Sound bounds on `zᵢ − zⱼ`, keeping the correlations between the two coordinates.

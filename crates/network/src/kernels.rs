@@ -106,32 +106,8 @@ impl<T: Real> ConvKernel<T> {
         let out_len = c.out_channels * oh * ow;
         let mut out = vec![T::zero(); n * out_len];
         let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
-        if pointwise && h * w == 1 {
-            // One GEMM over the whole batch: [n, in] · Wᵀ.
-            matmul(x, &self.weight_t, n, c.in_channels, c.out_channels, &mut out);
-        } else if pointwise && n > 1 && h * w < GEMM_COLUMNS {
-            // A small plane makes each sample's GEMM thin (h·w columns), where GEMM kernels fall
-            // back to vector loops: regroup a fixed number of samples (independent of the
-            // thread count, so results stay bit-identical) into one W · [in, group·h·w].
-            let hw = h * w;
-            let group = GEMM_COLUMNS.div_ceil(hw);
-            out.par_chunks_mut(group * out_len).zip(x.par_chunks(group * in_len)).for_each(|(o, xi)| {
-                let g = xi.len() / in_len;
-                let cols = g * hw;
-                let mut xt = vec![T::zero(); c.in_channels * cols];
-                for (s, sample) in xi.chunks_exact(in_len).enumerate() {
-                    for (ci, plane) in sample.chunks_exact(hw).enumerate() {
-                        xt[ci * cols + s * hw..ci * cols + (s + 1) * hw].copy_from_slice(plane);
-                    }
-                }
-                let mut yt = vec![T::zero(); c.out_channels * cols];
-                matmul(&self.weight, &xt, c.out_channels, c.in_channels, cols, &mut yt);
-                for (s, sample) in o.chunks_exact_mut(out_len).enumerate() {
-                    for (co, plane) in sample.chunks_exact_mut(hw).enumerate() {
-                        plane.copy_from_slice(&yt[co * cols + s * hw..co * cols + (s + 1) * hw]);
-                    }
-                }
-            });
+        if pointwise && (h * w == 1 || (n > 1 && h * w < GEMM_COLUMNS)) {
+            pointwise_batched(&self.weight, &self.weight_t, x, n, (c.in_channels, c.out_channels), h * w, &mut out);
         } else {
             let taps = (!pointwise && c.is_depthwise()).then(|| DepthwisePlan::new(c, h, w, oh, ow));
             if let (Some(plan), true) = (&taps, n >= DEPTHWISE_BATCH) {
@@ -162,6 +138,41 @@ fn with_bias_added<T: Real>(mut out: Vec<T>, bias: &[T], with_bias: bool, plane:
         }
     }
     out
+}
+
+/// A pointwise conv (`weight` `[out, in]`, `weight_t` its transpose) of `n` samples on planes
+/// of `hw` pixels, batched: one GEMM `[n, in] · Wᵀ` on 1×1 planes; on other small planes a
+/// fixed number of samples (independent of the thread count, so results stay bit-identical)
+/// regrouped into one `W · [in, group·hw]`, since each sample's GEMM alone would be thin
+/// (`hw` columns), where GEMM kernels fall back to vector loops. The transpose of the conv is
+/// the same call with the two weights swapped.
+fn pointwise_batched<T: Real>(weight: &[T], weight_t: &[T], x: &[T], n: usize, (cin, cout): (usize, usize), hw: usize, out: &mut [T]) {
+    let (in_len, out_len) = (cin * hw, cout * hw);
+    if hw == 1 {
+        matmul(x, weight_t, n, cin, cout, out);
+        return;
+    }
+    if in_len == 0 || out_len == 0 {
+        return;
+    }
+    let group = GEMM_COLUMNS.div_ceil(hw);
+    out.par_chunks_mut(group * out_len).zip(x.par_chunks(group * in_len)).for_each(|(o, xi)| {
+        let g = xi.len() / in_len;
+        let cols = g * hw;
+        let mut xt = vec![T::zero(); cin * cols];
+        for (s, sample) in xi.chunks_exact(in_len).enumerate() {
+            for (ci, plane) in sample.chunks_exact(hw).enumerate() {
+                xt[ci * cols + s * hw..ci * cols + (s + 1) * hw].copy_from_slice(plane);
+            }
+        }
+        let mut yt = vec![T::zero(); cout * cols];
+        matmul(weight, &xt, cout, cin, cols, &mut yt);
+        for (s, sample) in o.chunks_exact_mut(out_len).enumerate() {
+            for (co, plane) in sample.chunks_exact_mut(hw).enumerate() {
+                plane.copy_from_slice(&yt[co * cols + s * hw..co * cols + (s + 1) * hw]);
+            }
+        }
+    });
 }
 
 fn transpose<T: Copy>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
@@ -261,7 +272,22 @@ impl DepthwisePlan {
 /// loop. The same terms as [`depthwise`], added in the same order per output, so the same
 /// floats.
 fn depthwise_batched<T: Real>(c: &Conv, terms: &[[u32; 3]], weight: &[T], x: &[T], plane: usize, oplane: usize, out: &mut [T]) {
+    depthwise_batched_either(c, terms, weight, x, (plane, oplane), out, false);
+}
+
+/// [`depthwise_batched`], or with `transpose` its transpose: each term `(p, q, t)` then sends
+/// `w_t·g[p]` back to input `q` (`x` holds output-plane samples, `out` input-plane ones).
+fn depthwise_batched_either<T: Real>(
+    c: &Conv,
+    terms: &[[u32; 3]],
+    weight: &[T],
+    x: &[T],
+    (plane, oplane): (usize, usize),
+    out: &mut [T],
+    transpose: bool,
+) {
     let kk = c.kernel[0] * c.kernel[1];
+    let (plane, oplane) = if transpose { (oplane, plane) } else { (plane, oplane) };
     let (in_len, out_len) = (c.in_channels * plane, c.out_channels * oplane);
     if in_len == 0 || out_len == 0 {
         return;
@@ -280,7 +306,7 @@ fn depthwise_batched<T: Real>(c: &Conv, terms: &[[u32; 3]], weight: &[T], x: &[T
             let wk = &weight[ch * kk..(ch + 1) * kk];
             for &[p, q, t] in terms {
                 let wt = wk[t as usize];
-                let (p, q) = (p as usize * b, q as usize * b);
+                let (p, q) = if transpose { (q as usize * b, p as usize * b) } else { (p as usize * b, q as usize * b) };
                 ot[p..p + b].iter_mut().zip(&xt[q..q + b]).for_each(|(v, &xv)| *v += wt * xv);
             }
             for (r, sample) in o.chunks_exact_mut(out_len).enumerate() {
@@ -504,6 +530,15 @@ pub fn conv_transpose<T: Real>(kern: &ConvKernel<T>, g: &[T], n: usize, h: usize
     let (in_len, out_len) = (c.in_channels * h * w, c.out_channels * oh * ow);
     let mut out = vec![T::zero(); n * in_len];
     let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
+    if pointwise && (h * w == 1 || (n > 1 && h * w < GEMM_COLUMNS)) {
+        pointwise_batched(&kern.weight_t, &kern.weight, g, n, (c.out_channels, c.in_channels), h * w, &mut out);
+        return out;
+    }
+    if !pointwise && c.is_depthwise() && n >= DEPTHWISE_BATCH {
+        let plan = DepthwisePlan::new(c, h, w, oh, ow);
+        depthwise_batched_either(c, &plan.terms, &kern.weight, g, (h * w, oh * ow), &mut out, true);
+        return out;
+    }
     let [kh, kw] = c.kernel;
     let (ig, og) = (c.in_channels / c.groups, c.out_channels / c.groups);
     out.par_chunks_mut(in_len.max(1)).zip(g.par_chunks(out_len.max(1))).for_each(|(o, gs)| {
@@ -620,6 +655,61 @@ mod tests {
             prop_assert_eq!(got.len(), want.len());
             for (g, e) in got.iter().zip(&want) {
                 prop_assert_eq!(g.to_bits(), e.to_bits());
+            }
+        }
+
+        /// The transpose (reverse mode) of every conv path (pointwise on 1×1 and small planes,
+        /// batched or not; depthwise batched or not; general) is the transpose of the forward
+        /// map, read off the forward kernels on unit vectors, up to the rounding of its sums.
+        #[test]
+        fn conv_transpose_is_the_forward_maps_transpose(
+            kind in 0usize..3,
+            channels in 1usize..5,
+            out_channels in 1usize..6,
+            h in 1usize..6,
+            w in 1usize..6,
+            n in prop_oneof![1usize..3, 8usize..40],
+            seed in 0u64..1000,
+        ) {
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            };
+            // 0: pointwise, 1: depthwise 3×3 stride 2 pad 1, 2: general 3×3 pad 1.
+            let (k, stride, pad, groups, cout) = match kind {
+                0 => (1, 1, 0, 1, out_channels),
+                1 => (3, 2, 1, channels, channels),
+                _ => (3, 1, 1, 1, out_channels),
+            };
+            let c = Conv {
+                weight: (0..cout * (channels / groups) * k * k).map(|_| next()).collect(),
+                bias: vec![0.0; cout],
+                in_channels: channels,
+                out_channels: cout,
+                kernel: [k, k],
+                stride: [stride, stride],
+                pads: [pad; 4],
+                dilation: [1, 1],
+                groups,
+            };
+            let (oh, ow) = c.output_hw(h, w).expect("valid shape");
+            let (in_len, out_len) = (channels * h * w, cout * oh * ow);
+            let kern = ConvKernel::<f64>::new(&c);
+            let mut eye = vec![0.0; in_len * in_len];
+            (0..in_len).for_each(|i| eye[i * in_len + i] = 1.0);
+            // Row i of `cols` is the map's column i.
+            let cols = kern.forward(&eye, in_len, h, w, false);
+            let g: Vec<f64> = (0..n * out_len).map(|_| next()).collect();
+            let got = conv_transpose(&kern, &g, n, h, w);
+            prop_assert_eq!(got.len(), n * in_len);
+            for s in 0..n {
+                for i in 0..in_len {
+                    let terms = (0..out_len).map(|o| cols[i * out_len + o] * g[s * out_len + o]);
+                    let (want, mag) = terms.fold((0.0, 0.0), |(a, m), t| (a + t, m + t.abs()));
+                    let v = got[s * in_len + i];
+                    prop_assert!((v - want).abs() <= 1e-12 * mag, "kind {} sample {} input {}: {:e} against {:e}", kind, s, i, v, want);
+                }
             }
         }
     }

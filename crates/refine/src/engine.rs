@@ -88,6 +88,8 @@ pub struct EngineSettings {
     pub semantics: Semantics,
     /// Abstract engines: carry the difference's boxed error terms (see [`Settings`]).
     pub carry_errors: bool,
+    /// Abstract engines: the region's forward analysis uses reverse passes (see [`Settings`]).
+    pub region_backsub: bool,
 }
 
 impl Default for EngineSettings {
@@ -102,6 +104,7 @@ impl Default for EngineSettings {
             lp: LpSettings::default(),
             semantics: s.semantics,
             carry_errors: s.carry_errors,
+            region_backsub: s.region_backsub,
         }
     }
 }
@@ -157,6 +160,7 @@ impl<'a> Engine<'a> {
             screen: s.screen,
             semantics: s.semantics,
             carry_errors: s.carry_errors,
+            region_backsub: s.region_backsub,
         };
         let method = method.resolve(region, s.semantics);
         if let Semantics::F32(m) = s.semantics {

@@ -41,7 +41,16 @@ fn settings() -> LpSettings {
 /// `diff-zonotope` with the small budgets these tests use (64 region, 32 difference
 /// generators), bit 0, no screening.
 fn small_budgets(semantics: Semantics) -> Settings {
-    Settings { method: Method::DiffZonotope, region_budget: 64, diff_budget: 32, bit: 0, screen: None, semantics, carry_errors: false }
+    Settings {
+        method: Method::DiffZonotope,
+        region_budget: 64,
+        diff_budget: 32,
+        bit: 0,
+        screen: None,
+        semantics,
+        carry_errors: false,
+        region_backsub: false,
+    }
 }
 
 /// LPs cost 0.05–1 s each here: a few dozen random networks per test (1,000 proptest cases
@@ -65,7 +74,7 @@ fn refined_logit_differences_are_tighter_and_contain_samples() {
         let mut pool = SymbolPool::new();
         let input = Zonotope::from_box(&region.input_box(), &mut pool, true);
         let (fwd, kept) =
-            forward_keeping(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, Keep { bounds: true, values: &window.inputs });
+            forward_keeping(&net, &maps, input, &mut pool, Domain::zonotope(64), Keep { bounds: true, values: &window.inputs });
         let before = logit_differences(&fwd.output);
         let mut after = before.clone();
         let pairs: Vec<(usize, usize)> = (0..10)
@@ -306,6 +315,8 @@ fn refined_global_bounds_contain_sampled_pairs() {
                 semantics: Default::default(),
                 // The LP must also hold with the boxed terms carried beside the zonotope.
                 carry_errors: bit == 3,
+                // And over a region whose error terms were bounded by reverse passes.
+                region_backsub: bit == 7,
             };
             let cert = Certifier::with_kept(&net, Region::Global, settings, &window.inputs);
             let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept().to_vec(), self::settings());
@@ -405,6 +416,7 @@ fn refined_f32_bounds_cover_float32_pairs() {
         screen: None,
         semantics: Semantics::F32(MODEL),
         carry_errors: false,
+        region_backsub: false,
     };
     let window = Window::new(&net, Some(3));
     let mut cert = Certifier::with_kept(&net, Region::Point(img.clone()), settings, &window.inputs);

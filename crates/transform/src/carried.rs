@@ -18,6 +18,7 @@
 //! what widens each relaxation's input range, and it is the fallback bound at the output.
 
 use crate::maps::PreparedMaps;
+use rayon::prelude::*;
 use zonocert_domain::{gamma, U};
 use zonocert_network::ir::{numel, Network};
 
@@ -52,6 +53,15 @@ pub struct CarriedRounding<'a> {
     added: Vec<Vec<f64>>,
     /// The boxed bound on the carried term at the output, per neuron.
     boxed: Vec<f64>,
+    /// Per layer, the output neurons whose carried term was replaced by a fresh one there
+    /// (nothing passes back through them; their fresh bound is in `added`).
+    cut: Vec<Vec<usize>>,
+    /// The bound on the term at the network's input, per neuron (empty: none).
+    input: Vec<f64>,
+    /// Values where a reverse pass may stop: every path from the input to a later value
+    /// passes through them, and their boxed bound (kept here) is as good as a pass through
+    /// the layers before them (index = value id; empty: none).
+    floors: Vec<Vec<f64>>,
 }
 
 impl<'a> CarriedRounding<'a> {
@@ -63,13 +73,61 @@ impl<'a> CarriedRounding<'a> {
             linear: Vec::with_capacity(net.layers.len()),
             added: Vec::with_capacity(net.layers.len()),
             boxed: vec![],
+            cut: Vec::with_capacity(net.layers.len()),
+            input: vec![],
+            floors: vec![vec![]; net.layers.len() + 1],
         }
+    }
+
+    /// Lets later reverse passes stop at `value`, a cut point of the graph (every path from
+    /// the input to a later value passes through it), taking `bound` (per neuron) for the term
+    /// there.
+    pub fn set_floor(&mut self, value: usize, bound: Vec<f64>) {
+        self.floors[value] = bound;
+    }
+
+    /// Records the bound on the carried term at the network's input.
+    pub fn set_input(&mut self, bound: Vec<f64>) {
+        self.input = bound;
+    }
+
+    /// Replaces, at the last recorded layer, the carried term of each neuron in `neurons` by a
+    /// fresh one bounded by `bound[j]` (the neuron was reset from an independent enclosure).
+    pub fn cut_last(&mut self, neurons: Vec<usize>, bound: &[f64]) {
+        let (Some(added), Some(cut)) = (self.added.last_mut(), self.cut.last_mut()) else { return };
+        for &j in &neurons {
+            added[j] = bound[j];
+        }
+        *cut = neurons;
+    }
+
+    /// For each neuron of value `value` listed in `neurons`, a bound on the carried term there
+    /// by reverse passes over the layers recorded so far (`f64::INFINITY` where the pass
+    /// overflows). Batched over chunks of neurons, so the adjoints stay small.
+    pub fn neuron_bounds(&self, value: usize, neurons: &[usize]) -> Vec<f64> {
+        let len = numel(self.net.shape_of(zonocert_network::ir::ValueId(value)));
+        let widest = (0..value).map(|v| numel(self.net.shape_of(zonocert_network::ir::ValueId(v)))).max().unwrap_or(1).max(len);
+        let chunk = ((1usize << 22) / widest).clamp(1, 1024);
+        // Chunks are independent (and each is computed the same way whatever the thread
+        // count), so they run in parallel: the passes' elementwise loops are single-threaded.
+        let parts: Vec<Vec<f64>> = neurons
+            .par_chunks(chunk)
+            .map(|part| {
+                let mut dirs = vec![0.0; part.len() * len];
+                for (s, &j) in part.iter().enumerate() {
+                    dirs[s * len + j] = 1.0;
+                }
+                self.reverse_from(value, dirs, part.len()).into_iter().map(|t| if t.is_nan() { f64::INFINITY } else { t }).collect()
+            })
+            .collect();
+        parts.concat()
     }
 
     /// Records the next layer: its linear part and the rounding added at its output.
     pub fn push(&mut self, linear: LinearPart, added: Vec<f64>) {
         self.linear.push(linear);
         self.added.push(added);
+        self.cut.push(vec![]);
     }
 
     /// Records the boxed bound of the carried term at the output.
@@ -94,17 +152,47 @@ impl<'a> CarriedRounding<'a> {
 
     /// The reverse passes, batched over the directions.
     fn reverse(&self, directions: &[Vec<f64>]) -> Vec<f64> {
-        let (net, n) = (self.net, directions.len());
+        self.reverse_from(self.net.output.0, directions.concat(), directions.len())
+    }
+
+    /// The reverse passes from value `start` for `n` directions (rows of `dirs`) over the
+    /// layers that produce it and everything before it.
+    fn reverse_from(&self, start: usize, dirs: Vec<f64>, n: usize) -> Vec<f64> {
+        let net = self.net;
         let mut adj: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; net.layers.len() + 1];
-        adj[net.output.0] = Some((directions.concat(), vec![0.0; directions.concat().len()]));
+        let zeros = vec![0.0; dirs.len()];
+        adj[start] = Some((dirs, zeros));
         let mut total = vec![0.0f64; n];
-        for (k, layer) in net.layers.iter().enumerate().rev() {
-            let Some((a, ea)) = adj[k + 1].take() else { continue };
+        for (k, layer) in net.layers.iter().enumerate().take(start).rev() {
+            let Some((mut a, mut ea)) = adj[k + 1].take() else { continue };
+            if let Some(floor) = self.floors.get(k + 1).filter(|f| !f.is_empty() && k + 1 < start) {
+                // A cut point: nothing else is pending, and its boxed bound stands for the rest.
+                let len = floor.len();
+                for (s, t) in total.iter_mut().enumerate() {
+                    let sum: f64 = a[s * len..(s + 1) * len]
+                        .iter()
+                        .zip(&ea[s * len..(s + 1) * len])
+                        .zip(floor)
+                        .map(|((g, eg), e)| (g.abs() + eg) * e)
+                        .sum();
+                    *t += sum * (1.0 + gamma(len + 1));
+                }
+                debug_assert!(adj.iter().all(Option::is_none), "a reverse pass stopped at a value that is not a cut point");
+                break;
+            }
             let len = numel(&layer.shape);
             for (s, t) in total.iter_mut().enumerate() {
                 let rows = (&a[s * len..(s + 1) * len], &ea[s * len..(s + 1) * len]);
                 let sum: f64 = rows.0.iter().zip(rows.1).zip(&self.added[k]).map(|((g, eg), e)| (g.abs() + eg) * e).sum();
                 *t += sum * (1.0 + gamma(len + 1));
+            }
+            if let Some(cut) = self.cut.get(k) {
+                for s in 0..n {
+                    for &j in cut {
+                        a[s * len + j] = 0.0;
+                        ea[s * len + j] = 0.0;
+                    }
+                }
             }
             let x_id = layer.inputs[0];
             let in_len = numel(net.shape_of(x_id));
@@ -148,6 +236,18 @@ impl<'a> CarriedRounding<'a> {
                     pass(layer.inputs[1].0, a.clone(), ea.clone());
                     pass(x_id.0, a, ea);
                 }
+            }
+        }
+        if let (Some((a, ea)), false) = (&adj[0], self.input.is_empty()) {
+            let len = self.input.len();
+            for (s, t) in total.iter_mut().enumerate() {
+                let sum: f64 = a[s * len..(s + 1) * len]
+                    .iter()
+                    .zip(&ea[s * len..(s + 1) * len])
+                    .zip(&self.input)
+                    .map(|((g, eg), e)| (g.abs() + eg) * e)
+                    .sum();
+                *t += sum * (1.0 + gamma(len + 1));
             }
         }
         total.into_iter().map(|t| (t * (1.0 + 1e-12)).next_up()).collect()

@@ -121,6 +121,10 @@ pub struct Settings {
     /// every later layer (tighter, and about 1.5× the time). Under `float32` the rounding is
     /// carried either way; this adds the boxed terms to it.
     pub carry_errors: bool,
+    /// The region's forward analysis bounds the error terms of every relaxation's input by
+    /// reverse passes ([`Domain::Zonotope`]'s `backsub`): tighter value ranges over large
+    /// regions, once per region.
+    pub region_backsub: bool,
 }
 
 impl Default for Settings {
@@ -133,6 +137,7 @@ impl Default for Settings {
             screen: Some(Screen::default()),
             semantics: Semantics::Real,
             carry_errors: false,
+            region_backsub: false,
         }
     }
 }
@@ -309,7 +314,7 @@ impl<'a> Certifier<'a> {
         let mut pool = SymbolPool::new();
         let domain = match settings.method {
             Method::Interval | Method::DiffInterval => Domain::Interval,
-            _ => Domain::Zonotope { budget: settings.region_budget },
+            _ => Domain::Zonotope { budget: settings.region_budget, backsub: settings.region_backsub },
         };
         let input = Zonotope::from_box(&region.input_box(), &mut pool, domain != Domain::Interval);
         let keep_bounds = matches!(settings.method, Method::DiffZonotope | Method::DiffInterval);
@@ -505,7 +510,8 @@ impl<'a> Certifier<'a> {
         let mut pool = self.pool_after_x.clone();
         let interval = self.settings.method == Method::Interval;
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, !interval);
-        let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget } };
+        // The twin's second forward analysis runs per pixel: no reverse passes there.
+        let domain = if interval { Domain::Interval } else { Domain::zonotope(budget) };
         let zp = forward(self.net, &self.maps, self.input.add(&d_in), &mut pool, domain, false).output;
         let dxp = logit_differences(&zp);
         let diff = zp.sub(&self.x.output);

@@ -402,7 +402,7 @@ fn prop_fragment(fc: FragmentCase) -> Result<(), TestCaseError> {
         .collect();
     let mut pool = SymbolPool::new();
     let input = Zonotope::from_box(&bx, &mut pool, true);
-    let fwd = forward(&net, &maps, input, &mut pool, Domain::Zonotope { budget: 64 }, true);
+    let fwd = forward(&net, &maps, input, &mut pool, Domain::zonotope(64), true);
     // D: grid centre, generators and error over `syms` shared symbols.
     let syms: Vec<usize> = (0..fc.syms).collect();
     let g = |rng: &mut Rng| on_grid(rng.corner_biased() * fc.d_scale * if rng.below(4) == 0 { 0.0 } else { 1.0 });

@@ -47,6 +47,7 @@ fn exported_logit_input_difference_is_sound_and_matches_the_certified_bound() {
             screen: None,
             semantics: Default::default(),
             carry_errors: k % 2 == 1,
+            region_backsub: k % 3 == 2,
         };
         let cert = Certifier::new(&net, Region::Global, settings);
         let exec = Executor::<f64>::new(&net);
@@ -115,6 +116,7 @@ fn no_export_without_a_differential_method() {
         screen: None,
         semantics: Default::default(),
         carry_errors: false,
+        region_backsub: false,
     };
     assert!(Certifier::new(&net, Region::Global, settings).logit_input_difference(0).is_none());
 }
@@ -136,6 +138,7 @@ fn one_pass_export_equals_the_separate_certificate_and_export() {
                 screen,
                 semantics: Default::default(),
                 carry_errors: true,
+                region_backsub: false,
             };
             let cert = Certifier::new(&net, Region::Global, settings);
             for pixel in [3usize, 14 * 28 + 13] {

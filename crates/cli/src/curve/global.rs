@@ -129,6 +129,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         time_s: t0.elapsed().as_secs_f64(),
         execution: semantics.name().to_string(),
         carry_errors: args.carry_errors,
+        region_backsub: args.budgets.region_backsub,
         region_budget: Some(args.budgets.region_budget),
         diff_budget: Some(args.budgets.diff_budget),
         semantics: GLOBAL_SEMANTICS.to_string(),
