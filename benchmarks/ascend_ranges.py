@@ -13,6 +13,12 @@ the graph), so it is a lower bound on the true range; zonocert's proven ranges
 
     python3 benchmarks/ascend_ranges.py models/efficientnet_b0_mnist_certified.onnx --steps 100
 
+With `--f32-error MNIST_DIR` it instead evaluates the graph in float32 and in float64 on the first
+100 test images and prints, per chosen value, the largest |f32 − f64| and the largest |value|;
+and, for the first chosen value when it is a convolution, the largest Σ|w·x| of its dot products
+beside the largest |Σ w·x| (how much the sums cancel, which is what the rounding model's
+`γₙ·Σ|w|·|x|` pays for).
+
 The graph is evaluated by a small float64 interpreter of the ops the exported EfficientNets
 use (Conv, Sigmoid, Mul, Add, Sub, Div, Identity, GlobalAveragePool, Flatten, Gemm), checked
 against ONNX Runtime on random images before anything else runs.
@@ -44,11 +50,11 @@ DEFAULT_VALUES = [
 
 
 class Graph:
-    """The ONNX graph evaluated in float64 with torch (differentiable)."""
+    """The ONNX graph evaluated with torch (differentiable), in float64 unless told otherwise."""
 
-    def __init__(self, path):
+    def __init__(self, path, dtype=torch.float64):
         model = onnx.load(path)
-        self.init = {t.name: torch.tensor(numpy_helper.to_array(t).astype(np.float64)) for t in model.graph.initializer}
+        self.init = {t.name: torch.tensor(numpy_helper.to_array(t).astype(np.float64)).to(dtype) for t in model.graph.initializer}
         self.nodes = list(model.graph.node)
         self.input = model.graph.input[0].name
         self.output = model.graph.output[0].name
@@ -112,6 +118,33 @@ def ascend(graph, name, neurons, steps, seed):
     return best
 
 
+def f32_error(path, graph, names, mnist):
+    """Largest |f32 − f64| and |value| per value on 100 test images, and the first value's cancellation."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "training"))
+    from train import load_mnist
+
+    images, _ = load_mnist(mnist, "test")
+    x = torch.tensor(np.asarray(images[:100], dtype=np.float64).reshape(-1, 1, 28, 28) / 255.0)
+    with torch.no_grad():
+        e64 = graph.run(x)
+        e32 = Graph(path, torch.float32).run(x.float())
+        print("largest |f32 - f64|  largest |value|  value (100 test images)")
+        for name in [n for n in names if n is not None]:
+            a, b = e64[name], e32[name].double()
+            print(f"{(a - b).abs().max().item():10.3e}  {a.abs().max().item():10.3e}  {name}")
+        node = next(n for n in graph.nodes if n.output[0] == names[0])
+        if node.op_type == "Conv":
+            a = {at.name: onnx.helper.get_attribute_value(at) for at in node.attribute}
+            p = a.get("pads", [0, 0, 0, 0])
+            xin = F.pad(e64[node.input[0]], (p[1], p[3], p[0], p[2])).abs()
+            w = graph.init[node.input[1]].abs()
+            sums = F.conv2d(xin, w, None, stride=a.get("strides", 1), dilation=a.get("dilations", 1), groups=a.get("group", 1))
+            print(f"{names[0]}: largest sum |w*x| {sums.max().item():.3e}, largest |sum w*x| {e64[names[0]].abs().max().item():.3e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model")
@@ -119,6 +152,7 @@ def main():
     ap.add_argument("--neurons", type=int, default=12, help="neurons per value (each ascended in both signs)")
     ap.add_argument("--values", default=None, help="comma-separated regular expressions of value names (default: stage ends)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--f32-error", metavar="MNIST_DIR", help="compare float32 with float64 evaluations on test images instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     graph = Graph(args.model)
@@ -132,6 +166,9 @@ def main():
     outputs = [n.output[0] for n in graph.nodes]
     patterns = args.values.split(",") if args.values else DEFAULT_VALUES
     names = [next((o for o in outputs if re.search(p, o)), None) for p in patterns] + [graph.output]
+    if args.f32_error:
+        f32_error(args.model, graph, names, args.f32_error)
+        return
     gen = torch.Generator().manual_seed(1)
     samples = (torch.rand(64, 1, 28, 28, generator=gen, dtype=torch.float64) > 0.5).double()
     print("max |value|: sampled (64 black-and-white images)  ascended  seconds  value")

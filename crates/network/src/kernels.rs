@@ -617,6 +617,15 @@ mod tests {
         out
     }
 
+    /// Uniform numbers in [−1, 1) from `seed` (a linear congruential generator).
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        }
+    }
+
     proptest! {
         /// Every path (small and large output planes, one sample at a time or batched) gives
         /// exactly the direct loop's floats.
@@ -632,11 +641,7 @@ mod tests {
             n in prop_oneof![1usize..3, 8usize..70],
             seed in 0u64..1000,
         ) {
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let mut next = || {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            };
+            let mut next = uniform(seed);
             let c = Conv {
                 weight: (0..channels * k * k).map(|_| next()).collect(),
                 bias: vec![0.0; channels],
@@ -671,11 +676,7 @@ mod tests {
             n in prop_oneof![1usize..3, 8usize..40],
             seed in 0u64..1000,
         ) {
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let mut next = || {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            };
+            let mut next = uniform(seed);
             // 0: pointwise, 1: depthwise 3×3 stride 2 pad 1, 2: general 3×3 pad 1.
             let (k, stride, pad, groups, cout) = match kind {
                 0 => (1, 1, 0, 1, out_channels),
