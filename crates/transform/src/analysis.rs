@@ -120,7 +120,7 @@ pub fn forward_keeping(
     // Error terms carried by reverse passes (see `tighten_errors`).
     let mut record = domain.backsub().then(|| {
         let mut r = CarriedRounding::new(net, maps);
-        r.set_input(input.err.clone());
+        r.set_floor(0, input.err.clone());
         r
     });
     let feeds = relaxation_inputs(net);
@@ -133,6 +133,9 @@ pub fn forward_keeping(
         if let Some(e) = &rounding {
             add_errors(&mut out, e);
         }
+        // Column sums of the generators, shared by the choice of neurons to tighten and the
+        // radius (tightening changes only the error terms).
+        let sums = if interval_only { vec![] } else { out.abs_sums() };
         let mut tightened = 0;
         if let Some(record) = record.as_mut() {
             let lin = pass.propagated_errors(k, vals.slots(), &linear);
@@ -140,7 +143,7 @@ pub fn forward_keeping(
                 out.err.iter().zip(&lin).map(|(e, l)| if e.is_finite() { (e - l).max(0.0).next_up() } else { f64::INFINITY }).collect();
             record.push(linear, added);
             if feeds[k + 1] {
-                tightened = tighten_errors(&mut out, record, k + 1);
+                tightened = tighten_errors(&mut out, &sums, record, k + 1);
             }
         }
         let mut replaced = 0;
@@ -151,7 +154,7 @@ pub fn forward_keeping(
             if let Some(e) = &rounding {
                 add_errors(&mut shadow, e);
             }
-            let rad = out.radius();
+            let rad = out.radius_from(&sums);
             let (zb, ib) = (out.bounds_from(&rad), shadow.bounds());
             // Two sound enclosures of the same reals always overlap; were they not to (a bug),
             // the zonotope's own bounds are kept rather than inventing an empty set.
@@ -301,14 +304,13 @@ impl Pass<'_> {
 const TIGHTEN_SHARE: f64 = 0.05;
 
 /// Bounds again, by reverse passes over `record`, the error term of each neuron of value
-/// `value` (the zonotope `z`) where that term is a large share of the radius, and keeps the
+/// `value` (the zonotope `z`, with column sums `sums`) where that term is a large share of the radius, and keeps the
 /// smaller bound. Returns how many neurons got a smaller one.
 ///
 /// Every neuron counts, however small its range: measured on the certified B0, tightening only
 /// neurons of radius above `10⁻³` (skipping the trunk's `10⁻¹⁰`-scale values, where the swish
 /// is linear) left the stage-7 expansion's range at 3.2·10⁴ instead of 265.
-fn tighten_errors(z: &mut Zonotope, record: &CarriedRounding, value: usize) -> usize {
-    let sums = z.abs_sums();
+fn tighten_errors(z: &mut Zonotope, sums: &[f64], record: &CarriedRounding, value: usize) -> usize {
     let worth = |j: usize| z.err[j] > 0.0 && z.err[j] > TIGHTEN_SHARE * (sums[j] + z.err[j]);
     let chosen: Vec<usize> = (0..z.dim()).filter(|&j| worth(j)).collect();
     if chosen.is_empty() {

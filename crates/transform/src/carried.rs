@@ -20,7 +20,7 @@
 use crate::maps::PreparedMaps;
 use rayon::prelude::*;
 use zonocert_domain::{gamma, U};
-use zonocert_network::ir::{numel, Network};
+use zonocert_network::ir::{numel, Network, ValueId};
 
 /// How a term carried outside `D` passes one layer of the differential analysis.
 #[derive(Debug, Clone)]
@@ -56,11 +56,10 @@ pub struct CarriedRounding<'a> {
     /// Per layer, the output neurons whose carried term was replaced by a fresh one there
     /// (nothing passes back through them; their fresh bound is in `added`).
     cut: Vec<Vec<usize>>,
-    /// The bound on the term at the network's input, per neuron (empty: none).
-    input: Vec<f64>,
     /// Values where a reverse pass may stop: every path from the input to a later value
     /// passes through them, and their boxed bound (kept here) is as good as a pass through
-    /// the layers before them (index = value id; empty: none).
+    /// the layers before them (index = value id; empty: none). At value 0 (the input) it is
+    /// the term the input itself carries.
     floors: Vec<Vec<f64>>,
 }
 
@@ -74,21 +73,15 @@ impl<'a> CarriedRounding<'a> {
             added: Vec::with_capacity(net.layers.len()),
             boxed: vec![],
             cut: Vec::with_capacity(net.layers.len()),
-            input: vec![],
             floors: vec![vec![]; net.layers.len() + 1],
         }
     }
 
     /// Lets later reverse passes stop at `value`, a cut point of the graph (every path from
     /// the input to a later value passes through it), taking `bound` (per neuron) for the term
-    /// there.
+    /// there. Value 0 is the input: its bound is the term the input carries.
     pub fn set_floor(&mut self, value: usize, bound: Vec<f64>) {
         self.floors[value] = bound;
-    }
-
-    /// Records the bound on the carried term at the network's input.
-    pub fn set_input(&mut self, bound: Vec<f64>) {
-        self.input = bound;
     }
 
     /// Replaces, at the last recorded layer, the carried term of each neuron in `neurons` by a
@@ -105,8 +98,8 @@ impl<'a> CarriedRounding<'a> {
     /// by reverse passes over the layers recorded so far (`f64::INFINITY` where the pass
     /// overflows). Batched over chunks of neurons, so the adjoints stay small.
     pub fn neuron_bounds(&self, value: usize, neurons: &[usize]) -> Vec<f64> {
-        let len = numel(self.net.shape_of(zonocert_network::ir::ValueId(value)));
-        let widest = (0..value).map(|v| numel(self.net.shape_of(zonocert_network::ir::ValueId(v)))).max().unwrap_or(1).max(len);
+        let len = numel(self.net.shape_of(ValueId(value)));
+        let widest = (0..value).map(|v| numel(self.net.shape_of(ValueId(v)))).max().unwrap_or(1).max(len);
         let chunk = ((1usize << 22) / widest).clamp(1, 1024);
         // Chunks are independent (and each is computed the same way whatever the thread
         // count), so they run in parallel: the passes' elementwise loops are single-threaded.
@@ -167,25 +160,12 @@ impl<'a> CarriedRounding<'a> {
             let Some((mut a, mut ea)) = adj[k + 1].take() else { continue };
             if let Some(floor) = self.floors.get(k + 1).filter(|f| !f.is_empty() && k + 1 < start) {
                 // A cut point: nothing else is pending, and its boxed bound stands for the rest.
-                let len = floor.len();
-                for (s, t) in total.iter_mut().enumerate() {
-                    let sum: f64 = a[s * len..(s + 1) * len]
-                        .iter()
-                        .zip(&ea[s * len..(s + 1) * len])
-                        .zip(floor)
-                        .map(|((g, eg), e)| (g.abs() + eg) * e)
-                        .sum();
-                    *t += sum * (1.0 + gamma(len + 1));
-                }
+                add_boxed(&mut total, &a, &ea, floor);
                 debug_assert!(adj.iter().all(Option::is_none), "a reverse pass stopped at a value that is not a cut point");
                 break;
             }
             let len = numel(&layer.shape);
-            for (s, t) in total.iter_mut().enumerate() {
-                let rows = (&a[s * len..(s + 1) * len], &ea[s * len..(s + 1) * len]);
-                let sum: f64 = rows.0.iter().zip(rows.1).zip(&self.added[k]).map(|((g, eg), e)| (g.abs() + eg) * e).sum();
-                *t += sum * (1.0 + gamma(len + 1));
-            }
+            add_boxed(&mut total, &a, &ea, &self.added[k]);
             if let Some(cut) = self.cut.get(k) {
                 for s in 0..n {
                     for &j in cut {
@@ -238,19 +218,21 @@ impl<'a> CarriedRounding<'a> {
                 }
             }
         }
-        if let (Some((a, ea)), false) = (&adj[0], self.input.is_empty()) {
-            let len = self.input.len();
-            for (s, t) in total.iter_mut().enumerate() {
-                let sum: f64 = a[s * len..(s + 1) * len]
-                    .iter()
-                    .zip(&ea[s * len..(s + 1) * len])
-                    .zip(&self.input)
-                    .map(|((g, eg), e)| (g.abs() + eg) * e)
-                    .sum();
-                *t += sum * (1.0 + gamma(len + 1));
-            }
+        if let (Some((a, ea)), false) = (&adj[0], self.floors[0].is_empty()) {
+            add_boxed(&mut total, a, ea, &self.floors[0]);
         }
         total.into_iter().map(|t| (t * (1.0 + 1e-12)).next_up()).collect()
+    }
+}
+
+/// Adds to each direction's total `Σ (|aᵢ| + eaᵢ)·eᵢ` over its adjoint row `a` (with error
+/// bound `ea`), rounded up: what terms bounded by `e ≥ 0` at that value contribute.
+fn add_boxed(total: &mut [f64], a: &[f64], ea: &[f64], e: &[f64]) {
+    let len = e.len();
+    for (s, t) in total.iter_mut().enumerate() {
+        let rows = (&a[s * len..(s + 1) * len], &ea[s * len..(s + 1) * len]);
+        let sum: f64 = rows.0.iter().zip(rows.1).zip(e).map(|((g, eg), e)| (g.abs() + eg) * e).sum();
+        *t += sum * (1.0 + gamma(len + 1));
     }
 }
 
