@@ -138,6 +138,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         machine: machine(),
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
+        diff_backsub: args.budgets.diff_backsub,
         region_budget: Some(args.budgets.region_budget),
         diff_budget: Some(args.budgets.diff_budget),
         rows,
@@ -199,6 +200,7 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
         semantics: args.semantics.semantics()?,
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
+        diff_backsub: args.budgets.diff_backsub,
         region_budget: args.budgets.region_budget,
         diff_budget: args.budgets.diff_budget,
         ..EngineSettings::default()

@@ -474,6 +474,7 @@ fn build_engine<'a>(
         semantics: args.semantics.semantics()?,
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
+        diff_backsub: args.budgets.diff_backsub,
     };
     Ok(Engine::new(net, region, method, &settings)?)
 }
@@ -505,6 +506,7 @@ fn engine_settings(engine: &Engine) -> EngineRecord {
                 diff_budget: s.diff_budget,
                 carry_errors: s.carry_errors,
                 region_backsub: s.region_backsub,
+                diff_backsub: s.diff_backsub,
                 screen: s
                     .screen
                     .filter(|_| engine.method() == EngineMethod::Abstract(Method::DiffZonotope))

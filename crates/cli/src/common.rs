@@ -198,6 +198,13 @@ pub struct BudgetArgs {
     /// one reverse pass per such neuron.
     #[arg(long)]
     pub region_backsub: bool,
+    /// Each pixel's difference analysis bounds its carried term (the error terms beyond
+    /// --diff-budget, and the float32 rounding) again by reverse passes wherever it widens an
+    /// activation's or product's relaxation by more than 5 % of the neuron's difference, instead
+    /// of boxing it through every layer: as tight there as an unlimited difference budget, at
+    /// the cost of one reverse pass per such neuron per pixel. Implies --carry-errors.
+    #[arg(long)]
+    pub diff_backsub: bool,
 }
 
 /// `--semantics` and the parameters of the float32 model.

@@ -206,8 +206,15 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep { model, pixels, rounds, screen, carry_errors, budgets: BudgetArgs { region_budget, diff_budget, region_backsub }, bar } =
-        *sweep;
+    let Sweep {
+        model,
+        pixels,
+        rounds,
+        screen,
+        carry_errors,
+        budgets: BudgetArgs { region_budget, diff_budget, region_backsub, diff_backsub },
+        bar,
+    } = *sweep;
     let Loaded { net, exec, semantics, score } = model;
     let semantics = *semantics;
     let t0 = Instant::now();
@@ -217,7 +224,17 @@ fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Res
         net,
         region,
         method,
-        &EngineSettings { bit, screen, semantics, carry_errors, region_backsub, region_budget, diff_budget, ..EngineSettings::default() },
+        &EngineSettings {
+            bit,
+            screen,
+            semantics,
+            carry_errors,
+            region_backsub,
+            diff_backsub,
+            region_budget,
+            diff_budget,
+            ..EngineSettings::default()
+        },
     )?;
     let search_settings = SearchSettings::per_pixel(rounds);
     // The precise method's enclosure has a certified lower end, the others get the search's.
@@ -343,6 +360,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
         execution: model.semantics.name().to_string(),
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
+        diff_backsub: args.budgets.diff_backsub,
         region_budget: Some(args.budgets.region_budget),
         diff_budget: Some(args.budgets.diff_budget),
         semantics: CURVE_SEMANTICS.to_string(),

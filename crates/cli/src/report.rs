@@ -112,6 +112,10 @@ pub enum EngineRecord {
         /// (`--region-backsub`).
         #[serde(default)]
         region_backsub: bool,
+        /// Whether each pixel's difference analysis bounded its carried term again by reverse
+        /// passes (`--diff-backsub`).
+        #[serde(default)]
+        diff_backsub: bool,
         /// The screening pass (`diff-zonotope` without LP refinement only).
         screen: Option<ScreenRecord>,
     },
@@ -505,6 +509,10 @@ pub struct BenchReport {
     /// Whether region analyses bounded their error terms by reverse passes (`--region-backsub`).
     #[serde(default)]
     pub region_backsub: bool,
+    /// Whether difference analyses bounded their carried terms again by reverse passes
+    /// (`--diff-backsub`).
+    #[serde(default)]
+    pub diff_backsub: bool,
     /// Generator budget of the region zonotope (`--region-budget`); absent in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_budget: Option<usize>,
@@ -573,6 +581,10 @@ pub struct CurveReport {
     /// Whether region analyses bounded their error terms by reverse passes (`--region-backsub`).
     #[serde(default)]
     pub region_backsub: bool,
+    /// Whether difference analyses bounded their carried terms again by reverse passes
+    /// (`--diff-backsub`).
+    #[serde(default)]
+    pub diff_backsub: bool,
     /// Generator budget of the region zonotope (`--region-budget`); absent in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_budget: Option<usize>,

@@ -133,11 +133,7 @@ pub fn eliminate_dead(net: Network) -> Network {
 /// last BatchNorm has scale and shift 0 (an identity block) are the case this serves: their
 /// branch is most of a B0's cost and contributes nothing.
 pub fn drop_zero_branches(mut net: Network) -> (Network, usize) {
-    let is_zero = |layer: &Layer| match &layer.op {
-        Op::Conv(c) => c.weight.iter().chain(&c.bias).all(|&w| w == 0.0),
-        Op::Linear(l) => l.weight.iter().chain(&l.bias).all(|&w| w == 0.0),
-        _ => false,
-    };
+    let is_zero = is_zero_map;
     let mut dropped = 0;
     for k in 0..net.layers.len() {
         if net.layers[k].op != Op::Add {
@@ -159,6 +155,29 @@ pub fn drop_zero_branches(mut net: Network) -> (Network, usize) {
     let mut net = eliminate_dead(remove_identity_reshapes(net));
     net.squeeze_excite = find_squeeze_excite(&net);
     (net, dropped)
+}
+
+/// Whether `layer` is a convolution or linear layer whose weights and biases are all exactly
+/// zero: its output is 0 for every finite input.
+pub fn is_zero_map(layer: &Layer) -> bool {
+    match &layer.op {
+        Op::Conv(c) => c.weight.iter().chain(&c.bias).all(|&w| w == 0.0),
+        Op::Linear(l) => l.weight.iter().chain(&l.bias).all(|&w| w == 0.0),
+        _ => false,
+    }
+}
+
+/// Per value (index = value id), whether the network's output depends on it for finite
+/// inputs: some path from it to the output avoids every all-zero map ([`is_zero_map`]).
+pub fn live_values(net: &Network) -> Vec<bool> {
+    let mut live = vec![false; net.layers.len() + 1];
+    live[net.output.0] = true;
+    for (k, layer) in net.layers.iter().enumerate().rev() {
+        if live[k + 1] && !is_zero_map(layer) {
+            layer.inputs.iter().for_each(|v| live[v.0] = true);
+        }
+    }
+    live
 }
 
 /// Finds `Mul(x, Sigmoid(Conv(Swish|Relu(Conv(GlobalAvgPool(x))))))` blocks.

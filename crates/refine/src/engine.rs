@@ -90,6 +90,9 @@ pub struct EngineSettings {
     pub carry_errors: bool,
     /// Abstract engines: the region's forward analysis uses reverse passes (see [`Settings`]).
     pub region_backsub: bool,
+    /// Abstract engines: each difference analysis bounds its carried term again by reverse
+    /// passes (see [`Settings`]).
+    pub diff_backsub: bool,
 }
 
 impl Default for EngineSettings {
@@ -105,6 +108,7 @@ impl Default for EngineSettings {
             semantics: s.semantics,
             carry_errors: s.carry_errors,
             region_backsub: s.region_backsub,
+            diff_backsub: s.diff_backsub,
         }
     }
 }
@@ -161,6 +165,7 @@ impl<'a> Engine<'a> {
             semantics: s.semantics,
             carry_errors: s.carry_errors,
             region_backsub: s.region_backsub,
+            diff_backsub: s.diff_backsub,
         };
         let method = method.resolve(region, s.semantics);
         if let Semantics::F32(m) = s.semantics {

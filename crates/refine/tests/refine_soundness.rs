@@ -50,6 +50,7 @@ fn small_budgets(semantics: Semantics) -> Settings {
         semantics,
         carry_errors: false,
         region_backsub: false,
+        diff_backsub: false,
     }
 }
 
@@ -224,7 +225,7 @@ fn every_window_row_holds_at_concrete_states() {
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&d_box, &mut pool, true);
         let (_, _, record) = differential_keeping(
-            DiffPass { net: &net, maps: &maps, x_bounds, budget: 32, carry_errors: false },
+            DiffPass { net: &net, maps: &maps, x_bounds, budget: 32, carry_errors: false, backsub: false },
             d_in,
             &mut pool,
             Some(&window.inputs),
@@ -317,6 +318,8 @@ fn refined_global_bounds_contain_sampled_pairs() {
                 carry_errors: bit == 3,
                 // And over a region whose error terms were bounded by reverse passes.
                 region_backsub: bit == 7,
+                // And with the carried term bounded again at relaxation inputs.
+                diff_backsub: seed % 3 == 1,
             };
             let cert = Certifier::with_kept(&net, Region::Global, settings, &window.inputs);
             let refiner = LpRefiner::new(&net, window.clone(), &cert.region_analysis().bounds, cert.kept().to_vec(), self::settings());
@@ -417,6 +420,7 @@ fn refined_f32_bounds_cover_float32_pairs() {
         semantics: Semantics::F32(MODEL),
         carry_errors: false,
         region_backsub: false,
+        diff_backsub: false,
     };
     let window = Window::new(&net, Some(3));
     let mut cert = Certifier::with_kept(&net, Region::Point(img.clone()), settings, &window.inputs);

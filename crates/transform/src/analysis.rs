@@ -123,7 +123,10 @@ pub fn forward_keeping(
         r.set_floor(0, input.err.clone());
         r
     });
-    let feeds = relaxation_inputs(net);
+    // Values in a branch that a zero map ends (an identity block's) do not reach the output:
+    // their error terms are not worth reverse passes.
+    let live = zonocert_network::passes::live_values(net);
+    let feeds: Vec<bool> = relaxation_inputs(net).iter().zip(&live).map(|(f, l)| *f && *l).collect();
     let cuts = cut_points(net);
     let mut vals = ValueStore::new(net, input, false);
     for (k, layer) in net.layers.iter().enumerate() {
@@ -172,7 +175,9 @@ pub fn forward_keeping(
             }
             shadows[k + 1] = Some(Zonotope::from_box(&met[k + 1], pool, false));
         }
-        if overflow.is_none() && !met[k + 1].iter().all(Interval::is_finite) {
+        // A float32 execution overflows to ±∞ (and `0·∞` is a NaN) beyond f32::MAX.
+        let limit = if matches!(maps.semantics, Semantics::F32(_)) { f64::from(f32::MAX) } else { f64::INFINITY };
+        if overflow.is_none() && !met[k + 1].iter().all(|b| b.is_finite() && b.mag() < limit) {
             overflow = Some(k);
         }
         peak = peak.max(out.n_gens());
@@ -395,7 +400,8 @@ pub fn differential(
     pool: &mut SymbolPool,
     budget: usize,
 ) -> Zonotope {
-    let (mut out, carried, _) = differential_keeping(DiffPass { net, maps, x_bounds, budget, carry_errors: false }, d_input, pool, None);
+    let (mut out, carried, _) =
+        differential_keeping(DiffPass { net, maps, x_bounds, budget, carry_errors: false, backsub: false }, d_input, pool, None);
     if let Some(c) = carried {
         // Each output neuron's share of the carried rounding (the unit directions).
         let n = out.dim();
@@ -420,6 +426,11 @@ pub struct DiffPass<'a> {
     /// Carry the difference zonotope's boxed error terms beside it, like the float32
     /// rounding (see [`crate::carried`]), instead of boxing them through every later layer.
     pub carry_errors: bool,
+    /// Bound the carried term again, by reverse passes, at every relaxation input where it
+    /// widens the relaxation by more than [`TIGHTEN_SHARE`] of the neuron's difference
+    /// (implies `carry_errors`): each such neuron's bound is then what an unlimited generator
+    /// budget would give it, at one reverse pass per neuron.
+    pub backsub: bool,
 }
 
 /// What [`differential_keeping`] records besides the output difference.
@@ -443,7 +454,8 @@ pub fn differential_keeping<'a>(
     pool: &mut SymbolPool,
     keep: Option<&[usize]>,
 ) -> (Zonotope, Option<CarriedRounding<'a>>, Option<DifferenceRecord>) {
-    let DiffPass { net, maps, x_bounds, budget, carry_errors } = pass;
+    let DiffPass { net, maps, x_bounds, budget, carry_errors, backsub } = pass;
+    let carry_errors = carry_errors || backsub;
     let f32 = matches!(maps.semantics, Semantics::F32(_));
     let carry = f32 || carry_errors;
     let keep_ids = keep.unwrap_or(&[]);
@@ -464,6 +476,10 @@ pub fn differential_keeping<'a>(
     let mut sums_of: Vec<Option<Vec<f64>>> = vec![None; net.layers.len() + 1];
     let mut overflow = false;
     let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
+    // Values whose carried term may be worth bounding again: relaxation inputs that reach the
+    // output (an identity block's branch, zeroed at its end, does not).
+    let live = zonocert_network::passes::live_values(net);
+    let feeds: Vec<bool> = relaxation_inputs(net).iter().zip(&live).map(|(f, l)| *f && *l).collect();
     for (k, layer) in net.layers.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
@@ -576,11 +592,29 @@ pub fn differential_keeping<'a>(
             r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
             record.push(linear, e);
         }
+        let out_sums = out.abs_sums();
+        let mut tightened = 0;
+        if let (Some(record), true) = (record.as_ref(), backsub && feeds[k + 1] && k + 1 != net.output.0) {
+            // The boxed carried term widens the relaxations built on this value; where it does
+            // so by much, reverse passes bound it again (the output's is bounded along each
+            // logit difference instead).
+            let rad = out.radius_from(&out_sums);
+            let chosen = carried_worth_tightening(net, k + 1, x_bounds, &out, &rad, &r_out);
+            if !chosen.is_empty() {
+                for (&j, b) in chosen.iter().zip(record.neuron_bounds(k + 1, &chosen)) {
+                    if b < r_out[j] {
+                        r_out[j] = b;
+                        tightened += 1;
+                    }
+                }
+            }
+        }
         // An overflow (±∞ or NaN) anywhere makes the output unknown; checked per layer, since
         // a NaN could later be dropped by a comparison and look like a small number.
-        let out_sums = out.abs_sums();
         let out_bounds = widen(out.bounds_from(&out.radius_from(&out_sums)), &r_out);
         overflow |= !out_bounds.iter().all(Interval::is_finite) || !r_out.iter().all(|r| r.is_finite());
+        // The flipped image's float32 execution overflows to ±∞ beyond f32::MAX.
+        overflow |= f32 && x_bounds[k + 1].iter().zip(&out_bounds).any(|(x, d)| x.add(d).mag() >= f64::from(f32::MAX));
         if keep.is_some() {
             bounds[k + 1] = out_bounds;
         }
@@ -595,7 +629,7 @@ pub fn differential_keeping<'a>(
             let mr = out.radius().iter().copied().fold(0.0, f64::max);
             let mc = r_out.iter().copied().fold(0.0, f64::max);
             eprintln!(
-                "diff  {k:3} {:14} gens {:5} dim {:6} max rad {mr:10.3e} carried {mc:10.3e} {:8.1} ms",
+                "diff  {k:3} {:14} gens {:5} dim {:6} max rad {mr:10.3e} carried {mc:10.3e} ({tightened} tightened) {:8.1} ms",
                 layer.op.kind(),
                 out.n_gens(),
                 out.dim(),
@@ -617,6 +651,64 @@ pub fn differential_keeping<'a>(
     }
     let record_out = keep.map(|_| DifferenceRecord { bounds, kept: kept.into_iter().map(|z| z.expect("kept value computed")).collect() });
     (output, record, record_out)
+}
+
+/// The neurons of value `v` (difference `d` with radius `rad`, carried term bounded by `r`)
+/// where the carried term widens a relaxation built on `v` by more than [`TIGHTEN_SHARE`] of
+/// what the difference itself contributes there (or, where the difference is small, of a
+/// thousandth of its largest contribution on `v`): the widening becomes a fresh term of the
+/// difference, so only there can a tighter bound change the analysis much. A swish in its
+/// linear regime has one slope whatever the width, and a gate constant up to rounding has no
+/// width, so their inputs are skipped.
+fn carried_worth_tightening(net: &Network, v: usize, x_bounds: &[Vec<Interval>], d: &Zonotope, rad: &[f64], r: &[f64]) -> Vec<usize> {
+    let n = r.len();
+    let mut worth = vec![false; n];
+    // Per neuron, the widening the carried term causes and the size of the difference's own
+    // part of the relaxation's output.
+    let mut mark = |widening: &[f64], size: &[f64]| {
+        let floor = 1e-3 * size.iter().copied().fold(0.0, f64::max);
+        for j in 0..n {
+            worth[j] |= widening[j] > 0.0 && widening[j] > TIGHTEN_SHARE * size[j].max(floor);
+        }
+    };
+    let own: Vec<f64> = (0..n).map(|j| d.centre[j].abs() + rad[j]).collect();
+    for layer in net.layers.iter().filter(|l| l.inputs.iter().any(|i| i.0 == v)) {
+        match &layer.op {
+            Op::Act(f) => {
+                let widened: Vec<f64> = rad.iter().zip(r).map(|(a, r)| a + r).collect();
+                let with = differential_relaxation_with(*f, &x_bounds[v], d, &widened);
+                let without = differential_relaxation_with(*f, &x_bounds[v], d, rad);
+                let widening: Vec<f64> = with.radius.iter().zip(&without.radius).map(|(a, b)| a - b).collect();
+                mark(&widening, &own);
+            }
+            Op::Mul => {
+                // The relaxation widens by the other factor's radius times `v`'s carried term;
+                // the difference's own part is the factor's magnitude times `v`'s difference.
+                let (x_id, s_id) = (layer.inputs[0].0, layer.inputs[1].0);
+                let other = if v == x_id { s_id } else { x_id };
+                let (xn, sn) = (numel(net.shape_of(ValueId(x_id))), numel(net.shape_of(ValueId(s_id))).max(1));
+                let plane = (xn / sn).max(1);
+                let factor = |j: usize| -> Vec<Interval> {
+                    if v == x_id {
+                        vec![x_bounds[other][j / plane]]
+                    } else {
+                        x_bounds[other][j * plane..(j + 1) * plane].to_vec()
+                    }
+                };
+                let (mut widening, mut size) = (vec![0.0; n], vec![0.0; n]);
+                for j in 0..n {
+                    for b in factor(j) {
+                        let (m, w) = b.mid_rad();
+                        widening[j] = f64::max(widening[j], w * r[j]);
+                        size[j] = f64::max(size[j], (m.abs() + w) * own[j]);
+                    }
+                }
+                mark(&widening, &size);
+            }
+            _ => {}
+        }
+    }
+    (0..n).filter(|&j| worth[j]).collect()
 }
 
 /// `v` rounded up to the next float, except that 0 stays 0 (no carried term reaches there).

@@ -125,6 +125,12 @@ pub struct Settings {
     /// reverse passes ([`Domain::Zonotope`]'s `backsub`): tighter value ranges over large
     /// regions, once per region.
     pub region_backsub: bool,
+    /// Each pixel's difference analysis bounds the carried term (the boxed error terms and the
+    /// float32 rounding) again at every relaxation input where it widens the relaxation, by
+    /// reverse passes (see [`crate::analysis::DiffPass`]'s `backsub`); implies
+    /// `carry_errors`. Tighter where the budget boxes many terms, at the cost of one reverse
+    /// pass per such neuron, per pixel.
+    pub diff_backsub: bool,
 }
 
 impl Default for Settings {
@@ -138,6 +144,7 @@ impl Default for Settings {
             semantics: Semantics::Real,
             carry_errors: false,
             region_backsub: false,
+            diff_backsub: false,
         }
     }
 }
@@ -401,7 +408,8 @@ impl<'a> Certifier<'a> {
             Method::DiffZonotope | Method::DiffInterval => {
                 if let (None, Some(screen)) = (refiner, self.settings.screen) {
                     if screen.budget < budget {
-                        let (dd, _) = self.differences(i, screen.budget, None);
+                        // The screening pass stays cheap: no reverse passes inside it.
+                        let (dd, _) = self.differences_with(i, screen.budget, None, false);
                         let shrunk: Vec<Vec<Interval>> = dd
                             .iter()
                             .map(|row| row.iter().map(|d| Interval::new(d.lo / screen.factor, d.hi / screen.factor)).collect())
@@ -533,11 +541,30 @@ impl<'a> Certifier<'a> {
     /// The differential analysis of pixel `i` at difference budget `budget`: bounds on every
     /// `Δ(z_c − z_j)` (antisymmetric, zero diagonal), and the record `keep` asks for.
     fn differences(&self, i: usize, budget: usize, keep: Option<&[usize]>) -> (Vec<Vec<Interval>>, Option<DifferenceRecord>) {
+        self.differences_with(i, budget, keep, self.settings.diff_backsub)
+    }
+
+    /// [`Certifier::differences`], with the carried term's reverse passes at relaxation
+    /// inputs on or off (`backsub`).
+    fn differences_with(
+        &self,
+        i: usize,
+        budget: usize,
+        keep: Option<&[usize]>,
+        backsub: bool,
+    ) -> (Vec<Vec<Interval>>, Option<DifferenceRecord>) {
         let k = self.classes;
         let mut pool = SymbolPool::new();
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, true);
         let (d, carried, record) = differential_keeping(
-            DiffPass { net: self.net, maps: &self.maps, x_bounds: &self.x.bounds, budget, carry_errors: self.settings.carry_errors },
+            DiffPass {
+                net: self.net,
+                maps: &self.maps,
+                x_bounds: &self.x.bounds,
+                budget,
+                carry_errors: self.settings.carry_errors,
+                backsub,
+            },
             d_in,
             &mut pool,
             keep,

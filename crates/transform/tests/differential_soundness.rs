@@ -414,7 +414,14 @@ fn prop_fragment(fc: FragmentCase) -> Result<(), TestCaseError> {
     };
     let mut dpool = pool_after(fc.syms);
     let (out, _, record) = differential_keeping(
-        DiffPass { net: &net, maps: &maps, x_bounds: &fwd.bounds, budget: fc.budget, carry_errors: fc.seed % 2 == 0 },
+        DiffPass {
+            net: &net,
+            maps: &maps,
+            x_bounds: &fwd.bounds,
+            budget: fc.budget,
+            carry_errors: fc.seed % 2 == 0,
+            backsub: fc.seed % 3 == 0,
+        },
         d.clone(),
         &mut dpool,
         Some(&[]),

@@ -48,6 +48,7 @@ fn exported_logit_input_difference_is_sound_and_matches_the_certified_bound() {
             semantics: Default::default(),
             carry_errors: k % 2 == 1,
             region_backsub: k % 3 == 2,
+            diff_backsub: k % 4 == 3,
         };
         let cert = Certifier::new(&net, Region::Global, settings);
         let exec = Executor::<f64>::new(&net);
@@ -117,6 +118,7 @@ fn no_export_without_a_differential_method() {
         semantics: Default::default(),
         carry_errors: false,
         region_backsub: false,
+        diff_backsub: false,
     };
     assert!(Certifier::new(&net, Region::Global, settings).logit_input_difference(0).is_none());
 }
@@ -139,6 +141,7 @@ fn one_pass_export_equals_the_separate_certificate_and_export() {
                 semantics: Default::default(),
                 carry_errors: true,
                 region_backsub: false,
+                diff_backsub: false,
             };
             let cert = Certifier::new(&net, Region::Global, settings);
             for pixel in [3usize, 14 * 28 + 13] {

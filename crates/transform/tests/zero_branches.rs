@@ -4,7 +4,7 @@
 //! of the ORIGINAL network stay below the pruned network's certified bounds.
 
 use zonocert_network::exec::Executor;
-use zonocert_network::passes::drop_zero_branches;
+use zonocert_network::passes::{drop_zero_branches, live_values};
 use zonocert_network::{Network, Op};
 use zonocert_transform::sensitivity::{probabilities, Certifier, Method, Region, Settings};
 
@@ -41,6 +41,25 @@ fn a_zero_branch_is_removed_and_the_logits_are_unchanged() {
             assert_eq!(full.forward(&x, 1), short.forward(&x, 1), "seed {seed}");
         }
     }
+}
+
+/// `live_values` marks exactly the values the pruned network keeps: a zero branch's values are
+/// dead, everything else (the input, the trunk, the output) is live.
+#[test]
+fn the_values_a_zero_branch_computes_are_dead() {
+    let net = identity_block_net(0x2E80);
+    let live = live_values(&net);
+    let (pruned, _) = drop_zero_branches(net.clone());
+    let kept: std::collections::HashSet<&str> = pruned.layers.iter().map(|l| l.name.as_str()).collect();
+    assert!(live[0], "the input is live");
+    for (k, layer) in net.layers.iter().enumerate() {
+        // The addition stays live (its value is the trunk's), though the pruning replaces it
+        // by its other operand, and so does the zero map's own output, which the addition reads.
+        let expected = kept.contains(layer.name.as_str()) || layer.op == Op::Add || layer.name == "project";
+        assert_eq!(live[k + 1], expected, "layer '{}'", layer.name);
+    }
+    assert!(live.iter().filter(|&&l| !l).count() >= 3, "the branch's values before the zero map are dead");
+    assert!(live_values(&tiny_net(0x2E81, 3, 2, false)).iter().all(|&l| l), "a network without zero branches is all live");
 }
 
 #[test]

@@ -130,6 +130,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         execution: semantics.name().to_string(),
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
+        diff_backsub: args.budgets.diff_backsub,
         region_budget: Some(args.budgets.region_budget),
         diff_budget: Some(args.budgets.diff_budget),
         semantics: GLOBAL_SEMANTICS.to_string(),
