@@ -480,6 +480,8 @@ pub fn differential_keeping<'a>(
     // output (an identity block's branch, zeroed at its end, does not).
     let live = zonocert_network::passes::live_values(net);
     let feeds: Vec<bool> = relaxation_inputs(net).iter().zip(&live).map(|(f, l)| *f && *l).collect();
+    // The carried term added at the current layer (what a reverse pass cannot shrink).
+    let mut fresh: Vec<f64> = vec![];
     for (k, layer) in net.layers.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
@@ -590,16 +592,22 @@ pub fn differential_keeping<'a>(
                 }
             }
             r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
+            fresh.clone_from(&e);
             record.push(linear, e);
         }
         let out_sums = out.abs_sums();
         let mut tightened = 0;
+        // A reverse pass's bound includes the term added at this layer whole: only the part
+        // that came through earlier layers can shrink.
         if let (Some(record), true) = (record.as_ref(), backsub && feeds[k + 1] && k + 1 != net.output.0) {
             // The boxed carried term widens the relaxations built on this value; where it does
             // so by much, reverse passes bound it again (the output's is bounded along each
             // logit difference instead).
             let rad = out.radius_from(&out_sums);
-            let chosen = carried_worth_tightening(net, k + 1, x_bounds, &out, &rad, &r_out);
+            let chosen: Vec<usize> = carried_worth_tightening(net, k + 1, x_bounds, &out, &rad, &r_out)
+                .into_iter()
+                .filter(|&j| r_out[j] - fresh[j] > TIGHTEN_SHARE * r_out[j])
+                .collect();
             if !chosen.is_empty() {
                 for (&j, b) in chosen.iter().zip(record.neuron_bounds(k + 1, &chosen)) {
                     if b < r_out[j] {
