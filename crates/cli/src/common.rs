@@ -201,8 +201,9 @@ pub struct BudgetArgs {
     /// Each pixel's difference analysis bounds its carried term (the error terms beyond
     /// --diff-budget, and the float32 rounding) again by reverse passes wherever it widens an
     /// activation's or product's relaxation by more than 5 % of the neuron's difference, instead
-    /// of boxing it through every layer: as tight there as an unlimited difference budget, at
-    /// the cost of one reverse pass per such neuron per pixel. Implies --carry-errors.
+    /// of boxing it through every layer (each boxed term then reaches the neuron as if it were
+    /// a generator of its own), at the cost of one reverse pass per such neuron per pixel.
+    /// Implies --carry-errors.
     #[arg(long)]
     pub diff_backsub: bool,
 }

@@ -428,8 +428,9 @@ pub struct DiffPass<'a> {
     pub carry_errors: bool,
     /// Bound the carried term again, by reverse passes, at every relaxation input where it
     /// widens the relaxation by more than [`TIGHTEN_SHARE`] of the neuron's difference
-    /// (implies `carry_errors`): each such neuron's bound is then what an unlimited generator
-    /// budget would give it, at one reverse pass per neuron.
+    /// (implies `carry_errors`): the boxed terms then reach that neuron with every later
+    /// weight's sign kept, as if each were a generator of its own, at one reverse pass per
+    /// neuron. (A generator row the budget boxed loses its sharing across neurons all the same.)
     pub backsub: bool,
 }
 
