@@ -448,20 +448,27 @@ fn tiny_global(flag: Option<&str>) -> Value {
     }
 }
 
+/// Checks that the option whose report key is `key` is recorded (in the report's settings and
+/// its run record) for `on` and not for `off`, and that every pixel of `on` stays above the
+/// pair its search found; returns the two reports' largest bounds.
+fn flag_recorded_and_sound(key: &str, off: &Value, on: &Value) -> (f64, f64) {
+    assert_eq!(on["settings"][key], true);
+    assert_eq!(off["settings"][key], false);
+    assert_eq!(on["run"]["settings"][key], true);
+    for p in on["pixels"].as_array().unwrap() {
+        assert!(p["upper"].as_f64().unwrap() >= p["lower"].as_f64().unwrap(), "{p}");
+    }
+    let max = |v: &Value| v["max_upper"].as_f64().unwrap();
+    (max(off), max(on))
+}
+
 /// `--carry-errors` over the global region: recorded in the report, every pixel's bound stays
 /// above the pair the search found, and the bounds are tighter than boxing (RESULTS, every 4th
 /// pixel: largest bound 1.17e-3 carried against 1.82e-3 boxed).
 #[test]
 fn carried_error_terms_over_the_global_region() {
-    let (boxed, carried) = (tiny_global(None), tiny_global(Some("--carry-errors")));
-    assert_eq!(carried["settings"]["carry_errors"], true);
-    assert_eq!(boxed["settings"]["carry_errors"], false);
-    let pixels = |v: &serde_json::Value| v["pixels"].as_array().unwrap().clone();
-    for p in pixels(&carried) {
-        assert!(p["upper"].as_f64().unwrap() >= p["lower"].as_f64().unwrap(), "{p}");
-    }
-    let max = |v: &serde_json::Value| v["max_upper"].as_f64().unwrap();
-    assert!(max(&carried) < 0.9 * max(&boxed), "carried {} against boxed {}", max(&carried), max(&boxed));
+    let (boxed, carried) = flag_recorded_and_sound("carry_errors", &tiny_global(None), &tiny_global(Some("--carry-errors")));
+    assert!(carried < 0.9 * boxed, "carried {carried} against boxed {boxed}");
 }
 
 /// `--region-backsub`: recorded in the reports, every pixel's bound stays above the pair the
@@ -471,15 +478,8 @@ fn carried_error_terms_over_the_global_region() {
 /// logit widths 0.039 against 0.69).
 #[test]
 fn back_substituted_region() {
-    let (plain, back) = (tiny_global(None), tiny_global(Some("--region-backsub")));
-    assert_eq!(back["settings"]["region_backsub"], true);
-    assert_eq!(plain["settings"]["region_backsub"], false);
-    assert_eq!(back["run"]["settings"]["region_backsub"], true);
-    for p in back["pixels"].as_array().unwrap() {
-        assert!(p["upper"].as_f64().unwrap() >= p["lower"].as_f64().unwrap(), "{p}");
-    }
-    let max = |v: &serde_json::Value| v["max_upper"].as_f64().unwrap();
-    assert!(max(&back) < 0.8 * max(&plain), "back-substituted {} against plain {}", max(&back), max(&plain));
+    let (plain, back) = flag_recorded_and_sound("region_backsub", &tiny_global(None), &tiny_global(Some("--region-backsub")));
+    assert!(back < 0.8 * plain, "back-substituted {back} against plain {plain}");
     let bounds = |backsub: bool| {
         let mut args = vec!["bounds", "--model", TINY, "--image", "examples/seven.png", "--eps", "0.05", "--json"];
         if backsub {
@@ -504,15 +504,9 @@ fn back_substituted_region() {
 /// largest bound 1.36e-3 against 3.72e-3).
 #[test]
 fn back_substituted_differences() {
-    let (carried, back) = (tiny_global(Some("--carry-errors")), tiny_global(Some("--diff-backsub")));
-    assert_eq!(back["settings"]["diff_backsub"], true);
-    assert_eq!(carried["settings"]["diff_backsub"], false);
-    assert_eq!(back["run"]["settings"]["diff_backsub"], true);
-    for p in back["pixels"].as_array().unwrap() {
-        assert!(p["upper"].as_f64().unwrap() >= p["lower"].as_f64().unwrap(), "{p}");
-    }
-    let max = |v: &serde_json::Value| v["max_upper"].as_f64().unwrap();
-    assert!(max(&back) < 0.5 * max(&carried), "back-substituted {} against carried {}", max(&back), max(&carried));
+    let (carried, back) =
+        flag_recorded_and_sound("diff_backsub", &tiny_global(Some("--carry-errors")), &tiny_global(Some("--diff-backsub")));
+    assert!(back < 0.5 * carried, "back-substituted {back} against carried {carried}");
 }
 
 /// `certify --test-margins` puts the certified logit movement beside the model's median test

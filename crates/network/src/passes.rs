@@ -133,14 +133,13 @@ pub fn eliminate_dead(net: Network) -> Network {
 /// last BatchNorm has scale and shift 0 (an identity block) are the case this serves: their
 /// branch is most of a B0's cost and contributes nothing.
 pub fn drop_zero_branches(mut net: Network) -> (Network, usize) {
-    let is_zero = is_zero_map;
     let mut dropped = 0;
     for k in 0..net.layers.len() {
         if net.layers[k].op != Op::Add {
             continue;
         }
         let (a, b) = (net.layers[k].inputs[0], net.layers[k].inputs[1]);
-        let zero = |v: ValueId| v.0 > 0 && is_zero(&net.layers[v.0 - 1]);
+        let zero = |v: ValueId| v.0 > 0 && is_zero_map(&net.layers[v.0 - 1]);
         let kept = if zero(b) {
             a
         } else if zero(a) {

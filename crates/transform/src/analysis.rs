@@ -123,10 +123,7 @@ pub fn forward_keeping(
         r.set_floor(0, input.err.clone());
         r
     });
-    // Values in a branch that a zero map ends (an identity block's) do not reach the output:
-    // their error terms are not worth reverse passes.
-    let live = zonocert_network::passes::live_values(net);
-    let feeds: Vec<bool> = relaxation_inputs(net).iter().zip(&live).map(|(f, l)| *f && *l).collect();
+    let feeds = relaxation_inputs(net);
     let cuts = cut_points(net);
     let mut vals = ValueStore::new(net, input, false);
     for (k, layer) in net.layers.iter().enumerate() {
@@ -359,7 +356,8 @@ fn cut_points(net: &Network) -> Vec<bool> {
 }
 
 /// Per value, whether a relaxation is built on its bounds (an activation's or a product's
-/// input) or it is the network's output.
+/// input) or it is the network's output, and the output depends on it: values in a branch that
+/// an all-zero map ends (an identity block's) are not worth reverse passes.
 fn relaxation_inputs(net: &Network) -> Vec<bool> {
     let mut feeds = vec![false; net.layers.len() + 1];
     for layer in &net.layers {
@@ -368,6 +366,8 @@ fn relaxation_inputs(net: &Network) -> Vec<bool> {
         }
     }
     feeds[net.output.0] = true;
+    let live = zonocert_network::passes::live_values(net);
+    feeds.iter_mut().zip(live).for_each(|(f, l)| *f &= l);
     feeds
 }
 
@@ -477,12 +477,7 @@ pub fn differential_keeping<'a>(
     let mut sums_of: Vec<Option<Vec<f64>>> = vec![None; net.layers.len() + 1];
     let mut overflow = false;
     let trace = std::env::var_os("ZONOCERT_TRACE").is_some();
-    // Values whose carried term may be worth bounding again: relaxation inputs that reach the
-    // output (an identity block's branch, zeroed at its end, does not).
-    let live = zonocert_network::passes::live_values(net);
-    let feeds: Vec<bool> = relaxation_inputs(net).iter().zip(&live).map(|(f, l)| *f && *l).collect();
-    // The carried term added at the current layer (what a reverse pass cannot shrink).
-    let mut fresh: Vec<f64> = vec![];
+    let feeds = if backsub { relaxation_inputs(net) } else { vec![] };
     for (k, layer) in net.layers.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let d = vals.get(layer.inputs[0]).expect("value computed before use");
@@ -593,18 +588,17 @@ pub fn differential_keeping<'a>(
                 }
             }
             r_out.iter_mut().zip(&e).for_each(|(r, e)| *r = up(*r + e));
-            fresh.clone_from(&e);
             record.push(linear, e);
         }
         let out_sums = out.abs_sums();
         let mut tightened = 0;
-        // A reverse pass's bound includes the term added at this layer whole: only the part
-        // that came through earlier layers can shrink.
         if let (Some(record), true) = (record.as_ref(), backsub && feeds[k + 1] && k + 1 != net.output.0) {
             // The boxed carried term widens the relaxations built on this value; where it does
             // so by much, reverse passes bound it again (the output's is bounded along each
-            // logit difference instead).
+            // logit difference instead). A pass's bound includes the term added at this layer
+            // whole: only the part that came through earlier layers can shrink.
             let rad = out.radius_from(&out_sums);
+            let fresh = record.last_added();
             let chosen: Vec<usize> = carried_worth_tightening(net, k + 1, x_bounds, &out, &rad, &r_out)
                 .into_iter()
                 .filter(|&j| r_out[j] - fresh[j] > TIGHTEN_SHARE * r_out[j])
@@ -697,16 +691,11 @@ fn carried_worth_tightening(net: &Network, v: usize, x_bounds: &[Vec<Interval>],
                 let other = if v == x_id { s_id } else { x_id };
                 let (xn, sn) = (numel(net.shape_of(ValueId(x_id))), numel(net.shape_of(ValueId(s_id))).max(1));
                 let plane = (xn / sn).max(1);
-                let factor = |j: usize| -> Vec<Interval> {
-                    if v == x_id {
-                        vec![x_bounds[other][j / plane]]
-                    } else {
-                        x_bounds[other][j * plane..(j + 1) * plane].to_vec()
-                    }
-                };
+                // The other factor's neurons that meet neuron `j` of `v`.
+                let factor = |j: usize| if v == x_id { j / plane..j / plane + 1 } else { j * plane..(j + 1) * plane };
                 let (mut widening, mut size) = (vec![0.0; n], vec![0.0; n]);
                 for j in 0..n {
-                    for b in factor(j) {
+                    for b in &x_bounds[other][factor(j)] {
                         let (m, w) = b.mid_rad();
                         widening[j] = f64::max(widening[j], w * r[j]);
                         size[j] = f64::max(size[j], (m.abs() + w) * own[j]);

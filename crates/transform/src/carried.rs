@@ -123,6 +123,12 @@ impl<'a> CarriedRounding<'a> {
         self.cut.push(vec![]);
     }
 
+    /// The bound on the term added at the last recorded layer, per output neuron (what no
+    /// reverse pass from there can shrink).
+    pub fn last_added(&self) -> &[f64] {
+        self.added.last().map_or(&[], Vec::as_slice)
+    }
+
     /// Records the boxed bound of the carried term at the output.
     pub fn finish(&mut self, boxed: Vec<f64>) {
         self.boxed = boxed;
