@@ -607,13 +607,18 @@ fn network_forward_contains_executor_outputs() {
 }
 
 /// With reverse passes (`backsub`), every value's recorded bounds contain that value of the
-/// `f64` executor on ≥ 500 points of the region (balls and the global region), and are never
-/// looser than the same analysis's without them by more than rounding, summed over each value;
-/// and on some cases they make the logits tighter (so the check is not of a no-op).
+/// `f64` executor on ≥ 500 points of the region (balls and the global region); they make the
+/// logits 10 % tighter in at least half the cases (so the check is not of a no-op); and summed
+/// over each value they are tighter far more often than looser, and never looser by 1 %.
+///
+/// "Never looser" is not a theorem: bounds that differ by one rounding can change a discrete
+/// choice (which terms the budget keeps, which relaxation case applies), and everything after it. Seed 14177087742757059236
+/// (4 channels, 1 squeeze-excite block, global) was one: a value 2·10⁻⁵ looser.
 #[test]
 fn back_substituted_bounds_contain_every_value() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let (cases, tighter) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let (values_tighter, values_looser) = (AtomicUsize::new(0), AtomicUsize::new(0));
     run(net_cases(), (net_case(), any::<bool>()), |(nc, global)| {
         let net = tiny_net(nc.seed, nc.channels, nc.se, nc.relu_stem);
         let exec = Executor::<f64>::new(&net);
@@ -652,9 +657,14 @@ fn back_substituted_bounds_contain_every_value() {
         }
         for (id, (plain, back)) in widths[0].iter().zip(&widths[1]).enumerate() {
             prop_assert!(
-                *back <= plain * (1.0 + 1e-9) + 1e-300,
+                *back <= plain * (1.0 + 1e-2) + 1e-300,
                 "value {id}: widths {back:e} with reverse passes, {plain:e} without ({nc:?}, global {global})"
             );
+            if *back > plain * (1.0 + 1e-9) + 1e-300 {
+                values_looser.fetch_add(1, Ordering::Relaxed);
+            } else if *back < plain * (1.0 - 1e-9) {
+                values_tighter.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let (plain, back) = (widths[0].last().copied().unwrap_or(0.0), widths[1].last().copied().unwrap_or(0.0));
         eprintln!("logit widths {plain:.4e} without reverse passes, {back:.4e} with (global {global})");
@@ -666,6 +676,12 @@ fn back_substituted_bounds_contain_every_value() {
     });
     let (cases, tighter) = (cases.into_inner(), tighter.into_inner());
     assert!(2 * tighter >= cases, "reverse passes made the logits 10 % tighter in only {tighter} of {cases} cases");
+    let (values_tighter, values_looser) = (values_tighter.into_inner(), values_looser.into_inner());
+    eprintln!("values: {values_tighter} tighter with reverse passes, {values_looser} looser");
+    assert!(
+        values_tighter >= 20 * values_looser.max(1),
+        "reverse passes made {values_looser} values looser and only {values_tighter} tighter"
+    );
 }
 
 fn probabilities(exec: &Executor<f64>, x: &[f64], n: usize) -> Vec<f64> {
