@@ -96,6 +96,13 @@ pub struct CertifyArgs {
     /// Run the full-budget pass on every pixel (no screening).
     #[arg(long)]
     no_screen: bool,
+    /// Largest first (`diff-zonotope`): certify every pixel at this difference budget first,
+    /// then run the `--diff-budget` pass only on pixels whose first bound could still be the
+    /// largest, in decreasing order of that bound, until the next one is no larger than the
+    /// largest bound so far. Every pixel keeps a certified bound (the first pass's where the
+    /// full pass did not run: `"first_pass": true`), and the largest is the full pass's.
+    #[arg(long, value_name = "B")]
+    first_budget: Option<usize>,
     /// Memory budget in MiB: generator budgets are lowered (tightness traded for memory)
     /// until the estimated peak fits; an error if it cannot.
     #[arg(long)]
@@ -214,6 +221,7 @@ fn entry(c: Certified) -> PixelEntry {
         mean_value_bound: c.mean_value_bound,
         logit_delta_bound: c.logit_delta_bound,
         overflow: c.overflow,
+        first_pass: false,
     }
 }
 
@@ -284,7 +292,7 @@ fn run_record(args: &CertifyArgs, q: (&Region, &str), engine: &Engine, model_sha
         image_sha256: region.image().map(sha256_hex),
         bit: args.question.bit,
         method: engine.method().name().to_string(),
-        settings: engine_settings(engine),
+        settings: engine_settings(engine, args.first_budget),
         lp: engine.refiner().map(|r| format!("{:?}", r.settings())),
         lower_search: lower.map(|s| LowerSearchRecord {
             rounds: s.rounds,
@@ -327,6 +335,17 @@ pub fn run(args: CertifyArgs) -> Result<()> {
             "--refine lp refines the differential analysis: use it with --method diff-zonotope (or auto on a ball or the global region)"
         ),
     };
+    if let Some(b) = args.first_budget {
+        if args.export_logit_input.is_some() {
+            bail!("--first-budget and --export-logit-input: the export needs every pixel's full pass; drop one of them");
+        }
+        if method != EngineMethod::Abstract(Method::DiffZonotope) {
+            bail!("--first-budget needs --method diff-zonotope without --refine lp (method here: {})", method.name());
+        }
+        if b >= args.budgets.diff_budget {
+            bail!("--first-budget {b} is not below the difference budget {} of the full pass", args.budgets.diff_budget);
+        }
+    }
     // Before the long part, so that a bad test-set directory fails at once.
     let test_stats = match &args.test_margins {
         Some(dir) => Some((dir, crate::run::test_statistics(&net, dir)?)),
@@ -335,6 +354,14 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let t0 = Instant::now();
     let engine = build_engine(&args, &net, &region, method, lp)?;
     let region_secs = t0.elapsed().as_secs_f64();
+    let first_pass = match (args.first_budget, &engine) {
+        (None, _) => None,
+        (Some(b), Engine::Abstract(c)) if b < c.settings().diff_budget => Some(FirstPass { certifier: c, budget: b }),
+        (Some(b), _) => {
+            let budget = engine.certifier().map_or(0, |c| c.settings().diff_budget);
+            bail!("--first-budget {b} is not below the difference budget {budget} that --max-memory left for the full pass")
+        }
+    };
     // The precise method's enclosure already has a certified lower end: search only otherwise.
     let lower_exec = (args.with_lower && method != EngineMethod::Precise).then(|| Executor::<f64>::new(&net));
     let search_settings = SearchSettings::per_pixel(args.attack_rounds);
@@ -342,7 +369,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let job = Job { args: &args, region: &region, region_record: region_record(&region, &origin, label), run: &run, t0 };
     let score = PairScore::new(&net, args.semantics.semantics()?);
     let lower = lower_exec.as_ref().map(|exec| (exec, search_settings, &score));
-    let results = job.certify_pixels(&pixels, &engine, lower)?;
+    let (results, finished) = job.certify_pixels(&pixels, &engine, lower, first_pass)?;
     if let (Some(dir), Engine::Refined(..)) = (&args.export_logit_input, &engine) {
         // A refined engine's pass is not the plain one: the export runs its own.
         export_logit_inputs(dir, &engine, &results)?;
@@ -352,7 +379,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let (pictured, heatmap) = job.pictures(&entries, &origin)?;
     let summary = summarise(&entries);
     let report = Report {
-        complete: entries.len() == pixels.len(),
+        complete: finished && entries.len() == pixels.len(),
         pixels_requested: pixels.len(),
         model: args.model.model.display().to_string(),
         method: run.method.clone(),
@@ -383,6 +410,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         median_ratio_upper_over_lower: summary.median_ratio_upper_over_lower,
         screened_pixels: summary.screened_pixels,
         overflow_pixels: summary.overflow_pixels,
+        first_pass_pixels: summary.first_pass_pixels,
         max_logit_delta_bound: summary.max_logit_delta_bound,
         temperature_free: match (test_stats, summary.max_logit_delta_bound) {
             (Some((dir, stats)), Some(bound)) => Some(temperature_free(dir, &stats, bound)),
@@ -492,7 +520,7 @@ fn report_settings(run: &RunRecord, engine: &Engine) -> EngineRecord {
 }
 
 /// The engine's settings as the run record states them.
-fn engine_settings(engine: &Engine) -> EngineRecord {
+fn engine_settings(engine: &Engine, first_budget: Option<usize>) -> EngineRecord {
     match (engine.certifier(), engine.precise()) {
         (_, Some(c)) => EngineRecord::Precise {
             arithmetic: c.arithmetic_name().to_string(),
@@ -511,6 +539,7 @@ fn engine_settings(engine: &Engine) -> EngineRecord {
                     .screen
                     .filter(|_| engine.method() == EngineMethod::Abstract(Method::DiffZonotope))
                     .map(|s| ScreenRecord { budget: s.budget, factor: s.factor }),
+                first_budget,
             }
         }
     }
@@ -525,6 +554,14 @@ fn region_record(region: &Region, origin: &str, label: Option<u8>) -> RegionReco
     }
 }
 
+/// `--first-budget`: the certifier whose full pass the second stage runs, and the first
+/// pass's difference budget.
+#[derive(Clone, Copy)]
+struct FirstPass<'a, 'n> {
+    certifier: &'a zonocert_transform::sensitivity::Certifier<'n>,
+    budget: usize,
+}
+
 /// One certify run's fixed facts, shared by its steps.
 struct Job<'a> {
     args: &'a CertifyArgs,
@@ -536,41 +573,46 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// Certifies `pixels` (those a resumed report lacks) in chunks, writing a partial report
-    /// after each; returns every pixel's result, sorted, resumed ones included.
+    /// after each; with `first`, then runs the full pass on the pixels whose first bound could
+    /// still be the largest. Returns every pixel's result, sorted, resumed ones included, and
+    /// whether the run finished (not stopped by `--timeout`).
     fn certify_pixels(
         &self,
         pixels: &[usize],
         engine: &Engine,
         lower: Option<(&Executor<f64>, SearchSettings, &PairScore)>,
-    ) -> Result<Vec<PixelEntry>> {
+        first: Option<FirstPass>,
+    ) -> Result<(Vec<PixelEntry>, bool)> {
         let args = self.args;
-        let report_path = args.out.join("report.json");
-        let mut results: Vec<PixelEntry> = if args.resume { resumed(&report_path, self.run)? } else { vec![] };
+        let mut results: Vec<PixelEntry> = if args.resume { resumed(&args.out.join("report.json"), self.run)? } else { vec![] };
         results.retain(|d| pixels.contains(&d.pixel));
         let todo: Vec<usize> = pixels.iter().copied().filter(|p| !results.iter().any(|d| d.pixel == *p)).collect();
         let deadline = args.timeout.map(|t| self.t0 + std::time::Duration::from_secs_f64(t.max(0.0)));
-        let bar = progress_bar(pixels.len() as u64, "pixels", args.quiet);
+        let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
+        let bar = progress_bar(pixels.len() as u64, if first.is_some() { "pixels (first pass)" } else { "pixels" }, args.quiet);
         bar.set_position(results.len() as u64);
         // Chunks bound how much work an interruption can lose: after each one a partial report
         // (complete: false) replaces the previous one atomically.
         for (k, chunk) in todo.chunks(CHUNK).enumerate() {
             // The first chunk always runs, so a stopped run always leaves a report.
-            if k > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            if k > 0 && past_deadline() {
                 break;
             }
             let part: Vec<PixelEntry> = chunk
                 .par_iter()
                 .map(|&i| -> Result<PixelEntry> {
-                    let certified = match (&args.export_logit_input, engine) {
+                    let certified = match (&args.export_logit_input, engine, &first) {
                         // One pass both certifies and yields the exported difference.
-                        (Some(dir), Engine::Abstract(c)) => {
+                        (Some(dir), Engine::Abstract(c), _) => {
                             let (bound, z) = c.pixel_with_logit_input(i);
                             write_logit_input(dir, i, z)?;
                             bound.into()
                         }
+                        (_, _, Some(f)) => f.certifier.pixel_at_budget(i, None, f.budget).into(),
                         _ => engine.certify(i),
                     };
                     let mut d = entry(certified);
+                    d.first_pass = first.is_some();
                     if let (None, Some((exec, settings, score))) = (d.lower, lower) {
                         let bit = args.question.bit;
                         d.lower = Some(score.of(&search(exec, self.region, i, bit, settings), bit));
@@ -580,21 +622,67 @@ impl Job<'_> {
                 })
                 .collect::<Result<_>>()?;
             results.extend(part);
-            let partial = PartialReport {
-                complete: false,
-                model: args.model.model.display().to_string(),
-                method: self.run.method.clone(),
-                region: self.region_record.clone(),
-                bit: args.question.bit,
-                pixels: results.clone(),
-                pixels_requested: pixels.len(),
-                run: self.run.clone(),
-            };
-            write_atomic(&report_path, serde_json::to_string_pretty(&partial)?.as_bytes())?;
+            self.save_partial(&results, pixels.len())?;
         }
         bar.finish_and_clear();
+        let mut finished = results.len() == pixels.len();
+        if let (Some(f), true) = (first, finished) {
+            finished = self.refine_largest(&mut results, f, pixels.len(), &past_deadline)?;
+        }
         results.sort_by_key(|r| r.pixel);
-        Ok(results)
+        Ok((results, finished))
+    }
+
+    /// `--first-budget`'s second stage: full passes on first-pass pixels in decreasing order of
+    /// their bound, while that bound exceeds the largest full-pass bound so far (a pixel below
+    /// it cannot hold the largest bound). Each pixel keeps the smaller of its two bounds (both
+    /// are certified; the full pass is not always the tighter). Resumable: the stage restarts
+    /// from the entries' `first_pass` flags. Returns false if `--timeout` stopped it.
+    fn refine_largest(&self, results: &mut [PixelEntry], first: FirstPass, total: usize, past_deadline: &dyn Fn() -> bool) -> Result<bool> {
+        let mut largest = results.iter().filter(|d| !d.first_pass).map(|d| d.upper).fold(0.0, f64::max);
+        let mut order: Vec<usize> = (0..results.len()).filter(|&k| results[k].first_pass).collect();
+        order.sort_by(|&a, &b| results[b].upper.total_cmp(&results[a].upper));
+        // One pixel per thread at a time, so that the bar rises before few pixels are wasted.
+        let batch = rayon::current_num_threads().max(1);
+        let bar = progress_bar(order.len() as u64, "full passes (largest first)", self.args.quiet);
+        let mut done = 0;
+        while done < order.len() && results[order[done]].upper > largest {
+            if past_deadline() {
+                bar.finish_and_clear();
+                return Ok(false);
+            }
+            let take: Vec<usize> = order[done..].iter().copied().take(batch).filter(|&k| results[k].upper > largest).collect();
+            let full: Vec<Certified> = take.par_iter().map(|&k| first.certifier.pixel(results[k].pixel).into()).collect();
+            for (&k, certified) in take.iter().zip(full) {
+                let d = &mut results[k];
+                if certified.upper < d.upper {
+                    let lower = d.lower;
+                    *d = PixelEntry { lower, ..entry(certified) };
+                }
+                d.first_pass = false;
+                largest = largest.max(d.upper);
+            }
+            done += batch.min(order.len() - done);
+            bar.set_position(done as u64);
+            self.save_partial(results, total)?;
+        }
+        bar.finish_and_clear();
+        Ok(true)
+    }
+
+    /// Replaces `report.json` by a partial report (`"complete": false`) holding `results`.
+    fn save_partial(&self, results: &[PixelEntry], requested: usize) -> Result<()> {
+        let partial = PartialReport {
+            complete: false,
+            model: self.args.model.model.display().to_string(),
+            method: self.run.method.clone(),
+            region: self.region_record.clone(),
+            bit: self.args.question.bit,
+            pixels: results.to_vec(),
+            pixels_requested: requested,
+            run: self.run.clone(),
+        };
+        write_atomic(&self.args.out.join("report.json"), serde_json::to_string_pretty(&partial)?.as_bytes())
     }
 
     /// Writes `bounds.csv` and the heatmap; returns what was pictured and the heatmap's record.
@@ -695,6 +783,7 @@ pub fn summarise(entries: &[PixelEntry]) -> Summary {
         median_ratio_upper_over_lower: median_ratio(entries),
         screened_pixels: entries.iter().filter(|r| r.screened).count(),
         overflow_pixels: entries.iter().filter(|r| r.overflow).count(),
+        first_pass_pixels: entries.iter().filter(|r| r.first_pass).count(),
         max_logit_delta_bound: entries
             .iter()
             .map(|r| r.logit_delta_bound)

@@ -206,60 +206,65 @@ struct PixelRow {
 /// Every pixel's certified and lower bound for one (region, bit), the method's name and the
 /// time taken.
 fn pixel_rows(sweep: &Sweep, region: &Region, bit: u8, method: MethodArg) -> Result<(Vec<PixelRow>, &'static str, f64)> {
-    let Sweep {
-        model,
-        pixels,
-        rounds,
-        screen,
-        carry_errors,
-        budgets: BudgetArgs { region_budget, diff_budget, region_backsub, diff_backsub },
-        bar,
-    } = *sweep;
-    let Loaded { net, exec, semantics, score } = model;
-    let semantics = *semantics;
     let t0 = Instant::now();
-    let method = method.engine().resolve(region, semantics);
-    let screen = if screen { EngineSettings::default().screen } else { None };
-    let engine = Engine::new(
-        net,
-        region,
-        method,
-        &EngineSettings {
-            bit,
-            screen,
-            semantics,
-            carry_errors,
-            region_backsub,
-            diff_backsub,
-            region_budget,
-            diff_budget,
-            ..EngineSettings::default()
-        },
-    )?;
-    let search_settings = SearchSettings::per_pixel(rounds);
-    // The precise method's enclosure has a certified lower end, the others get the search's.
-    let rows = pixels
-        .par_iter()
-        .map(|&i| {
-            let r = engine.certify(i);
-            let row = match r.lower {
-                Some(lower) => PixelRow { pixel: i, upper: r.upper, lower, logit_delta: r.logit_delta_bound, witness: None },
-                None => {
-                    let w = search(exec, region, i, bit, search_settings);
-                    PixelRow {
-                        pixel: i,
-                        upper: r.upper,
-                        lower: score.of(&w, bit),
-                        logit_delta: r.logit_delta_bound,
-                        witness: Some(w.image),
+    let engine = sweep.engine(region, bit, method)?;
+    let rows = sweep.rows(&engine, region, bit);
+    Ok((rows, engine.method().name(), t0.elapsed().as_secs_f64()))
+}
+
+impl<'a> Sweep<'a> {
+    /// The engine for one (region, bit) with the sweep's settings (the region analysis runs
+    /// here; [`Engine::set_bit`] reuses it for another bit).
+    fn engine(&self, region: &Region, bit: u8, method: MethodArg) -> Result<Engine<'a>> {
+        let BudgetArgs { region_budget, diff_budget, region_backsub, diff_backsub } = self.budgets;
+        let Loaded { net, semantics, .. } = self.model;
+        let method = method.engine().resolve(region, *semantics);
+        let screen = if self.screen { EngineSettings::default().screen } else { None };
+        Ok(Engine::new(
+            net,
+            region,
+            method,
+            &EngineSettings {
+                bit,
+                screen,
+                semantics: *semantics,
+                carry_errors: self.carry_errors,
+                region_backsub,
+                diff_backsub,
+                region_budget,
+                diff_budget,
+                ..EngineSettings::default()
+            },
+        )?)
+    }
+
+    /// Every pixel's certified bound from `engine` (set to `bit`) and its lower bound.
+    fn rows(&self, engine: &Engine, region: &Region, bit: u8) -> Vec<PixelRow> {
+        let Loaded { exec, score, .. } = self.model;
+        let search_settings = SearchSettings::per_pixel(self.rounds);
+        // The precise method's enclosure has a certified lower end, the others get the search's.
+        self.pixels
+            .par_iter()
+            .map(|&i| {
+                let r = engine.certify(i);
+                let row = match r.lower {
+                    Some(lower) => PixelRow { pixel: i, upper: r.upper, lower, logit_delta: r.logit_delta_bound, witness: None },
+                    None => {
+                        let w = search(exec, region, i, bit, search_settings);
+                        PixelRow {
+                            pixel: i,
+                            upper: r.upper,
+                            lower: score.of(&w, bit),
+                            logit_delta: r.logit_delta_bound,
+                            witness: Some(w.image),
+                        }
                     }
-                }
-            };
-            bar.inc(1);
-            row
-        })
-        .collect();
-    Ok((rows, method.name(), t0.elapsed().as_secs_f64()))
+                };
+                self.bar.inc(1);
+                row
+            })
+            .collect()
+    }
 }
 
 /// The row with the largest `f` (the first on ties).

@@ -8,6 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -57,6 +61,10 @@ pub struct PixelEntry {
     /// An abstract value overflowed: `upper` is the trivial bound.
     #[serde(default, skip_serializing_if = "is_false")]
     pub overflow: bool,
+    /// `--first-budget`: `upper` is the first pass's; the full pass did not run, because this
+    /// bound was already no larger than the largest full-pass bound.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub first_pass: bool,
 }
 
 /// The region a report certifies.
@@ -118,6 +126,10 @@ pub enum EngineRecord {
         diff_backsub: bool,
         /// The screening pass (`diff-zonotope` without LP refinement only).
         screen: Option<ScreenRecord>,
+        /// `--first-budget`: every pixel's first pass ran at this difference budget, and only
+        /// pixels whose first bound could still be the largest got the `diff_budget` pass.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_budget: Option<usize>,
     },
     /// The precise method.
     Precise {
@@ -310,6 +322,8 @@ pub struct Summary {
     pub screened_pixels: usize,
     /// Pixels whose analysis overflowed.
     pub overflow_pixels: usize,
+    /// Pixels that kept their first pass's bound (`--first-budget`).
+    pub first_pass_pixels: usize,
     /// The largest certified `max_{c,j} |Δ(z_c − z_j)|`, when every pixel has one.
     pub max_logit_delta_bound: Option<f64>,
 }
@@ -409,6 +423,9 @@ pub struct Report {
     /// See [`Summary`].
     pub overflow_pixels: usize,
     /// See [`Summary`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_pass_pixels: usize,
+    /// See [`Summary`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_logit_delta_bound: Option<f64>,
     /// `--test-margins`: the certified logit movement against the test logit margin.
@@ -428,6 +445,7 @@ impl Report {
         self.median_ratio_upper_over_lower = s.median_ratio_upper_over_lower;
         self.screened_pixels = s.screened_pixels;
         self.overflow_pixels = s.overflow_pixels;
+        self.first_pass_pixels = s.first_pass_pixels;
         self.max_logit_delta_bound = s.max_logit_delta_bound;
         if let (Some(t), Some(m)) = (self.temperature_free.as_mut(), s.max_logit_delta_bound) {
             t.ratio = m / t.median_test_logit_margin;
@@ -545,7 +563,8 @@ pub struct CurvePoint {
     pub lower_pixel: usize,
     /// `certified_max / lower_max` (none when the lower bound is 0).
     pub ratio: Option<f64>,
-    /// Wall time, seconds.
+    /// Wall time, seconds (over the global region, of the pixels' passes: the region
+    /// analysis runs once for every bit and counts in the report's `time_s` only).
     pub time_s: f64,
 }
 

@@ -573,8 +573,8 @@ fn temperature_free_ratio() {
     assert!(!bad.join("report.json").exists(), "no report after a failed run");
 }
 
-/// `curve --region global`: certified ≥ found at every point; the curve against the number of
-/// flipped pixels is the running sum of the largest per-pixel bounds (bounds.csv), starts at
+/// `curve --region global`: certified ≥ found at every point, and each bit's point what
+/// `certify` gives for that bit alone; the curve against the number of flipped pixels is the running sum of the largest per-pixel bounds (bounds.csv), starts at
 /// the bit curve's value, and each lower bound is a real pair (re-evaluated here).
 #[test]
 fn global_curve_against_bit_and_flips() {
@@ -610,6 +610,27 @@ fn global_curve_against_bit_and_flips() {
     for p in by_bit {
         assert!(p["certified_max"].as_f64().unwrap() >= p["lower_max"].as_f64().unwrap(), "{p}");
     }
+    // The bits share one region analysis: bit 7's point is what certify gives for bit 7 alone.
+    let alone = tmp("global_curve").join("bit7");
+    let certified = ok_json(&[
+        "certify",
+        "--model",
+        TINY,
+        "--region",
+        "global",
+        "--bit",
+        "7",
+        "--pixels",
+        "0-783:97",
+        "--diff-budget",
+        "96",
+        "--quiet",
+        "--json",
+        "--out",
+        alone.to_str().unwrap(),
+    ]);
+    assert_eq!(by_bit[1]["bit"], 7);
+    assert_eq!(by_bit[1]["certified_max"], certified["max_upper"], "a shared region analysis changed bit 7's bound");
     let csv = std::fs::read_to_string(out.join("bounds.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("pixel,row,col,upper,lower,logit_delta_bound"));
     let column = |i: usize| -> Vec<f64> {
@@ -1152,6 +1173,70 @@ fn timeout_leaves_a_complete_false_report_and_resume_finishes_it() {
     for dir in [&out, &whole] {
         assert_no_temporaries(dir);
     }
+}
+
+/// `--first-budget`: every pixel keeps a certified bound above its search pair; pixels whose
+/// first-pass bound could not be the largest keep it (and say so), the others get the full
+/// pass; the largest bound is then at most the full-pass run's (and is a full-pass bound);
+/// an interrupted second stage leaves `"complete": false` and `--resume` finishes it exactly as
+/// an uninterrupted run; the combinations it cannot serve fail with a clear error.
+#[test]
+fn largest_first_refinement() {
+    let d = tmp("first_budget");
+    let args = |out: &Path| -> Vec<String> {
+        ["certify", "--model", TINY, "--region", "global", "--pixels", "0-783:61", "--with-lower", "--first-budget", "8", "--quiet"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--out".to_string(), out.display().to_string()])
+            .collect()
+    };
+    let with = |a: Vec<String>, extra: &[&str]| -> Vec<String> { a.into_iter().chain(extra.iter().map(|s| s.to_string())).collect() };
+    let full = tiny_global(None);
+    let whole = d.join("whole");
+    let argv = with(args(&whole), &["--json"]);
+    let v = ok_json(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(v["complete"], true);
+    assert_eq!(v["settings"]["first_budget"], 8);
+    assert_eq!(v["run"]["settings"]["first_budget"], 8);
+    let (pixels, full_pixels) = (v["pixels"].as_array().unwrap(), full["pixels"].as_array().unwrap());
+    let max = v["max_upper"].as_f64().unwrap();
+    let kept = pixels.iter().filter(|p| p["first_pass"] == true).count();
+    assert_eq!(v["first_pass_pixels"].as_u64(), Some(kept as u64));
+    assert!(0 < kept && kept < pixels.len(), "{kept} of {} pixels kept their first bound: the test shows nothing", pixels.len());
+    for (p, f) in pixels.iter().zip(full_pixels) {
+        assert_eq!(p["pixel"], f["pixel"]);
+        let (upper, lower, full_upper) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap(), f["upper"].as_f64().unwrap());
+        assert!(upper >= lower, "{p}");
+        if p["first_pass"] == true {
+            assert!(upper <= max, "a kept first bound above the largest: {p}");
+        } else {
+            assert!(upper <= full_upper, "a refined pixel looser than its full pass: {p} against {f}");
+        }
+    }
+    let full_max = full["max_upper"].as_f64().unwrap();
+    assert!(max <= full_max && max > 0.5 * full_max, "largest {max} against the full run's {full_max}");
+    let at_max = pixels.iter().find(|p| p["upper"].as_f64() == Some(max)).unwrap();
+    assert_eq!(at_max["first_pass"], Value::Null, "the largest bound is a full pass's: {at_max}");
+    // A zero timeout stops after the first stage; --resume finishes the second.
+    let stopped = d.join("stopped");
+    let argv = with(args(&stopped), &["--timeout", "0"]);
+    let first = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!first.status.success(), "a run stopped by --timeout reports failure");
+    let partial: Value = serde_json::from_slice(&std::fs::read(stopped.join("report.json")).unwrap()).unwrap();
+    assert_eq!(partial["complete"], false);
+    assert!(partial["pixels"].as_array().unwrap().iter().all(|p| p["first_pass"] == true), "{partial}");
+    let argv = with(args(&stopped), &["--resume", "--json"]);
+    let resumed = ok_json(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(resumed["complete"], true);
+    assert_eq!(resumed["pixels"], v["pixels"], "a resumed run differs from an uninterrupted one");
+    // What it cannot serve.
+    let bad = d.join("bad");
+    let b = bad.to_str().unwrap();
+    let base = ["certify", "--model", TINY, "--region", "global", "--pixels", "0,61", "--quiet", "--out", b];
+    fails_with(&[&base[..], &["--first-budget", "256"]].concat(), "not below the difference budget");
+    fails_with(&[&base[..], &["--first-budget", "8", "--method", "interval"]].concat(), "--first-budget needs --method diff-zonotope");
+    fails_with(&[&base[..], &["--first-budget", "8", "--export-logit-input", b]].concat(), "--export-logit-input");
+    assert!(!bad.join("report.json").exists(), "a refused run wrote a report");
 }
 
 fn assert_no_temporaries(dir: &Path) {

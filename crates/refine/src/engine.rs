@@ -193,6 +193,15 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Certifies flips of `bit` from now on, keeping what [`Engine::new`] ran once (none of
+    /// it depends on the bit).
+    pub fn set_bit(&mut self, bit: u8) {
+        match self {
+            Engine::Abstract(c) | Engine::Refined(c, _) => c.set_bit(bit),
+            Engine::Precise(p) => p.set_bit(bit),
+        }
+    }
+
     /// The method this engine runs (never `auto`).
     pub fn method(&self) -> EngineMethod {
         match self {

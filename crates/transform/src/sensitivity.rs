@@ -345,6 +345,12 @@ impl<'a> Certifier<'a> {
         self.settings
     }
 
+    /// Certifies flips of `bit` from now on. The region analysis does not depend on the bit
+    /// (only each pixel's input difference does), so one certifier serves every bit.
+    pub fn set_bit(&mut self, bit: u8) {
+        self.settings.bit = bit;
+    }
+
     /// The region's forward analysis (logit zonotope, bounds).
     pub fn region_analysis(&self) -> &Forward {
         &self.x

@@ -827,6 +827,43 @@ fn screening_leaves_non_trivial_results_unchanged() {
     }
 }
 
+/// One certifier serves every bit (`curve` shares its region analysis): after `set_bit(b)` a
+/// certifier built for bit 0 gives exactly the results of one built for bit `b`, for every
+/// abstract method, at a point, in a ball and globally; and the bits do differ (where bit 0's
+/// bound is not already trivial).
+#[test]
+fn a_certifier_switched_to_another_bit_equals_a_fresh_one() {
+    for seed in 0..3u64 {
+        let net = tiny_net(seed, 2 + (seed % 3) as usize, 1 + (seed % 2) as usize, false);
+        let mut rng = Rng(seed ^ 0xB17);
+        let img = image(&mut rng);
+        let regions = [("point", Region::Point(img.clone())), ("ball 2/255", Region::Ball(img, 2.0 / 255.0)), ("global", Region::Global)];
+        for (name, region) in regions {
+            for method in [Method::DiffZonotope, Method::DiffInterval, Method::TwinZonotope] {
+                let settings = Settings { method, carry_errors: seed == 1, ..Settings::default() };
+                let mut shared = Certifier::new(&net, region.clone(), settings);
+                for bit in [3u8, 7, 0] {
+                    shared.set_bit(bit);
+                    let fresh = Certifier::new(&net, region.clone(), Settings { bit, ..settings });
+                    for i in [rng.below(784), 14 * 28 + 14] {
+                        assert_eq!(shared.pixel(i), fresh.pixel(i), "seed {seed} {name} {method:?} bit {bit} pixel {i}");
+                    }
+                }
+                let i = 14 * 28 + 14;
+                shared.set_bit(7);
+                let high = shared.pixel(i).upper;
+                shared.set_bit(0);
+                let low = shared.pixel(i).upper;
+                // Unless bit 0 already gets the trivial bound (twin-zonotope over every image).
+                assert!(
+                    high > low || low >= shared.trivial_bound(),
+                    "seed {seed} {name} {method:?}: bit 7 bound {high} not above bit 0's {low}"
+                );
+            }
+        }
+    }
+}
+
 /// The Point-region tightness numbers for the report: certified / exact for every method.
 #[test]
 fn point_tightness_report() {

@@ -11,7 +11,7 @@
 //! beside it the largest change found by growing the best single-pixel pair one pixel at a time
 //! (each step adds the pixel whose flip moves a probability most, evaluated in f64).
 
-use super::{parse_list, pixel_rows, summarise, CurveArgs, Loaded, PixelRow, Point};
+use super::{parse_list, summarise, CurveArgs, Loaded, PixelRow, Point};
 use crate::certify::MethodArg;
 use crate::common::{parse_pixels, progress_bar, write_atomic};
 use crate::heatmap::{self, curve, Scale, Series};
@@ -56,12 +56,18 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
     let bar = progress_bar(((bits.len() + extra) * pixels.len()) as u64, "pixel analyses", args.quiet);
     let t0 = Instant::now();
     let sweep = model.sweep(&args, &pixels, &bar);
+    // One region analysis serves every bit: only the pixels' passes depend on it.
+    let mut engine = sweep.engine(&Region::Global, bits.first().copied().unwrap_or(args.bit), args.ball_method)?;
+    let name = engine.method().name();
     let mut at_bit: Option<Vec<PixelRow>> = None;
     let mut by_bit: Vec<Point> = Vec::with_capacity(bits.len());
     for &b in &bits {
-        let (mut rows, name, secs) = pixel_rows(&sweep, &Region::Global, b, args.ball_method)?;
+        // A point's time is its pixels' passes' (the shared region analysis counts in the total).
+        let t = Instant::now();
+        engine.set_bit(b);
+        let mut rows = sweep.rows(&engine, &Region::Global, b);
         strengthen(exec, score, &mut rows, b);
-        by_bit.push(summarise(&rows, b, 0.0, name, secs));
+        by_bit.push(summarise(&rows, b, 0.0, name, t.elapsed().as_secs_f64()));
         if b == args.bit {
             at_bit = Some(rows);
         }
@@ -69,7 +75,8 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
     let rows = match at_bit {
         Some(rows) => rows,
         None => {
-            let mut rows = pixel_rows(&sweep, &Region::Global, args.bit, args.ball_method)?.0;
+            engine.set_bit(args.bit);
+            let mut rows = sweep.rows(&engine, &Region::Global, args.bit);
             strengthen(exec, score, &mut rows, args.bit);
             rows
         }

@@ -89,6 +89,12 @@ impl<'a> PreciseCertifier<'a> {
         c
     }
 
+    /// Certifies flips of `bit` from now on (the unflipped image's evaluation does not depend
+    /// on it).
+    pub fn set_bit(&mut self, bit: u8) {
+        self.bit = bit;
+    }
+
     /// The precision of the `BigFloat` backend (and of the final softmax) in bits.
     pub fn precision(&self) -> usize {
         self.net.precision()
