@@ -207,14 +207,99 @@ fn ascend(
         if t == steps {
             break;
         }
-        let g = exec.input_gradient(&values, 2 * n, seed);
-        let step = 1.0 + 63.0 * (1.0 - t as f64 / steps.max(1) as f64);
-        for (s, u) in cont.iter_mut().enumerate() {
-            for (j, v) in u.iter_mut().enumerate() {
-                let d = g[s * PIXELS + j] + g[(n + s) * PIXELS + j];
-                if j != pixel && d != 0.0 {
-                    *v = (*v + step * d.signum()).clamp(bounds[j].0 as f64, bounds[j].1 as f64);
-                }
+        signed_step(&mut cont, &exec.input_gradient(&values, 2 * n, seed), Some(pixel), t, steps, bounds);
+    }
+    best
+}
+
+/// One signed-gradient step of every continuous image `cont[s]` (step shrinking from 64 grey
+/// levels at `t = 0` to 1 at `t = steps`), `g` holding the gradients of the `n` images and then
+/// of their `n` twins (which share every pixel but the flipped one); `held` is not moved.
+fn signed_step(cont: &mut [Vec<f64>], g: &[f64], held: Option<usize>, t: usize, steps: usize, bounds: &[(u8, u8)]) {
+    let n = cont.len();
+    let step = 1.0 + 63.0 * (1.0 - t as f64 / steps.max(1) as f64);
+    for (s, u) in cont.iter_mut().enumerate() {
+        for (j, v) in u.iter_mut().enumerate() {
+            let d = g[s * PIXELS + j] + g[(n + s) * PIXELS + j];
+            if Some(j) != held && d != 0.0 {
+                *v = (*v + step * d.signum()).clamp(bounds[j].0 as f64, bounds[j].1 as f64);
+            }
+        }
+    }
+}
+
+/// The starting images of a search: the region's own image first (when it has one), then
+/// uniform draws from the region's byte ranges.
+fn starting_images(region: &Region, bounds: &[(u8, u8)], restarts: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    (0..restarts.max(1))
+        .map(|restart| match (restart, region.image()) {
+            (0, Some(img)) => img.to_vec(),
+            _ => bounds.iter().map(|&(lo, hi)| lo + rng.below((hi - lo) as u64 + 1) as u8).collect(),
+        })
+        .collect()
+}
+
+/// The largest logit-difference change found at one pixel ([`logit_difference_ascent`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogitWitness {
+    /// `Δ(z_c − z_j) = (z′_c − z′_j) − (z_c − z_j)` of the pair (f64 evaluation of the pair alone).
+    pub value: f64,
+    /// The classes `c` and `j`.
+    pub classes: (usize, usize),
+    /// The image `x` (bytes); `x′` is `x` with the bit flipped at the pixel.
+    pub image: Vec<u8>,
+}
+
+/// Signed-gradient ascent on `max_{c,j} Δ(z_c − z_j)` over the region, from `s.restarts`
+/// starting images for `s.ascent_steps` steps: how far one pixel's flip can move a logit
+/// difference, the quantity a certificate bounds before its softmax step (logits do not
+/// saturate, so this search is not slowed where probabilities are near 0 or 1). A witness:
+/// the true maximum is at least its value.
+pub fn logit_difference_ascent(exec: &Executor<f64>, region: &Region, pixel: usize, bit: u8, s: SearchSettings) -> LogitWitness {
+    let bounds = byte_bounds(region);
+    let mut rng = Rng(s.seed ^ (pixel as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let starts = starting_images(region, &bounds, s.restarts, &mut rng);
+    let n = starts.len();
+    let mut cont: Vec<Vec<f64>> = starts.iter().map(|x| x.iter().map(|&b| b as f64).collect()).collect();
+    let mut best = LogitWitness { value: f64::NEG_INFINITY, classes: (0, 0), image: starts[0].clone() };
+    for t in 0..=s.ascent_steps {
+        let grid: Vec<Vec<u8>> = cont.iter().map(|u| u.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect();
+        let values = exec.forward_all_values(&pair_input(&grid, pixel, bit), 2 * n, t < s.ascent_steps);
+        let out = values.last().and_then(|v| v.as_ref()).expect("network output");
+        let k = out.len() / (2 * n);
+        let mut seed = vec![0.0; out.len()];
+        for i in 0..n {
+            let (v, c, j) = largest_logit_change(&out[i * k..(i + 1) * k], &out[(n + i) * k..(n + i + 1) * k]);
+            if v > best.value {
+                best = LogitWitness { value: v, classes: (c, j), image: grid[i].clone() };
+            }
+            // d(Δ(z_c − z_j)) / d logits of the twin and of the image.
+            seed[(n + i) * k + c] += 1.0;
+            seed[(n + i) * k + j] -= 1.0;
+            seed[i * k + c] -= 1.0;
+            seed[i * k + j] += 1.0;
+        }
+        if t < s.ascent_steps {
+            signed_step(&mut cont, &exec.input_gradient(&values, 2 * n, seed), None, t, s.ascent_steps, &bounds);
+        }
+    }
+    // The reported value is the pair's own evaluation (not a batch member's).
+    let z = exec.forward(&pair_input(std::slice::from_ref(&best.image), pixel, bit), 2);
+    let k = z.len() / 2;
+    let (c, j) = best.classes;
+    best.value = (z[k + c] - z[k + j]) - (z[c] - z[j]);
+    best
+}
+
+/// The ordered class pair `(c, j)` whose logit difference the flip moves up the most, with that
+/// change, from the logits `z` of an image and `zp` of its twin.
+fn largest_logit_change(z: &[f64], zp: &[f64]) -> (f64, usize, usize) {
+    let mut best = (f64::NEG_INFINITY, 0, 0);
+    for c in 0..z.len() {
+        for j in 0..z.len() {
+            let d = (zp[c] - zp[j]) - (z[c] - z[j]);
+            if d > best.0 {
+                best = (d, c, j);
             }
         }
     }
@@ -226,12 +311,7 @@ pub fn search(exec: &Executor<f64>, region: &Region, pixel: usize, bit: u8, s: S
     let bounds = byte_bounds(region);
     let mut rng = Rng(s.seed ^ (pixel as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut evals = 0;
-    let starts: Vec<Vec<u8>> = (0..s.restarts.max(1))
-        .map(|restart| match (restart, region.image()) {
-            (0, Some(img)) => img.to_vec(),
-            _ => bounds.iter().map(|&(lo, hi)| lo + rng.below((hi - lo) as u64 + 1) as u8).collect(),
-        })
-        .collect();
+    let starts = starting_images(region, &bounds, s.restarts, &mut rng);
     let n_starts = starts.len();
     let climbed = ascend(exec, &bounds, starts, pixel, bit, s.ascent_steps);
     evals += n_starts * (s.ascent_steps + 1);

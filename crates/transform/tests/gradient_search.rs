@@ -78,3 +78,56 @@ fn gradient_ascent_witnesses_are_real_and_not_weaker() {
     }
     assert!(2 * improved >= cases, "gradient ascent improved only {improved} of {cases} searches");
 }
+
+/// `logit_difference_ascent`: its witness lies in the region (a ball: every byte within the
+/// radius), its value is the pair's own `Δ(z_c − z_j)` (and the largest over class pairs at
+/// that image), the climb beats its own starting images (0 steps, same seed), and it stays
+/// within the certified logit movement of the same pixel (`logit_delta_bound`).
+#[test]
+fn logit_difference_ascent_climbs_and_stays_below_the_certificate() {
+    use zonocert_transform::falsify::logit_difference_ascent;
+    use zonocert_transform::sensitivity::{Certifier, Settings};
+    let mut climbed_higher = 0;
+    for k in 0..4u64 {
+        let net = tiny_net(0x10617 + k * 31, 2 + (k % 3) as usize, 1 + (k % 2) as usize, false);
+        let exec = Executor::<f64>::new(&net);
+        let mut rng = Rng(k ^ 0x1A);
+        let img = image(&mut rng);
+        for region in [Region::Global, Region::Ball(img.clone(), 8.0 / 255.0)] {
+            let cert = Certifier::new(&net, region.clone(), Settings::default());
+            for pixel in [406usize, 100] {
+                let base = SearchSettings { restarts: 3, ascent_steps: 0, seed: k, ..SearchSettings::default() };
+                let start = logit_difference_ascent(&exec, &region, pixel, 0, base);
+                let w = logit_difference_ascent(&exec, &region, pixel, 0, SearchSettings { ascent_steps: 25, ..base });
+                if let Region::Ball(x, _) = &region {
+                    assert!(w.image.iter().zip(x).all(|(a, b)| (*a as i32 - *b as i32).abs() <= 8), "net {k}: witness outside the ball");
+                }
+                let x: Vec<f64> = w.image.iter().map(|&b| b as f64 / 255.0).collect();
+                let mut xp = w.image.clone();
+                xp[pixel] ^= 1;
+                let xp: Vec<f64> = xp.iter().map(|&b| b as f64 / 255.0).collect();
+                let (z, zp) = (exec.forward(&x, 1), exec.forward(&xp, 1));
+                let (c, j) = w.classes;
+                let own = (zp[c] - zp[j]) - (z[c] - z[j]);
+                assert!(
+                    (w.value - own).abs() <= 1e-12 * own.abs().max(1e-300),
+                    "net {k} pixel {pixel}: value {:e}, the pair's own {own:e}",
+                    w.value
+                );
+                for a in 0..z.len() {
+                    for b in 0..z.len() {
+                        assert!(
+                            (zp[a] - zp[b]) - (z[a] - z[b]) <= w.value + 1e-12,
+                            "net {k}: ({a}, {b}) moves more than the reported pair"
+                        );
+                    }
+                }
+                assert!(w.value >= start.value, "net {k} pixel {pixel}: climbing lost ground ({:e} < {:e})", w.value, start.value);
+                climbed_higher += (w.value > start.value) as usize;
+                let bound = cert.pixel(pixel).logit_delta_bound();
+                assert!(w.value <= bound, "net {k} pixel {pixel}: found {:e} above the certified {bound:e}", w.value);
+            }
+        }
+    }
+    assert!(climbed_higher >= 12, "the climb improved on its starts in only {climbed_higher} of 16 searches");
+}
