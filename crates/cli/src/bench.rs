@@ -133,14 +133,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let (md, csv) = tables(&rows);
     let report = BenchReport {
-        model: args.model.model.display().to_string(),
+        model: args.model.path().display().to_string(),
         execution: args.semantics.semantics()?.name().to_string(),
         machine: machine(),
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
         diff_backsub: args.budgets.diff_backsub,
-        region_budget: Some(args.budgets.region_budget),
-        diff_budget: Some(args.budgets.diff_budget),
+        region_budget: Some(args.budgets.region_budget()),
+        diff_budget: Some(args.budgets.diff_budget()),
         rows,
         soundness_failures: failures,
     };
@@ -201,8 +201,8 @@ fn uppers(net: &Network, region: &Region, pixels: &[usize], method: EngineMethod
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
         diff_backsub: args.budgets.diff_backsub,
-        region_budget: args.budgets.region_budget,
-        diff_budget: args.budgets.diff_budget,
+        region_budget: args.budgets.region_budget(),
+        diff_budget: args.budgets.diff_budget(),
         ..EngineSettings::default()
     };
     let engine = match Engine::new(net, region, method, &settings) {

@@ -5,7 +5,7 @@ use crate::common::{
     ModelArg, QuestionArgs, SemanticsArgs,
 };
 use crate::heatmap;
-use crate::refine::RefineArgs;
+use crate::refine::{RefineArg, RefineArgs};
 use crate::report::{
     BlocksRecord, EngineRecord, HeatmapRecord, LowerSearchRecord, PartialReport, PixelEntry, RegionRecord, Report, RunRecord, ScreenRecord,
     ShardRecord, ShardTotal, Summary, TemperatureFree,
@@ -307,9 +307,12 @@ fn run_record(args: &CertifyArgs, q: (&Region, &str), engine: &Engine, model_sha
 }
 
 /// Runs `certify`.
-pub fn run(args: CertifyArgs) -> Result<()> {
+pub fn run(mut args: CertifyArgs) -> Result<()> {
     let q = args.question.resolve()?;
     let (region, origin, label) = (q.region, q.origin, q.label);
+    if region == Region::Global && args.model.default_to_certified() {
+        certified_defaults(&mut args);
+    }
     let pixels_total = q.pixels.len();
     let pixels = match args.shard {
         Some(shard) => shard.select(&q.pixels),
@@ -342,8 +345,8 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         if method != EngineMethod::Abstract(Method::DiffZonotope) {
             bail!("--first-budget needs --method diff-zonotope without --refine lp (method here: {})", method.name());
         }
-        if b >= args.budgets.diff_budget {
-            bail!("--first-budget {b} is not below the difference budget {} of the full pass", args.budgets.diff_budget);
+        if b >= args.budgets.diff_budget() {
+            bail!("--first-budget {b} is not below the difference budget {} of the full pass", args.budgets.diff_budget());
         }
     }
     // Before the long part, so that a bad test-set directory fails at once.
@@ -381,7 +384,7 @@ pub fn run(args: CertifyArgs) -> Result<()> {
     let report = Report {
         complete: finished && entries.len() == pixels.len(),
         pixels_requested: pixels.len(),
-        model: args.model.model.display().to_string(),
+        model: args.model.path().display().to_string(),
         method: run.method.clone(),
         region: job.region_record.clone(),
         bit: args.question.bit,
@@ -420,6 +423,28 @@ pub fn run(args: CertifyArgs) -> Result<()> {
         merged_from: vec![],
     };
     job.finish(&report, &origin, secs)
+}
+
+/// `--region global` without `--model`: the certified model with its certificate's settings
+/// (budgets 1,024 and 4,096, `--region-backsub`, `--carry-errors`) wherever the command line
+/// left them out, and for `diff-zonotope` largest first from half the difference budget; says
+/// so on stderr.
+fn certified_defaults(args: &mut CertifyArgs) {
+    args.budgets.certified_defaults();
+    args.carry_errors = true;
+    let diff_zonotope = matches!(args.method, MethodArg::Auto | MethodArg::DiffZonotope);
+    if diff_zonotope && args.refine.refine == RefineArg::None && args.export_logit_input.is_none() {
+        args.first_budget.get_or_insert(args.budgets.diff_budget() / 2);
+    }
+    if !args.quiet && !args.json {
+        eprintln!(
+            "--region global without --model: certifying {} with its certificate's settings (--region-budget {} --diff-budget {} --carry-errors --region-backsub{})",
+            args.model.path().display(),
+            args.budgets.region_budget(),
+            args.budgets.diff_budget(),
+            args.first_budget.map(|b| format!(" --first-budget {b}")).unwrap_or_default()
+        );
+    }
 }
 
 /// `--export-logit-input` after a refined run: each certified pixel's difference zonotope at
@@ -485,9 +510,9 @@ fn build_engine<'a>(
 ) -> Result<Engine<'a>> {
     let (region_budget, diff_budget) = match (args.max_memory, method) {
         (Some(mib), EngineMethod::Abstract(_) | EngineMethod::DiffZonotopeLp) => {
-            budgets_within(net, args.budgets.region_budget, args.budgets.diff_budget, rayon::current_num_threads(), mib)?
+            budgets_within(net, args.budgets.region_budget(), args.budgets.diff_budget(), rayon::current_num_threads(), mib)?
         }
-        _ => (args.budgets.region_budget, args.budgets.diff_budget),
+        _ => (args.budgets.region_budget(), args.budgets.diff_budget()),
     };
     let settings = EngineSettings {
         bit: args.question.bit,
@@ -674,7 +699,7 @@ impl Job<'_> {
     fn save_partial(&self, results: &[PixelEntry], requested: usize) -> Result<()> {
         let partial = PartialReport {
             complete: false,
-            model: self.args.model.model.display().to_string(),
+            model: self.args.model.path().display().to_string(),
             method: self.run.method.clone(),
             region: self.region_record.clone(),
             bit: self.args.question.bit,
@@ -688,7 +713,7 @@ impl Job<'_> {
     /// Writes `bounds.csv` and the heatmap; returns what was pictured and the heatmap's record.
     fn pictures(&self, entries: &[PixelEntry], origin: &str) -> Result<(Pictured, HeatmapRecord)> {
         let args = self.args;
-        let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let model_name = args.model.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let region_text = match self.region {
             Region::Point(_) => format!("{origin}, eps 0"),
             Region::Ball(_, e) => format!("{origin}, eps {:.4} ({:.2}/255)", e, e * 255.0),
@@ -820,5 +845,51 @@ fn temperature_free(dir: &std::path::Path, stats: &crate::run::TestStatistics, b
         median_test_max_probability: stats.median_max_probability,
         test_accuracy: stats.accuracy,
         ratio: bound / stats.median_logit_margin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        certify: CertifyArgs,
+    }
+
+    /// What `run` does to the arguments of a global question.
+    fn defaults(argv: &[&str]) -> CertifyArgs {
+        let mut args =
+            Cli::try_parse_from([&["certify", "--quiet", "--out", "o", "--region", "global"][..], argv].concat()).expect("parses").certify;
+        if args.model.default_to_certified() {
+            certified_defaults(&mut args);
+        }
+        args
+    }
+
+    /// Without `--model` a global question certifies the certified model with its
+    /// certificate's settings, largest first from half the difference budget (not where that
+    /// cannot run: another method, LP refinement, the logit-input export); options given on the
+    /// command line still win, and an explicit `--model` (even the shipped one) changes
+    /// nothing.
+    #[test]
+    fn a_global_question_defaults_to_the_certified_model_and_its_settings() {
+        let a = defaults(&[]);
+        assert_eq!(a.model.path(), std::path::Path::new(crate::common::CERTIFIED_MODEL));
+        assert_eq!((a.budgets.region_budget(), a.budgets.diff_budget(), a.first_budget), (1024, 4096, Some(2048)));
+        assert!(a.carry_errors && a.budgets.region_backsub && !a.budgets.diff_backsub);
+        let b = defaults(&["--diff-budget", "1024", "--first-budget", "64"]);
+        assert_eq!((b.budgets.region_budget(), b.budgets.diff_budget(), b.first_budget), (1024, 1024, Some(64)));
+        let c = defaults(&["--diff-budget", "100"]);
+        assert_eq!(c.first_budget, Some(50));
+        for other in [&["--method", "diff-interval"][..], &["--refine", "lp"], &["--export-logit-input", "d"]] {
+            assert_eq!(defaults(other).first_budget, None, "{other:?}");
+        }
+        let d = defaults(&["--model", crate::common::DEFAULT_MODEL]);
+        assert_eq!(d.model.path(), std::path::Path::new(crate::common::DEFAULT_MODEL));
+        assert_eq!((d.budgets.region_budget(), d.budgets.diff_budget(), d.first_budget), (512, 256, None));
+        assert!(!d.carry_errors && !d.budgets.region_backsub);
     }
 }

@@ -11,35 +11,63 @@ use zonocert_transform::sensitivity::{Region, Settings};
 /// The model shipped with zonocert, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "models/efficientnet_b0_mnist.onnx";
 
+/// The certified model (`models/CERTIFIED_CARD.md`): the default of `certify` and `curve` over
+/// the global region.
+pub const CERTIFIED_MODEL: &str = "models/efficientnet_b0_mnist_certified.onnx";
+
 /// `--model`.
 #[derive(Args, Clone)]
 pub struct ModelArg {
-    /// ONNX model (N×1×28×28 input in [0, 1], 10 logits out).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    /// ONNX model (N×1×28×28 input in [0, 1], 10 logits out) [default: the shipped model,
+    /// models/efficientnet_b0_mnist.onnx; for certify and curve with --region global, the
+    /// certified model, models/efficientnet_b0_mnist_certified.onnx]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// `--model` was left out of a global question: the certified model stands in.
+    #[arg(skip)]
+    certified_default: bool,
 }
 
-/// The shipped model, embedded so that an installed binary (`cargo install --path
-/// crates/cli`) certifies it from any directory: used when `--model` is left at its default
-/// and no such file exists where the command runs.
+/// The shipped and the certified model, embedded so that an installed binary (`cargo install
+/// --path crates/cli`) certifies them from any directory: used when `--model` is left out and
+/// no such file exists where the command runs.
 const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../models/efficientnet_b0_mnist.onnx");
+const EMBEDDED_CERTIFIED_MODEL: &[u8] = include_bytes!("../../../models/efficientnet_b0_mnist_certified.onnx");
 
 impl ModelArg {
-    /// The model file's bytes (the embedded shipped model for an absent default path).
+    /// The model file's path (the default's when `--model` was left out).
+    pub fn path(&self) -> &Path {
+        match (&self.model, self.certified_default) {
+            (Some(p), _) => p,
+            (None, false) => Path::new(DEFAULT_MODEL),
+            (None, true) => Path::new(CERTIFIED_MODEL),
+        }
+    }
+
+    /// For a global question: the certified model stands in for a left-out `--model`.
+    /// Returns whether it did.
+    pub fn default_to_certified(&mut self) -> bool {
+        self.certified_default = self.model.is_none();
+        self.certified_default
+    }
+
+    /// The model file's bytes (the embedded model for a left-out `--model` whose file is not
+    /// where the command runs).
     fn bytes(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
-        match std::fs::read(&self.model) {
+        let path = self.path();
+        match std::fs::read(path) {
             Ok(b) => Ok(std::borrow::Cow::Owned(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.model == Path::new(DEFAULT_MODEL) => {
-                Ok(std::borrow::Cow::Borrowed(EMBEDDED_MODEL))
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.model.is_none() => {
+                Ok(std::borrow::Cow::Borrowed(if self.certified_default { EMBEDDED_CERTIFIED_MODEL } else { EMBEDDED_MODEL }))
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read model file {} (pass an ONNX file with --model)", self.model.display())),
+            Err(e) => Err(e).with_context(|| format!("cannot read model file {} (pass an ONNX file with --model)", path.display())),
         }
     }
 
     /// Loads and imports the model, with the path in any error.
     pub fn load(&self) -> Result<Network> {
         let bytes = self.bytes()?;
-        let net = onnx::load_bytes(&bytes, &self.model).with_context(|| format!("loading model {}", self.model.display()))?;
+        let net = onnx::load_bytes(&bytes, self.path()).with_context(|| format!("loading model {}", self.path().display()))?;
         Ok(net)
     }
 
@@ -185,12 +213,14 @@ pub enum SemanticsArg {
 /// (`certify`, `bench`, `curve`).
 #[derive(Args, Clone, Copy, Debug)]
 pub struct BudgetArgs {
-    /// Generator budget of the region zonotope.
-    #[arg(long, default_value_t = Settings::default().region_budget)]
-    pub region_budget: usize,
-    /// Generator budget of the difference zonotope.
-    #[arg(long, default_value_t = Settings::default().diff_budget)]
-    pub diff_budget: usize,
+    /// Generator budget of the region zonotope [default: 512; 1024 for the certified model's
+    /// global default]
+    #[arg(long)]
+    region_budget: Option<usize>,
+    /// Generator budget of the difference zonotope [default: 256; 4096 for the certified
+    /// model's global default]
+    #[arg(long)]
+    diff_budget: Option<usize>,
     /// The region's forward analysis bounds the error terms of each activation's and
     /// product's input by reverse passes through the linear parts of the layers before it
     /// (back-substitution), instead of growing them by |W| at every layer: much tighter value
@@ -206,6 +236,26 @@ pub struct BudgetArgs {
     /// Implies --carry-errors.
     #[arg(long)]
     pub diff_backsub: bool,
+}
+
+impl BudgetArgs {
+    /// The region zonotope's generator budget.
+    pub fn region_budget(&self) -> usize {
+        self.region_budget.unwrap_or(Settings::default().region_budget)
+    }
+
+    /// The difference zonotope's generator budget.
+    pub fn diff_budget(&self) -> usize {
+        self.diff_budget.unwrap_or(Settings::default().diff_budget)
+    }
+
+    /// The settings of the certified model's certificate where the command line left them
+    /// out: budgets 1,024 and 4,096, and `--region-backsub`.
+    pub fn certified_defaults(&mut self) {
+        self.region_budget.get_or_insert(1024);
+        self.diff_budget.get_or_insert(4096);
+        self.region_backsub = true;
+    }
 }
 
 /// `--semantics` and the parameters of the float32 model.

@@ -216,7 +216,8 @@ impl<'a> Sweep<'a> {
     /// The engine for one (region, bit) with the sweep's settings (the region analysis runs
     /// here; [`Engine::set_bit`] reuses it for another bit).
     fn engine(&self, region: &Region, bit: u8, method: MethodArg) -> Result<Engine<'a>> {
-        let BudgetArgs { region_budget, diff_budget, region_backsub, diff_backsub } = self.budgets;
+        let (region_budget, diff_budget) = (self.budgets.region_budget(), self.budgets.diff_budget());
+        let BudgetArgs { region_backsub, diff_backsub, .. } = self.budgets;
         let Loaded { net, semantics, .. } = self.model;
         let method = method.engine().resolve(region, *semantics);
         let screen = if self.screen { EngineSettings::default().screen } else { None };
@@ -329,7 +330,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     bar.finish_and_clear();
 
-    let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model_name = args.model.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let lines = |pts: &[Point], x: fn(&Point) -> f64| {
         vec![
             Series { label: "certified (max over pixels)".into(), points: pts.iter().map(|p| (x(p), p.upper)).collect(), colour: 0 },
@@ -353,7 +354,7 @@ pub fn run(args: CurveArgs) -> Result<()> {
         )?;
     }
     let report = CurveReport {
-        model: args.model.model.display().to_string(),
+        model: args.model.path().display().to_string(),
         image: img.origin.clone(),
         label: img.label,
         pixels: pixels.len(),
@@ -366,8 +367,8 @@ pub fn run(args: CurveArgs) -> Result<()> {
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
         diff_backsub: args.budgets.diff_backsub,
-        region_budget: Some(args.budgets.region_budget),
-        diff_budget: Some(args.budgets.diff_budget),
+        region_budget: Some(args.budgets.region_budget()),
+        diff_budget: Some(args.budgets.diff_budget()),
         semantics: CURVE_SEMANTICS.to_string(),
     };
     const CURVE_SEMANTICS: &str = "certified_max: max over the pixels of a certified upper bound on max_c |p_c(x with the bit flipped) - p_c(x)| over the region; lower_max: max over the pixels of a lower bound (at eps 0 with method precise, a certified lower bound on the exact value; otherwise a value attained by a concrete image pair found by search)";

@@ -43,7 +43,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         .collect();
     if args.json {
         let mut v = json!({
-            "model": args.model.model.display().to_string(),
+            "model": args.model.path().display().to_string(),
             "input": {"name": net.input_name, "shape": net.input_shape},
             "output_shape": net.output_shape(),
             "parameters": net.parameters(),
@@ -59,7 +59,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model        {}", args.model.model.display());
+    println!("model        {}", args.model.path().display());
     println!("input        '{}' {:?} (per sample)", net.input_name, net.input_shape);
     println!("output       {:?}", net.output_shape());
     println!("parameters   {}", net.parameters());

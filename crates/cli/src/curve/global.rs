@@ -28,8 +28,27 @@ use zonocert_transform::softmax::logit_shift_bound;
 
 const GLOBAL_SEMANTICS: &str = "by_bit.certified_max: max over the pixels of a certified upper bound on max_c |p_c(x') - p_c(x)| over every image x, x' = x with the bit flipped at the pixel; by_flips.certified_max: the same for x' = x with the bit flipped at any at most `flips` of the selected pixels (the least of 1, the sum of the `flips` largest per-pixel bounds and, under real semantics, tanh(m/4) with m the sum of the `flips` largest per-pixel logit bounds); lower_max: attained by a concrete image pair found by search (f64 evaluation; under --semantics f32, one float32 execution of the pair)";
 
+/// Without `--model`: the certified model with its certificate's settings (budgets 1,024 and
+/// 4,096, `--region-backsub`, `--carry-errors`) wherever the command line left them out; says
+/// so on stderr.
+fn certified_defaults(args: &mut CurveArgs) {
+    if !args.model.default_to_certified() {
+        return;
+    }
+    args.budgets.certified_defaults();
+    args.carry_errors = true;
+    if !args.quiet && !args.json {
+        eprintln!(
+            "--region global without --model: {} with its certificate's settings (--region-budget {} --diff-budget {} --carry-errors --region-backsub)",
+            args.model.path().display(),
+            args.budgets.region_budget(),
+            args.budgets.diff_budget()
+        );
+    }
+}
+
 /// Runs `curve --region global`.
-pub(super) fn run(args: CurveArgs) -> Result<()> {
+pub(super) fn run(mut args: CurveArgs) -> Result<()> {
     if args.image.given() {
         bail!("--region global is over every image: drop --image / --mnist / --index");
     }
@@ -49,6 +68,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         bail!("--flips values must lie in 1..={} (the selected pixels), got {k}", pixels.len());
     }
     std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("creating output directory {}: {e}", args.out.display()))?;
+    certified_defaults(&mut args);
     let model = Loaded::new(&args)?;
     let Loaded { exec, score, semantics, .. } = &model;
 
@@ -84,7 +104,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
     let by_flips = flips_curve(exec, score, &rows, args.bit, &flips, matches!(semantics, Semantics::Real));
     bar.finish_and_clear();
 
-    let model_name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model_name = args.model.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let certified_and_lower = |cert: Vec<(f64, f64)>, low: Vec<(f64, f64)>| {
         vec![
             Series { label: "certified".into(), points: cert, colour: 0 },
@@ -125,7 +145,7 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
     write_atomic(&args.out.join("bounds.csv"), csv.as_bytes())?;
 
     let report = CurveReport {
-        model: args.model.model.display().to_string(),
+        model: args.model.path().display().to_string(),
         image: "every image".to_string(),
         label: None,
         pixels: pixels.len(),
@@ -138,8 +158,8 @@ pub(super) fn run(args: CurveArgs) -> Result<()> {
         carry_errors: args.carry_errors,
         region_backsub: args.budgets.region_backsub,
         diff_backsub: args.budgets.diff_backsub,
-        region_budget: Some(args.budgets.region_budget),
-        diff_budget: Some(args.budgets.diff_budget),
+        region_budget: Some(args.budgets.region_budget()),
+        diff_budget: Some(args.budgets.diff_budget()),
         semantics: GLOBAL_SEMANTICS.to_string(),
     };
     let text = serde_json::to_string_pretty(&report)?;
@@ -268,4 +288,39 @@ fn grow_pair(exec: &Executor<f64>, rows: &[PixelRow], bit: u8, largest: usize) -
         out.push((value, chosen.clone(), image.clone()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        curve: CurveArgs,
+    }
+
+    fn defaults(argv: &[&str]) -> CurveArgs {
+        let mut args = Cli::try_parse_from([&["curve", "--quiet", "--out", "o"][..], argv].concat()).expect("parses").curve;
+        certified_defaults(&mut args);
+        args
+    }
+
+    /// Without `--model` the global curve is the certified model's with its certificate's
+    /// settings, budgets given on the command line still win, and an explicit `--model`
+    /// (even the shipped one) changes nothing.
+    #[test]
+    fn a_global_curve_defaults_to_the_certified_model_and_its_settings() {
+        let a = defaults(&["--region", "global"]);
+        assert_eq!(a.model.path(), std::path::Path::new(crate::common::CERTIFIED_MODEL));
+        assert_eq!((a.budgets.region_budget(), a.budgets.diff_budget()), (1024, 4096));
+        assert!(a.carry_errors && a.budgets.region_backsub);
+        let b = defaults(&["--region", "global", "--diff-budget", "512"]);
+        assert_eq!((b.budgets.region_budget(), b.budgets.diff_budget()), (1024, 512));
+        let c = defaults(&["--region", "global", "--model", crate::common::DEFAULT_MODEL]);
+        assert_eq!(c.model.path(), std::path::Path::new(crate::common::DEFAULT_MODEL));
+        assert_eq!((c.budgets.region_budget(), c.budgets.diff_budget()), (512, 256));
+        assert!(!c.carry_errors && !c.budgets.region_backsub);
+    }
 }
