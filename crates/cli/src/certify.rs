@@ -100,7 +100,8 @@ pub struct CertifyArgs {
     /// then run the `--diff-budget` pass only on pixels whose first bound could still be the
     /// largest, in decreasing order of that bound, until the next one is no larger than the
     /// largest bound so far. Every pixel keeps a certified bound (the first pass's where the
-    /// full pass did not run: `"first_pass": true`), and the largest is the full pass's.
+    /// full pass did not run: `"first_pass": true`), and the largest comes from a full pass.
+    /// A global question without --model sets it to half the difference budget.
     #[arg(long, value_name = "B")]
     first_budget: Option<usize>,
     /// Memory budget in MiB: generator budgets are lowered (tightness traded for memory)
@@ -667,7 +668,8 @@ impl Job<'_> {
         let mut largest = results.iter().filter(|d| !d.first_pass).map(|d| d.upper).fold(0.0, f64::max);
         let mut order: Vec<usize> = (0..results.len()).filter(|&k| results[k].first_pass).collect();
         order.sort_by(|&a, &b| results[b].upper.total_cmp(&results[a].upper));
-        // One pixel per thread at a time, so that the bar rises before few pixels are wasted.
+        // One pixel per thread at a time: the threshold rises after every batch, so few full
+        // passes go to pixels that a later threshold would have skipped.
         let batch = rayon::current_num_threads().max(1);
         let bar = progress_bar(order.len() as u64, "full passes (largest first)", self.args.quiet);
         let mut done = 0;
