@@ -1,5 +1,7 @@
 //! Per-pixel bounds and times of the global certificate's differential pass at several
-//! difference budgets (the certified B0's settings otherwise).
+//! difference budgets (the certified B0's settings otherwise: region budget 1,024,
+//! `--carry-errors`, `--region-backsub`, no screening): what `certify --first-budget` should
+//! start from (`benchmarks/RESULTS.md`, § Largest first).
 //!
 //!   cargo run --release --example budget_ladder -- MODEL PIXELS BUDGETS
 use std::path::Path;
@@ -9,7 +11,11 @@ use zonocert_transform::sensitivity::{Certifier, Method, Region, Settings};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let net = onnx::load(Path::new(&args[1])).expect("model");
+    if args.len() != 4 {
+        eprintln!("usage: budget_ladder MODEL PIXELS BUDGETS   (comma-separated pixels and difference budgets)");
+        std::process::exit(2);
+    }
+    let net = onnx::load(Path::new(&args[1])).unwrap_or_else(|e| panic!("{}: {e}", args[1]));
     let pixels: Vec<usize> = args[2].split(',').map(|s| s.parse().expect("pixel")).collect();
     let budgets: Vec<usize> = args[3].split(',').map(|s| s.parse().expect("budget")).collect();
     let settings = Settings {
