@@ -311,7 +311,7 @@ fn run_record(args: &CertifyArgs, q: (&Region, &str), engine: &Engine, model_sha
 pub fn run(mut args: CertifyArgs) -> Result<()> {
     let q = args.question.resolve()?;
     let (region, origin, label) = (q.region, q.origin, q.label);
-    if region == Region::Global && args.model.default_to_certified() {
+    if region == Region::Global {
         certified_defaults(&mut args);
     }
     let pixels_total = q.pixels.len();
@@ -427,24 +427,19 @@ pub fn run(mut args: CertifyArgs) -> Result<()> {
 }
 
 /// `--region global` without `--model`: the certified model with its certificate's settings
-/// (budgets 1,024 and 4,096, `--region-backsub`, `--carry-errors`) wherever the command line
-/// left them out, and for `diff-zonotope` largest first from half the difference budget; says
-/// so on stderr.
+/// ([`crate::common::certified_defaults`]), and for `diff-zonotope` largest first from half
+/// the difference budget where the command line left it out; says so on stderr.
 fn certified_defaults(args: &mut CertifyArgs) {
-    args.budgets.certified_defaults();
-    args.carry_errors = true;
+    if !crate::common::certified_defaults(&mut args.model, &mut args.budgets, &mut args.carry_errors) {
+        return;
+    }
     let diff_zonotope = matches!(args.method, MethodArg::Auto | MethodArg::DiffZonotope);
     if diff_zonotope && args.refine.refine == RefineArg::None && args.export_logit_input.is_none() {
         args.first_budget.get_or_insert(args.budgets.diff_budget() / 2);
     }
     if !args.quiet && !args.json {
-        eprintln!(
-            "--region global without --model: certifying {} with its certificate's settings (--region-budget {} --diff-budget {} --carry-errors --region-backsub{})",
-            args.model.path().display(),
-            args.budgets.region_budget(),
-            args.budgets.diff_budget(),
-            args.first_budget.map(|b| format!(" --first-budget {b}")).unwrap_or_default()
-        );
+        let extra = args.first_budget.map(|b| format!(" --first-budget {b}")).unwrap_or_default();
+        eprintln!("{}", crate::common::certified_defaults_note(&args.model, &args.budgets, &extra));
     }
 }
 
@@ -865,9 +860,7 @@ mod tests {
     fn defaults(argv: &[&str]) -> CertifyArgs {
         let mut args =
             Cli::try_parse_from([&["certify", "--quiet", "--out", "o", "--region", "global"][..], argv].concat()).expect("parses").certify;
-        if args.model.default_to_certified() {
-            certified_defaults(&mut args);
-        }
+        certified_defaults(&mut args);
         args
     }
 

@@ -258,6 +258,28 @@ impl BudgetArgs {
     }
 }
 
+/// A global question (`certify`, `curve`) without `--model`: the certified model stands in,
+/// with its certificate's settings (budgets 1,024 and 4,096, `--region-backsub`,
+/// `--carry-errors`) wherever the command line left them out. Returns whether it applied.
+pub fn certified_defaults(model: &mut ModelArg, budgets: &mut BudgetArgs, carry_errors: &mut bool) -> bool {
+    if !model.default_to_certified() {
+        return false;
+    }
+    budgets.certified_defaults();
+    *carry_errors = true;
+    true
+}
+
+/// What [`certified_defaults`] applied, for stderr (`extra`: further options it set).
+pub fn certified_defaults_note(model: &ModelArg, budgets: &BudgetArgs, extra: &str) -> String {
+    format!(
+        "--region global without --model: {} with its certificate's settings (--region-budget {} --diff-budget {} --carry-errors --region-backsub{extra})",
+        model.path().display(),
+        budgets.region_budget(),
+        budgets.diff_budget()
+    )
+}
+
 /// `--semantics` and the parameters of the float32 model.
 #[derive(Args, Clone, Copy, Debug)]
 pub struct SemanticsArgs {

@@ -183,7 +183,7 @@ fn ascend(
     let mut cont: Vec<Vec<f64>> = starts.iter().map(|x| x.iter().map(|&b| b as f64).collect()).collect();
     let mut best: Vec<(Vec<u8>, f64, usize)> = starts.into_iter().map(|x| (x, -1.0, 0)).collect();
     for t in 0..=steps {
-        let grid: Vec<Vec<u8>> = cont.iter().map(|u| u.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect();
+        let grid = on_grid(&cont);
         // Values are kept for the gradient, which the last iterate does not need.
         let values = exec.forward_all_values(&pair_input(&grid, pixel, bit), 2 * n, t < steps);
         let out = values.last().and_then(|v| v.as_ref()).expect("network output");
@@ -210,6 +210,11 @@ fn ascend(
         signed_step(&mut cont, &exec.input_gradient(&values, 2 * n, seed), Some(pixel), t, steps, bounds);
     }
     best
+}
+
+/// The continuous images rounded to the 8-bit grid (what gets evaluated).
+fn on_grid(cont: &[Vec<f64>]) -> Vec<Vec<u8>> {
+    cont.iter().map(|u| u.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect()
 }
 
 /// One signed-gradient step of every continuous image `cont[s]` (step shrinking from 64 grey
@@ -263,7 +268,7 @@ pub fn logit_difference_ascent(exec: &Executor<f64>, region: &Region, pixel: usi
     let mut cont: Vec<Vec<f64>> = starts.iter().map(|x| x.iter().map(|&b| b as f64).collect()).collect();
     let mut best = LogitWitness { value: f64::NEG_INFINITY, classes: (0, 0), image: starts[0].clone() };
     for t in 0..=s.ascent_steps {
-        let grid: Vec<Vec<u8>> = cont.iter().map(|u| u.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()).collect();
+        let grid = on_grid(&cont);
         let values = exec.forward_all_values(&pair_input(&grid, pixel, bit), 2 * n, t < s.ascent_steps);
         let out = values.last().and_then(|v| v.as_ref()).expect("network output");
         let k = out.len() / (2 * n);

@@ -13,7 +13,7 @@
 
 use super::{parse_list, summarise, CurveArgs, Loaded, PixelRow, Point};
 use crate::certify::MethodArg;
-use crate::common::{parse_pixels, progress_bar, write_atomic};
+use crate::common::{self, parse_pixels, progress_bar, write_atomic};
 use crate::heatmap::{self, curve, Scale, Series};
 use crate::report::{CurveReport, FlipsPoint};
 use anyhow::{bail, Result};
@@ -28,22 +28,11 @@ use zonocert_transform::softmax::logit_shift_bound;
 
 const GLOBAL_SEMANTICS: &str = "by_bit.certified_max: max over the pixels of a certified upper bound on max_c |p_c(x') - p_c(x)| over every image x, x' = x with the bit flipped at the pixel; by_flips.certified_max: the same for x' = x with the bit flipped at any at most `flips` of the selected pixels (the least of 1, the sum of the `flips` largest per-pixel bounds and, under real semantics, tanh(m/4) with m the sum of the `flips` largest per-pixel logit bounds); lower_max: attained by a concrete image pair found by search (f64 evaluation; under --semantics f32, one float32 execution of the pair)";
 
-/// Without `--model`: the certified model with its certificate's settings (budgets 1,024 and
-/// 4,096, `--region-backsub`, `--carry-errors`) wherever the command line left them out; says
-/// so on stderr.
+/// Without `--model`: the certified model with its certificate's settings
+/// ([`common::certified_defaults`]); says so on stderr.
 fn certified_defaults(args: &mut CurveArgs) {
-    if !args.model.default_to_certified() {
-        return;
-    }
-    args.budgets.certified_defaults();
-    args.carry_errors = true;
-    if !args.quiet && !args.json {
-        eprintln!(
-            "--region global without --model: {} with its certificate's settings (--region-budget {} --diff-budget {} --carry-errors --region-backsub)",
-            args.model.path().display(),
-            args.budgets.region_budget(),
-            args.budgets.diff_budget()
-        );
+    if common::certified_defaults(&mut args.model, &mut args.budgets, &mut args.carry_errors) && !args.quiet && !args.json {
+        eprintln!("{}", common::certified_defaults_note(&args.model, &args.budgets, ""));
     }
 }
 
