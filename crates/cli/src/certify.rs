@@ -406,6 +406,7 @@ pub fn run(mut args: CertifyArgs) -> Result<()> {
         machine: machine(),
         region_analysis_s: region_secs,
         region_peak_generators: engine.certifier().map_or(0, |c| c.region_analysis().peak_generators),
+        flip_hull_bound: engine.certifier().and_then(|c| c.flip_hull_bound()),
         refinement: engine.refiner().map(|r| crate::refine::report(&net, r.window(), &r.stats())),
         heatmap,
         max_upper: summary.max_upper,
@@ -825,6 +826,10 @@ pub fn print_summary(report: &Report, origin: &str, secs: f64) {
         pixel / SIDE,
         pixel % SIDE,
     );
+    if let Some(hull) = report.flip_hull_bound {
+        let binding = report.pixels.iter().filter(|p| p.upper >= hull).count();
+        println!("every pixel's bound is at most the flip hull's {hull:.6e} (f32: the image with all its flips, one forward analysis); {binding} pixels take it");
+    }
     if let (Some(t), Some(bound)) = (&report.temperature_free, report.max_logit_delta_bound) {
         println!(
             "max certified |Δ(z_c − z_j)| = {bound:.4e}; median test logit margin {:.4} ({} images, accuracy {:.4}): ratio {:.4e}",

@@ -406,6 +406,10 @@ pub struct Report {
     pub region_analysis_s: f64,
     /// Largest generator count in the region analysis.
     pub region_peak_generators: usize,
+    /// Under `--semantics f32` at an image or in a ball: the bound every pixel gets from one
+    /// forward analysis of the region with all its flips (every pixel's `upper` is at most it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip_hull_bound: Option<f64>,
     /// What LP refinement did.
     pub refinement: Option<LpRecord>,
     /// The heatmap.

@@ -1620,7 +1620,16 @@ fn f32_semantics_through_the_cli() {
         #[rustfmt::skip]
         let v = ok_json(&["certify", "--model", TINY, "--image", "examples/seven.png", "--eps", "0.0078", "--pixels", "100,400,405",
             "--with-lower", "--attack-rounds", "1", "--semantics", semantics, "--quiet", "--json", "--out", out.to_str().unwrap()]);
-        v["pixels"].as_array().unwrap().iter().map(|p| (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap())).collect::<Vec<_>>()
+        let pixels: Vec<(f64, f64)> =
+            v["pixels"].as_array().unwrap().iter().map(|p| (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap())).collect();
+        // In a ball under f32 every pixel is also bounded by the flip hull, which the report
+        // gives; under real semantics there is none.
+        match (semantics, v["flip_hull_bound"].as_f64()) {
+            ("f32", Some(hull)) => assert!(pixels.iter().all(|&(u, _)| u <= hull), "a pixel's bound above the flip hull's {hull}"),
+            ("real", None) => {}
+            (s, h) => panic!("{s}: flip_hull_bound {h:?}"),
+        }
+        pixels
     };
     let (lower_real, lower_f32) = (with_lower("real"), with_lower("f32"));
     for (&(_, lr), &(u, lf)) in lower_real.iter().zip(&lower_f32) {
@@ -1630,6 +1639,7 @@ fn f32_semantics_through_the_cli() {
     assert!(f32["semantics"].as_str().unwrap().contains("float32 execution"), "{}", f32["semantics"]);
     assert_eq!(real["run"]["semantics"], "real");
     assert_eq!(f32["run"]["semantics"], "f32");
+    assert!(f32.get("flip_hull_bound").is_none(), "a flip hull over every image");
     assert!(f32["semantics"].as_str().unwrap().contains("float32"), "{}", f32["semantics"]);
     for (r, f) in real["pixels"].as_array().unwrap().iter().zip(f32["pixels"].as_array().unwrap()) {
         let (r, f) = (r["upper"].as_f64().unwrap(), f["upper"].as_f64().unwrap());

@@ -297,6 +297,9 @@ pub struct Certifier<'a> {
     trivial: f64,
     /// Bounds on every class probability over the region.
     p_region: Vec<Interval>,
+    /// Under `float32`, at an image or in a ball: per class, a bound on `|Δp̂_c|` for every
+    /// pixel at once (see [`Certifier::flip_hull_bound`]).
+    hull: Option<Vec<f64>>,
 }
 
 impl<'a> Certifier<'a> {
@@ -319,10 +322,7 @@ impl<'a> Certifier<'a> {
         };
         let maps = PreparedMaps::new(net).with_semantics(settings.semantics);
         let mut pool = SymbolPool::new();
-        let domain = match settings.method {
-            Method::Interval | Method::DiffInterval => Domain::Interval,
-            _ => Domain::Zonotope { budget: settings.region_budget, backsub: settings.region_backsub },
-        };
+        let domain = region_domain(settings);
         let input = Zonotope::from_box(&region.input_box(), &mut pool, domain != Domain::Interval);
         let keep_bounds = matches!(settings.method, Method::DiffZonotope | Method::DiffInterval);
         let (x, kept) = forward_keeping(net, &maps, input.clone(), &mut pool, domain, Keep { bounds: keep_bounds, values: keep });
@@ -330,7 +330,17 @@ impl<'a> Certifier<'a> {
         let dx = logit_differences(&x.output);
         let trivial = finish(0, delta_bounds(&dx, &unbounded_differences(classes)), false).upper;
         let p_region = probability_bounds(classes, &|j, c| dx[j][c]);
-        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial, p_region }
+        let hull = flip_hull_bounds(net, &maps, &region, settings, domain);
+        Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial, p_region, hull }
+    }
+
+    /// Under `float32` semantics at an image or in a ball, the bound every pixel gets from one
+    /// forward analysis of the region together with all its flips (the flip hull, see
+    /// [`flip_hull_bounds`]): the largest over the classes. `None` elsewhere. Each pixel's
+    /// bound is at most this; it is what keeps a single image's `float32` bound informative
+    /// where the differential analysis's carried rounding compounds.
+    pub fn flip_hull_bound(&self) -> Option<f64> {
+        self.hull.as_ref().map(|h| h.iter().copied().fold(0.0, f64::max))
     }
 
     /// The bound a pixel gets when nothing is known about how its flip moves the logits: from
@@ -348,7 +358,12 @@ impl<'a> Certifier<'a> {
     /// Certifies flips of `bit` from now on. The region analysis does not depend on the bit
     /// (only each pixel's input difference does), so one certifier serves every bit.
     pub fn set_bit(&mut self, bit: u8) {
-        self.settings.bit = bit;
+        if bit != self.settings.bit {
+            self.settings.bit = bit;
+            if self.hull.is_some() {
+                self.hull = flip_hull_bounds(self.net, &self.maps, &self.region, self.settings, region_domain(self.settings));
+            }
+        }
     }
 
     /// The region's forward analysis (logit zonotope, bounds).
@@ -457,6 +472,11 @@ impl<'a> Certifier<'a> {
                 let grow = (theta * (2.0 * p.hi + b.bound) + 2.0 * abs) * (1.0 + 1e-12);
                 b.bound = if grow.is_finite() { (b.bound + grow).next_up().min(1.0) } else { 1.0 };
             }
+            if let Some(hull) = &self.hull {
+                for (b, &h) in per_class.iter_mut().zip(hull) {
+                    b.bound = b.bound.min(h);
+                }
+            }
         }
         finish(i, per_class, screened)
     }
@@ -525,7 +545,7 @@ impl<'a> Certifier<'a> {
         let interval = self.settings.method == Method::Interval;
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, !interval);
         // The twin's second forward analysis runs per pixel: no reverse passes there.
-        let domain = if interval { Domain::Interval } else { Domain::zonotope(budget) };
+        let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget, backsub: self.settings.region_backsub } };
         let zp = forward(self.net, &self.maps, self.input.add(&d_in), &mut pool, domain, false).output;
         let dxp = logit_differences(&zp);
         let diff = zp.sub(&self.x.output);
@@ -590,6 +610,65 @@ impl<'a> Certifier<'a> {
         }
         (dd, record)
     }
+}
+
+/// The abstract domain of the region's analysis for `settings`.
+fn region_domain(settings: Settings) -> Domain {
+    match settings.method {
+        Method::Interval | Method::DiffInterval => Domain::Interval,
+        _ => Domain::Zonotope { budget: settings.region_budget, backsub: settings.region_backsub },
+    }
+}
+
+/// The region together with every image one flip of `bit` makes from it, as a box: at an
+/// image, each pixel between its byte and its flipped byte; in a ball of radius `ε`, the ball
+/// of radius `ε + 2^bit/255`. `None` over every image (the region holds its flips already).
+fn flip_hull_box(region: &Region, bit: u8) -> Option<Vec<Interval>> {
+    match region {
+        Region::Point(px) => Some(px.iter().map(|&b| byte_value(b).hull(&byte_value(b ^ (1 << bit)))).collect()),
+        // The sum may round down; the ball's own outward rounding is one ulp of a value ≤ 1,
+        // so a relative margin far above it keeps every flipped image inside.
+        Region::Ball(px, eps) => Some(Region::Ball(px.clone(), (eps + flip_size(bit).hi) * (1.0 + 1e-12)).input_box()),
+        Region::Global => None,
+    }
+}
+
+/// Under `float32` semantics at an image or in a ball: per class `c`, a bound on
+/// `|p̂_c(x′) − p̂_c(x)|` for every pixel's flip at once. `x` and every `x′` lie in the flip
+/// hull ([`flip_hull_box`]), so one forward analysis of the hull bounds both executions'
+/// logits, and `|Δp̂_c|` is at most the width of `p_c` over those logits plus both float32
+/// softmaxes' rounding (`θ_c·p_c + a` each). It ignores how the flip correlates the two
+/// executions, so it is loose where the differential analysis works; it stays informative
+/// where that analysis's carried rounding compounds (a float32 B0 at one image). `None`
+/// elsewhere, or when the hull's analysis overflows.
+fn flip_hull_bounds(net: &Network, maps: &PreparedMaps, region: &Region, settings: Settings, domain: Domain) -> Option<Vec<f64>> {
+    let Semantics::F32(m) = settings.semantics else { return None };
+    let hull = flip_hull_box(region, settings.bit)?;
+    let mut pool = SymbolPool::new();
+    let input = Zonotope::from_box(&hull, &mut pool, domain != Domain::Interval);
+    let out = forward(net, maps, input, &mut pool, domain, false);
+    if out.overflow.is_some() {
+        return None;
+    }
+    let classes = out.output.dim();
+    let dx = logit_differences(&out.output);
+    let p = probability_bounds(classes, &|j, c| dx[j][c]);
+    let below_max = below_top(&[&dx]);
+    let p_hi: Vec<f64> = p.iter().map(|p| p.hi.min(1.0)).collect();
+    let (theta, abs) = m.softmax_errors(&below_max, &p_hi);
+    let bounds = p
+        .iter()
+        .zip(theta)
+        .map(|(p, theta)| {
+            let b = ((p.hi - p.lo) + 2.0 * theta * p.hi + 2.0 * abs) * (1.0 + 1e-12);
+            if b.is_finite() {
+                b.next_up().min(1.0)
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Some(bounds)
 }
 
 /// Bounds on every `Δ(z_c − z_j)` that say nothing (zero diagonal).

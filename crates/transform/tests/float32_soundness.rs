@@ -158,6 +158,76 @@ fn certified_f32_bounds_cover_float32_pairs() {
     assert!(pairs > 1000);
 }
 
+/// The flip hull (every pixel's bound at an image or in a ball is at most the width of each
+/// class's probability over the region and all its flips, from one forward analysis): it is
+/// there under `f32` at images and in balls only, every pixel's certified bound is at most it,
+/// it covers float32 pairs run with different orders, and a certifier switched to another bit
+/// recomputes it. Taking the hull of the image alone (dropping the flipped byte) fails it
+/// (checked by mutation).
+#[test]
+fn the_flip_hull_bound_covers_float32_pairs() {
+    let (mut pairs, mut worst) = (0usize, 0.0f64);
+    for k in 0..6u64 {
+        let net = f32_net(k);
+        let mut rng = Rng(0x4B11 + k);
+        let img = image(&mut rng);
+        for region in [Region::Point(img.clone()), Region::Ball(img.clone(), 2.0 / 255.0)] {
+            for method in [Method::DiffZonotope, Method::Interval] {
+                let settings = Settings {
+                    method,
+                    region_budget: 64,
+                    diff_budget: 32,
+                    bit: 0,
+                    screen: None,
+                    semantics: Semantics::F32(MODEL),
+                    carry_errors: false,
+                    region_backsub: k % 2 == 1,
+                    diff_backsub: false,
+                };
+                let mut shared = Certifier::new(&net, region.clone(), settings);
+                for bit in [7u8, 0, 3] {
+                    shared.set_bit(bit);
+                    let cert = Certifier::new(&net, region.clone(), Settings { bit, ..settings });
+                    let hull = cert.flip_hull_bound().expect("a hull at an image and in a ball under f32");
+                    assert_eq!(shared.flip_hull_bound(), Some(hull), "net {k} {method:?} bit {bit}: set_bit keeps a stale hull");
+                    for pixel in [rng.below(784), 14 * 28 + 14, rng.below(784)] {
+                        let upper = cert.pixel(pixel).upper;
+                        assert!(upper <= hull, "net {k} {method:?} bit {bit} pixel {pixel}: bound {upper:e} above the hull's {hull:e}");
+                        for s in 0..6 {
+                            let x: Vec<u8> = match &region {
+                                Region::Ball(c, e) => {
+                                    let rad = (e * 255.0).floor() as i64;
+                                    c.iter()
+                                        .map(|&b| (b as i64 + rng.below(2 * rad as usize + 1) as i64 - rad).clamp(0, 255) as u8)
+                                        .collect()
+                                }
+                                _ => img.clone(),
+                            };
+                            let mut xp = x.clone();
+                            xp[pixel] ^= 1 << bit;
+                            let ex = executions();
+                            let change = pair_change(&net, (ex[s % ex.len()], &x), (ex[(s * 5 + 4) % ex.len()], &xp));
+                            assert!(
+                                change <= hull,
+                                "net {k} {method:?} bit {bit} pixel {pixel}: float32 pair moves a probability by {change:e} > the hull's {hull:e}"
+                            );
+                            if hull < 1.0 {
+                                worst = worst.max(change / hull);
+                            }
+                            pairs += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let global = Settings { semantics: Semantics::F32(MODEL), ..Settings::default() };
+        assert!(Certifier::new(&net, Region::Global, global).flip_hull_bound().is_none());
+        assert!(Certifier::new(&net, Region::Point(img), Settings::default()).flip_hull_bound().is_none());
+    }
+    println!("{pairs} float32 pairs checked against the flip hull; largest sampled/hull ratio {worst:.3e}");
+    assert!(worst > 1e-3, "no sampled pair came near the hull bound ({worst:e}): the check cannot tell a wrong hull");
+}
+
 /// The float32-underflow construction: first-layer weights so small that every product
 /// underflows in float32 (to 0 or a subnormal) while the real products do not, then a large
 /// gain. `real` and `f32` differ, and each covers its own semantics.
