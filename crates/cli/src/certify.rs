@@ -772,12 +772,19 @@ pub struct Pictured {
 /// returns the report's `heatmap` entry. `certify` and `merge` share it, so a merged run's
 /// files equal an unsharded run's.
 pub fn write_outputs(out: &std::path::Path, entries: &[PixelEntry], pictured: &Pictured) -> Result<HeatmapRecord> {
-    let mut csv = String::from("pixel,row,col,upper,class,exact,lower\n");
+    let mut csv = String::from("pixel,row,col,upper,class,exact,lower,pass\n");
     let mut grid = vec![None; PIXELS];
     for d in entries {
         let d = checked_entry(*d)?;
         let fmt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-        csv.push_str(&format!("{},{},{},{:e},{},{},{}\n", d.pixel, d.row, d.col, d.upper, d.class, fmt(d.exact), fmt(d.lower)));
+        // Which pass gave `upper` (the report's per-pixel flags, for readers of the CSV alone).
+        let pass = match (d.overflow, d.screened, d.first_pass) {
+            (true, _, _) => "overflow",
+            (_, true, _) => "screened",
+            (_, _, true) => "first",
+            _ => "full",
+        };
+        csv.push_str(&format!("{},{},{},{:e},{},{},{},{pass}\n", d.pixel, d.row, d.col, d.upper, d.class, fmt(d.exact), fmt(d.lower)));
         grid[d.pixel] = Some(d.upper);
     }
     let drawn = heatmap::write(&out.join("heatmap.png"), &grid, pictured.image.as_deref(), pictured.scale, &pictured.title)?;

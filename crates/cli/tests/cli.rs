@@ -1203,6 +1203,12 @@ fn largest_first_refinement() {
     let kept = pixels.iter().filter(|p| p["first_pass"] == true).count();
     assert_eq!(v["first_pass_pixels"].as_u64(), Some(kept as u64));
     assert!(0 < kept && kept < pixels.len(), "{kept} of {} pixels kept their first bound: the test shows nothing", pixels.len());
+    // bounds.csv says the same, row by row (its last column).
+    let csv = std::fs::read_to_string(whole.join("bounds.csv")).unwrap();
+    assert!(csv.starts_with("pixel,row,col,upper,class,exact,lower,pass\n"), "{csv}");
+    let firsts: Vec<&str> = csv.lines().skip(1).filter(|l| l.ends_with(",first")).collect();
+    assert_eq!(firsts.len(), kept, "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",first") || l.ends_with(",full")), "{csv}");
     for (p, f) in pixels.iter().zip(full_pixels) {
         assert_eq!(p["pixel"], f["pixel"]);
         let (upper, lower, full_upper) = (p["upper"].as_f64().unwrap(), p["lower"].as_f64().unwrap(), f["upper"].as_f64().unwrap());
