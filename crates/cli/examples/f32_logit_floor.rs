@@ -11,27 +11,15 @@
 //!   cargo run --release --example f32_logit_floor -- MODEL MNIST_DIR TEST_IMAGES RANDOM_IMAGES [ULP]
 
 use std::path::Path;
-use zonocert_domain::Interval;
 use zonocert_network::{data::Mnist, onnx, Executor};
-use zonocert_transform::float32::F32Model;
+use zonocert_transform::float32::{point_rounding, F32Model};
 use zonocert_transform::maps::PreparedMaps;
-
-/// Per layer (index 0 = the input conversion), the model's rounding bound of each value at `x`.
-fn rounding_radii(model: &F32Model, net: &zonocert_network::Network, maps: &PreparedMaps, values: &[Option<Vec<f64>>]) -> Vec<Vec<f64>> {
-    let point = |v: usize| -> Vec<Interval> { values[v].as_ref().expect("kept").iter().map(|&t| Interval::point(t)).collect() };
-    let mut radii = vec![model.input_error(&point(0))];
-    for (k, layer) in net.layers.iter().enumerate() {
-        let second = layer.inputs.get(1).map(|v| point(v.0));
-        radii.push(model.layer_error(net, maps, k, (&point(layer.inputs[0].0), second.as_deref())));
-    }
-    radii
-}
 
 /// The largest first-order rounding of `z_c − z_j` over every ordered pair, and per layer the
 /// contribution to that pair.
 fn logit_floor(exec: &Executor<f64>, model: &F32Model, net: &zonocert_network::Network, maps: &PreparedMaps, x: &[f64]) -> (f64, Vec<f64>) {
     let values = exec.forward_all_values(x, 1, true);
-    let radii = rounding_radii(model, net, maps, &values);
+    let radii = point_rounding(model, net, maps, &values);
     let classes = values[net.output.0].as_ref().expect("output kept").len();
     let mut best = (0.0, vec![]);
     for c in 0..classes {

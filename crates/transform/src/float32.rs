@@ -268,12 +268,7 @@ pub fn first_order_rounding(model: &F32Model, net: &Network, x: &[f64]) -> Vec<f
     let exec = Executor::<f64>::new(net);
     let maps = PreparedMaps::new(net);
     let values = exec.forward_all_values(x, 1, true);
-    let point = |v: usize| -> Vec<Interval> { values[v].as_ref().expect("kept").iter().map(|&t| Interval::point(t)).collect() };
-    let mut radii: Vec<Vec<f64>> = vec![model.input_error(&point(0))];
-    for (k, layer) in net.layers.iter().enumerate() {
-        let second = layer.inputs.get(1).map(|v| point(v.0));
-        radii.push(model.layer_error(net, &maps, k, (&point(layer.inputs[0].0), second.as_deref())));
-    }
+    let radii = point_rounding(model, net, &maps, &values);
     let logits = values[net.output.0].as_ref().expect("output kept");
     let p = softmax(logits, logits.len());
     let top = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
@@ -291,6 +286,19 @@ pub fn first_order_rounding(model: &F32Model, net: &Network, x: &[f64]) -> Vec<f
             carried + theta[c] * p[c] + a
         })
         .collect()
+}
+
+/// The model's rounding bound of every value at one input, from that input's `f64` values
+/// (`values`: every value kept, [`Executor::forward_all_values`]); index = value id, so index 0
+/// is the input conversion's.
+pub fn point_rounding(model: &F32Model, net: &Network, maps: &PreparedMaps, values: &[Option<Vec<f64>>]) -> Vec<Vec<f64>> {
+    let point = |v: usize| -> Vec<Interval> { values[v].as_ref().expect("kept").iter().map(|&t| Interval::point(t)).collect() };
+    let mut radii: Vec<Vec<f64>> = vec![model.input_error(&point(0))];
+    for (k, layer) in net.layers.iter().enumerate() {
+        let second = layer.inputs.get(1).map(|v| point(v.0));
+        radii.push(model.layer_error(net, maps, k, (&point(layer.inputs[0].0), second.as_deref())));
+    }
+    radii
 }
 
 /// Adds per-neuron errors to a zonotope's independent error terms (rounded up).
