@@ -314,7 +314,23 @@ pub fn run(args: CurveArgs) -> Result<()> {
     let point_region = Region::Point(img.pixels.clone());
     let sweep = model.sweep(&args, &pixels, &bar);
     let point_method = args.point_method.unwrap_or(MethodArg::Precise);
-    let by_bit: Vec<Point> = bits.iter().map(|&b| point(&sweep, &point_region, b, point_method)).collect::<Result<_>>()?;
+    // One analysis of the image serves every bit (only the pixels' passes, and under f32 the
+    // flip hull, depend on it); a point's time is its pixels' passes' and its `set_bit`.
+    let by_bit: Vec<Point> = match bits.first() {
+        None => vec![],
+        Some(&first) => {
+            let mut engine = sweep.engine(&point_region, first, point_method)?;
+            let name = engine.method().name();
+            let mut points = Vec::with_capacity(bits.len());
+            for &b in &bits {
+                let t = Instant::now();
+                engine.set_bit(b);
+                let rows = sweep.rows(&engine, &point_region, b);
+                points.push(summarise(&rows, b, 0.0, name, t.elapsed().as_secs_f64()));
+            }
+            points
+        }
+    };
     let by_eps: Vec<Point> = eps
         .iter()
         .map(|&e| {

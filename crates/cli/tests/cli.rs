@@ -156,6 +156,33 @@ fn certify_point_is_sound_and_tight_on_tiny_model() {
     assert!(dark_in_title > 50, "heatmap title missing ({dark_in_title} dark pixels)");
 }
 
+/// The image curve runs one analysis of the image for every bit (`set_bit`; under f32 the flip
+/// hull is recomputed per bit): each bit's point equals `certify --bit` run alone at the image.
+#[test]
+fn image_curve_points_equal_certify_at_each_bit() {
+    let Some(dir) = mnist() else { return };
+    let d = tmp("image_curve_bits");
+    let common = ["--model", TINY, "--mnist", &dir, "--index", "1", "--pixels", "100,400,405", "--semantics", "f32", "--quiet", "--json"];
+    let curve_out = d.join("curve");
+    let mut argv = vec!["curve", "--bits", "7,0,3", "--eps", "", "--point-method", "diff-zonotope", "--attack-rounds", "1"];
+    argv.extend(common);
+    argv.extend(["--out", curve_out.to_str().unwrap()]);
+    let v = ok_json(&argv);
+    let by_bit = v["by_bit"].as_array().unwrap();
+    assert_eq!(by_bit.len(), 3);
+    for p in by_bit {
+        let bit = p["bit"].as_u64().unwrap().to_string();
+        let out = d.join(format!("bit{bit}"));
+        let mut argv = vec!["certify", "--method", "diff-zonotope", "--bit", &bit];
+        argv.extend(common);
+        argv.extend(["--out", out.to_str().unwrap()]);
+        let c = ok_json(&argv);
+        assert_eq!(p["certified_max"].as_f64(), c["max_upper"].as_f64(), "bit {bit}: curve {p} against certify {}", c["max_upper"]);
+        assert!(c["flip_hull_bound"].as_f64().is_some(), "bit {bit}: no flip hull at the image under f32");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// `curve`: both curves, certified ≥ lower at every point, the precise method exact at ε = 0
 /// (certified = certified lower end), both PNGs written.
 #[test]
