@@ -21,17 +21,23 @@ fn logit_floor(exec: &Executor<f64>, model: &F32Model, net: &zonocert_network::N
     let values = exec.forward_all_values(x, 1, true);
     let radii = point_rounding(model, net, maps, &values);
     let classes = values[net.output.0].as_ref().expect("output kept").len();
-    let mut best = (0.0, vec![]);
-    for c in 0..classes {
-        for j in (0..classes).filter(|&j| j != c) {
+    // One reverse pass per class; a pair's gradient is the difference of two (the derivative
+    // is linear in the output direction), and |∂(z_c − z_j)| is the same both ways round.
+    let grads: Vec<Vec<Option<Vec<f64>>>> = (0..classes)
+        .map(|c| {
             let mut dz = vec![0.0; classes];
             dz[c] = 1.0;
-            dz[j] = -1.0;
-            let grads = exec.value_gradients(&values, 1, dz);
-            let per_layer: Vec<f64> = grads
-                .iter()
-                .zip(&radii)
-                .map(|(g, r)| g.as_ref().map_or(0.0, |g| g.iter().zip(r).map(|(g, r)| g.abs() * r).sum()))
+            exec.value_gradients(&values, 1, dz)
+        })
+        .collect();
+    let mut best = (0.0, vec![]);
+    for c in 0..classes {
+        for j in c + 1..classes {
+            let per_layer: Vec<f64> = (0..radii.len())
+                .map(|v| match (&grads[c][v], &grads[j][v]) {
+                    (Some(gc), Some(gj)) => gc.iter().zip(gj).zip(&radii[v]).map(|((a, b), r)| (a - b).abs() * r).sum(),
+                    _ => 0.0,
+                })
                 .collect();
             let total: f64 = per_layer.iter().sum();
             if total > best.0 {

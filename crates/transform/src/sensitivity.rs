@@ -330,7 +330,7 @@ impl<'a> Certifier<'a> {
         let dx = logit_differences(&x.output);
         let trivial = finish(0, delta_bounds(&dx, &unbounded_differences(classes)), false).upper;
         let p_region = probability_bounds(classes, &|j, c| dx[j][c]);
-        let hull = flip_hull_bounds(net, &maps, &region, settings, domain);
+        let hull = flip_hull_bounds(net, &maps, &region, settings);
         Certifier { net, maps, region, settings, input, x, dx, pool_after_x: pool, classes, kept, trivial, p_region, hull }
     }
 
@@ -356,12 +356,13 @@ impl<'a> Certifier<'a> {
     }
 
     /// Certifies flips of `bit` from now on. The region analysis does not depend on the bit
-    /// (only each pixel's input difference does), so one certifier serves every bit.
+    /// (only each pixel's input difference does), so one certifier serves every bit; the flip
+    /// hull does, and is analysed again.
     pub fn set_bit(&mut self, bit: u8) {
         if bit != self.settings.bit {
             self.settings.bit = bit;
             if self.hull.is_some() {
-                self.hull = flip_hull_bounds(self.net, &self.maps, &self.region, self.settings, region_domain(self.settings));
+                self.hull = flip_hull_bounds(self.net, &self.maps, &self.region, self.settings);
             }
         }
     }
@@ -544,7 +545,7 @@ impl<'a> Certifier<'a> {
         let mut pool = self.pool_after_x.clone();
         let interval = self.settings.method == Method::Interval;
         let d_in = Zonotope::from_box(&self.difference_box(i), &mut pool, !interval);
-        // The twin's second forward analysis runs per pixel: no reverse passes there.
+        // Per pixel, so `--region-backsub`'s reverse passes cost once per pixel here.
         let domain = if interval { Domain::Interval } else { Domain::Zonotope { budget, backsub: self.settings.region_backsub } };
         let zp = forward(self.net, &self.maps, self.input.add(&d_in), &mut pool, domain, false).output;
         let dxp = logit_differences(&zp);
@@ -641,9 +642,10 @@ fn flip_hull_box(region: &Region, bit: u8) -> Option<Vec<Interval>> {
 /// executions, so it is loose where the differential analysis works; it stays informative
 /// where that analysis's carried rounding compounds (a float32 B0 at one image). `None`
 /// elsewhere, or when the hull's analysis overflows.
-fn flip_hull_bounds(net: &Network, maps: &PreparedMaps, region: &Region, settings: Settings, domain: Domain) -> Option<Vec<f64>> {
+fn flip_hull_bounds(net: &Network, maps: &PreparedMaps, region: &Region, settings: Settings) -> Option<Vec<f64>> {
     let Semantics::F32(m) = settings.semantics else { return None };
     let hull = flip_hull_box(region, settings.bit)?;
+    let domain = region_domain(settings);
     let mut pool = SymbolPool::new();
     let input = Zonotope::from_box(&hull, &mut pool, domain != Domain::Interval);
     let out = forward(net, maps, input, &mut pool, domain, false);
